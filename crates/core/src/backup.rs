@@ -1,0 +1,419 @@
+//! Backup: walk -> chunk -> ChunkId -> dedup -> encode -> encrypt into packs -> write packs -> index ->
+//! snapshot. The walker (this thread) reads and hashes; a pool of encoders compresses; one packer encrypts
+//! and seals packs; one writer puts them on the stores. Bounded channels between the stages keep memory
+//! bounded whatever the input size (a few chunks per stage plus two packs).
+//!
+//! Crash safety comes from the order of writes: every pack before the index that names it, the index before
+//! the snapshot. A process killed at any point leaves earlier snapshots untouched and at worst packs that
+//! nothing references.
+
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::format::index::Location;
+use crate::format::pack::{self, BlobType, Codec, PackBuilder};
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::tree::{self, Node, NodeKind};
+use crate::ids::{ChunkId, SnapshotId};
+use crate::repo::Repo;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+const ZSTD_LEVEL: i32 = 3;
+
+#[derive(Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub tags: Vec<String>,
+    pub host: Option<String>,
+    pub locked_until: Option<String>,
+    /// Encoder threads; 0 means one per core.
+    pub threads: usize,
+}
+
+/// Live counters for progress display, updated by the pipeline.
+#[derive(Default)]
+pub struct Progress {
+    pub files: AtomicU64,
+    pub bytes: AtomicU64,
+    pub bytes_stored: AtomicU64,
+}
+
+pub struct BackupResult {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+    pub parent: Option<SnapshotId>,
+}
+
+/// A blob on its way to a pack.
+struct Encoded {
+    id: ChunkId,
+    blob_type: BlobType,
+    codec: Codec,
+    data: Vec<u8>,
+    raw_length: u32,
+}
+
+/// What the walker hands to the encoders.
+struct Raw {
+    id: ChunkId,
+    blob_type: BlobType,
+    data: Vec<u8>,
+}
+
+/// The absolute paths given to `backup`, arranged as the directory tree that holds them.
+#[derive(Default)]
+struct Virtual {
+    children: BTreeMap<Vec<u8>, VEntry>,
+}
+
+enum VEntry {
+    Real(PathBuf),
+    Dir(PathBuf, Virtual),
+}
+
+fn build_virtual(paths: &[PathBuf]) -> Result<Virtual> {
+    let mut root = Virtual::default();
+    for p in paths {
+        let abs = std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))?;
+        let comps: Vec<&OsStr> = abs
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        if comps.is_empty() {
+            return Err(Error::Usage("backing up / as a whole is not supported; name the directories".into()));
+        }
+        let mut node = &mut root;
+        let mut here = PathBuf::from("/");
+        for (i, c) in comps.iter().enumerate() {
+            here.push(c);
+            let key = c.as_bytes().to_vec();
+            if i + 1 == comps.len() {
+                node.children.insert(key, VEntry::Real(here.clone()));
+                break;
+            }
+            let e = node.children.entry(key).or_insert_with(|| VEntry::Dir(here.clone(), Virtual::default()));
+            match e {
+                VEntry::Dir(_, v) => node = v,
+                // A parent of this path is itself backed up whole: nothing more to add.
+                VEntry::Real(_) => break,
+            }
+        }
+    }
+    Ok(root)
+}
+
+struct Walker<'a> {
+    repo: &'a Repo,
+    raw_tx: Sender<Raw>,
+    /// ChunkIds already sent to the pipeline in this session.
+    pending: HashSet<ChunkId>,
+    summary: Summary,
+    progress: &'a Progress,
+    warn: &'a (dyn Fn(&Error) + Sync),
+}
+
+/// The pipeline stopped downstream (its error is reported by the stage that failed).
+struct Aborted;
+
+impl Walker<'_> {
+    fn known(&self, id: &ChunkId) -> bool {
+        self.pending.contains(id) || self.repo.lookup(id).is_some()
+    }
+
+    fn submit(&mut self, id: ChunkId, blob_type: BlobType, data: Vec<u8>) -> Result<(), Aborted> {
+        if self.known(&id) {
+            return Ok(());
+        }
+        self.pending.insert(id);
+        self.summary.new_chunks += 1;
+        self.summary.new_bytes += data.len() as u64;
+        self.raw_tx.send(Raw { id, blob_type, data }).map_err(|_| Aborted)
+    }
+
+    fn unreadable(&mut self, e: Error, path: &Path) {
+        (self.warn)(&e);
+        self.summary.unreadable.push(path.display().to_string());
+    }
+
+    fn node_from_meta(name: &[u8], md: &std::fs::Metadata, kind: NodeKind) -> Node {
+        Node {
+            name: name.to_vec(),
+            kind,
+            mode: md.mode(),
+            mtime_sec: md.mtime(),
+            mtime_nsec: md.mtime_nsec().clamp(0, 999_999_999) as u32,
+            size: if md.is_file() { md.size() } else { 0 },
+            dev: md.dev(),
+            inode: md.ino(),
+        }
+    }
+
+    /// Back up one path into a node, or None if it could not be read (already reported).
+    fn entry(&mut self, name: &[u8], path: &Path, parent: Option<&Node>) -> Result<Option<Node>, Aborted> {
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.unreadable(Error::io("stat", path, e), path);
+                return Ok(None);
+            }
+        };
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            return match std::fs::read_link(path) {
+                Ok(t) => {
+                    self.summary.symlinks += 1;
+                    Ok(Some(Self::node_from_meta(name, &md, NodeKind::Symlink { target: t.as_os_str().as_bytes().to_vec() })))
+                }
+                Err(e) => {
+                    self.unreadable(Error::io("read link", path, e), path);
+                    Ok(None)
+                }
+            };
+        }
+        if ft.is_dir() {
+            let parent_tree = parent.and_then(|p| match &p.kind {
+                NodeKind::Dir { subtree } => self.repo.load_tree(subtree).ok(),
+                _ => None,
+            });
+            return match self.dir(path, parent_tree) {
+                Ok(Some(subtree)) => Ok(Some(Self::node_from_meta(name, &md, NodeKind::Dir { subtree }))),
+                Ok(None) => Ok(None),
+                Err(a) => Err(a),
+            };
+        }
+        if ft.is_file() {
+            self.summary.files += 1;
+            self.summary.bytes += md.size();
+            self.progress.files.fetch_add(1, Ordering::Relaxed);
+            if let Some(p) = parent {
+                if let NodeKind::File { chunks } = &p.kind {
+                    let unchanged = p.size == md.size()
+                        && p.mtime_sec == md.mtime()
+                        && p.mtime_nsec as i64 == md.mtime_nsec()
+                        && p.inode == md.ino()
+                        && chunks.iter().all(|c| self.known(c));
+                    if unchanged {
+                        self.progress.bytes.fetch_add(md.size(), Ordering::Relaxed);
+                        return Ok(Some(Self::node_from_meta(name, &md, NodeKind::File { chunks: chunks.clone() })));
+                    }
+                }
+            }
+            return match self.file(path) {
+                Ok(Some(chunks)) => Ok(Some(Self::node_from_meta(name, &md, NodeKind::File { chunks }))),
+                Ok(None) => Ok(None),
+                Err(a) => Err(a),
+            };
+        }
+        // Sockets, FIFOs and devices carry no content to keep.
+        (self.warn)(&Error::Usage(format!("skipping {}: not a file, directory or symlink", path.display())));
+        Ok(None)
+    }
+
+    fn file(&mut self, path: &Path) -> Result<Option<Vec<ChunkId>>, Aborted> {
+        let f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.unreadable(Error::io("open", path, e), path);
+                return Ok(None);
+            }
+        };
+        self.summary.files_read += 1;
+        let mut chunks = Vec::new();
+        let keys = self.repo.current_keys();
+        for c in Chunker::new(std::io::BufReader::with_capacity(1 << 20, f), self.repo.config.chunker) {
+            let data = match c {
+                Ok(d) => d,
+                Err(e) => {
+                    self.unreadable(Error::io("read", path, e), path);
+                    return Ok(None);
+                }
+            };
+            self.summary.bytes_read += data.len() as u64;
+            self.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            let id = keys.chunk_id(&data);
+            chunks.push(id);
+            self.submit(id, BlobType::Data, data)?;
+        }
+        Ok(Some(chunks))
+    }
+
+    fn dir(&mut self, path: &Path, parent: Option<Vec<Node>>) -> Result<Option<ChunkId>, Aborted> {
+        let rd = match std::fs::read_dir(path) {
+            Ok(rd) => rd,
+            Err(e) => {
+                self.unreadable(Error::io("read dir", path, e), path);
+                return Ok(None);
+            }
+        };
+        let mut names = Vec::new();
+        for ent in rd {
+            match ent {
+                Ok(e) => names.push(e.file_name()),
+                Err(e) => self.unreadable(Error::io("read dir", path, e), path),
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let parent: HashMap<&[u8], &Node> = parent.iter().flatten().map(|n| (n.name.as_slice(), n)).collect();
+        let mut nodes = Vec::with_capacity(names.len());
+        for n in &names {
+            let name = n.as_bytes();
+            if let Some(node) = self.entry(name, &path.join(n), parent.get(name).copied())? {
+                nodes.push(node);
+            }
+        }
+        self.summary.dirs += 1;
+        self.tree(nodes).map(Some)
+    }
+
+    fn tree(&mut self, nodes: Vec<Node>) -> Result<ChunkId, Aborted> {
+        let bytes = tree::encode(&nodes);
+        let id = self.repo.current_keys().chunk_id(&bytes);
+        self.submit(id, BlobType::Tree, bytes)?;
+        Ok(id)
+    }
+
+    fn virtual_dir(&mut self, v: &Virtual, parent: Option<Vec<Node>>) -> Result<ChunkId, Aborted> {
+        let parent: HashMap<&[u8], &Node> = parent.iter().flatten().map(|n| (n.name.as_slice(), n)).collect();
+        let mut nodes = Vec::new();
+        for (name, e) in &v.children {
+            let p = parent.get(name.as_slice()).copied();
+            let node = match e {
+                VEntry::Real(path) => self.entry(name, path, p)?,
+                VEntry::Dir(path, sub) => {
+                    let ptree = p.and_then(|p| match &p.kind {
+                        NodeKind::Dir { subtree } => self.repo.load_tree(subtree).ok(),
+                        _ => None,
+                    });
+                    let subtree = self.virtual_dir(sub, ptree)?;
+                    match std::fs::symlink_metadata(path) {
+                        Ok(md) => Some(Self::node_from_meta(name, &md, NodeKind::Dir { subtree })),
+                        Err(e) => {
+                            self.unreadable(Error::io("stat", path, e), path);
+                            None
+                        }
+                    }
+                }
+            };
+            nodes.extend(node);
+        }
+        self.tree(nodes)
+    }
+}
+
+fn encoder(rx: Receiver<Raw>, tx: Sender<Encoded>) {
+    for raw in rx {
+        let raw_length = raw.data.len() as u32;
+        let (codec, data) = pack::encode(&raw.data, ZSTD_LEVEL);
+        if tx.send(Encoded { id: raw.id, blob_type: raw.blob_type, codec, data, raw_length }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Encrypt blobs into packs; hand each full pack to the writer. Returns the index entries of all packs.
+fn packer(repo: &Repo, rx: Receiver<Encoded>, tx: Sender<(PackBuilder, Vec<(ChunkId, Location)>)>) -> Result<(), Aborted> {
+    let keys = repo.current_keys();
+    let target = repo.config.pack_size as usize;
+    let mut builder = PackBuilder::new(keys, target + (5 << 20));
+    let mut entries = Vec::new();
+    for e in rx {
+        let be = builder.add(&repo.vault_id, &repo.tenant, e.blob_type, e.codec, e.id, &e.data, e.raw_length);
+        entries.push((e.id, Location { pack: builder.id, blob_type: e.blob_type, codec: e.codec, index: entries.len() as u32, offset: be.offset, length: be.length, raw_length: be.raw_length }));
+        if builder.len() >= target {
+            let full = std::mem::replace(&mut builder, PackBuilder::new(keys, target + (5 << 20)));
+            tx.send((full, std::mem::take(&mut entries))).map_err(|_| Aborted)?;
+        }
+    }
+    if !builder.is_empty() {
+        tx.send((builder, entries)).map_err(|_| Aborted)?;
+    }
+    Ok(())
+}
+
+fn writer(repo: &Repo, rx: Receiver<(PackBuilder, Vec<(ChunkId, Location)>)>, progress: &Progress) -> Result<Vec<(ChunkId, Location)>> {
+    let mut all = Vec::new();
+    for (builder, entries) in rx {
+        let (id, bytes, _) = builder.finish(&repo.vault_id, &repo.tenant);
+        let n = repo.write_pack(&id, &bytes)?;
+        progress.bytes_stored.fetch_add(n, Ordering::Relaxed);
+        all.extend(entries);
+    }
+    Ok(all)
+}
+
+/// The newest snapshot of the same host and paths, whose unchanged files need not be read again.
+fn find_parent(repo: &Repo, host: &str, paths: &[String]) -> Result<Option<(SnapshotId, Snapshot)>> {
+    let (all, _) = repo.snapshots()?;
+    Ok(all.into_iter().rev().find(|(_, s)| s.host == host && s.paths == paths))
+}
+
+pub fn backup(repo: &mut Repo, opts: &BackupOptions, progress: &Progress, warn: &(dyn Fn(&Error) + Sync)) -> Result<BackupResult> {
+    let start = Instant::now();
+    if opts.paths.is_empty() {
+        return Err(Error::Usage("backup needs at least one path".into()));
+    }
+    let mut paths: Vec<String> = Vec::new();
+    for p in &opts.paths {
+        std::fs::symlink_metadata(p).map_err(|e| Error::io("stat", p, e))?;
+        let abs = std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))?;
+        paths.push(abs.display().to_string());
+    }
+    paths.sort();
+    paths.dedup();
+    let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
+    let parent = find_parent(repo, &host, &paths)?;
+    let parent_root = match &parent {
+        Some((_, s)) => repo.load_tree(&s.tree_id()?).ok(),
+        None => None,
+    };
+    let virt = build_virtual(&opts.paths)?;
+    let threads = if opts.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { opts.threads };
+
+    let (raw_tx, raw_rx) = bounded::<Raw>(threads * 2);
+    let (enc_tx, enc_rx) = bounded::<Encoded>(threads * 2);
+    let (pack_tx, pack_rx) = bounded(1);
+    let repo_ref: &Repo = repo;
+    let (walk, written) = std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (rx, tx) = (raw_rx.clone(), enc_tx.clone());
+            s.spawn(move || encoder(rx, tx));
+        }
+        drop((raw_rx, enc_tx));
+        s.spawn(move || packer(repo_ref, enc_rx, pack_tx));
+        let writer = s.spawn(move || writer(repo_ref, pack_rx, progress));
+        let mut w = Walker { repo: repo_ref, raw_tx, pending: HashSet::new(), summary: Summary::default(), progress, warn };
+        let root = w.virtual_dir(&virt, parent_root);
+        let summary = std::mem::take(&mut w.summary);
+        drop(w);
+        let written = writer.join().expect("pack writer thread panicked");
+        (root.map(|r| (r, summary)), written)
+    });
+    // The writer's error explains an aborted walk, so it takes precedence.
+    let entries = written?;
+    let (root, mut summary) = walk.map_err(|_| Error::Usage("backup pipeline stopped".into()))?;
+    let index_bytes = repo.write_index(entries)?;
+    summary.bytes_stored = progress.bytes_stored.load(Ordering::Relaxed) + index_bytes;
+    summary.seconds = start.elapsed().as_secs_f64();
+    let snapshot = Snapshot {
+        version: 1,
+        time: crate::repo::now_rfc3339(),
+        host,
+        tags: opts.tags.clone(),
+        paths,
+        tree: root.to_hex(),
+        parent: parent.as_ref().map(|(id, _)| id.to_hex()),
+        locked_until: opts.locked_until.clone(),
+        summary,
+    };
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupResult { id, snapshot, parent: parent.map(|(id, _)| id) })
+}

@@ -1,0 +1,205 @@
+//! Cryptographic primitives and the key hierarchy of DESIGN.md section 3.
+//!
+//! Passphrase -> Argon2id -> KEK -> unwraps the master key (MK). MK unwraps tenant keys (TK); HKDF-SHA256
+//! derives from each TK the `data`, `id` and `meta` keys. Packs and metadata objects get their own AEAD key
+//! from HKDF(derived key, random 32-byte salt), which is why counter nonces are safe. All key material is
+//! zeroized on drop.
+
+use crate::error::{Error, Result};
+use crate::ids::ChunkId;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::rand::{SecureRandom, SystemRandom};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+pub const TAG_LEN: usize = 16;
+pub const NONCE_LEN: usize = 12;
+
+pub fn fill_random(buf: &mut [u8]) {
+    SystemRandom::new().fill(buf).expect("the operating system's random number generator failed");
+}
+
+pub fn random32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    fill_random(&mut b);
+    b
+}
+
+/// 32 bytes of key material, wiped when dropped and never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub struct SecretKey([u8; 32]);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+impl SecretKey {
+    pub fn random() -> Self {
+        SecretKey(random32())
+    }
+    pub fn from_bytes(b: [u8; 32]) -> Self {
+        SecretKey(b)
+    }
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// HKDF-SHA256 with this key as input key material.
+    pub fn derive(&self, salt: &[u8], info: &str) -> SecretKey {
+        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(&self.0);
+        let info = [info.as_bytes()];
+        let okm = prk.expand(&info, ring::hkdf::HKDF_SHA256).expect("HKDF output length is valid");
+        let mut out = [0u8; 32];
+        okm.fill(&mut out).expect("HKDF fill of 32 bytes");
+        SecretKey(out)
+    }
+
+    pub fn aead(&self) -> AeadKey {
+        AeadKey(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.0).expect("32-byte AES key")))
+    }
+}
+
+/// An AES-256-GCM key ready for use.
+pub struct AeadKey(LessSafeKey);
+
+impl AeadKey {
+    pub fn seal(&self, nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
+        buf.extend_from_slice(plaintext);
+        self.0
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+            .expect("AES-GCM seal cannot fail for inputs under 64 GiB");
+        buf
+    }
+
+    /// Decrypt and authenticate; `object` names what is being opened for the error message.
+    pub fn open(&self, nonce: [u8; NONCE_LEN], aad: &[u8], ciphertext: &[u8], object: &str) -> Result<Vec<u8>> {
+        let mut buf = ciphertext.to_vec();
+        let n = self
+            .0
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+            .map_err(|_| Error::corrupt(object, "authentication failed (altered, truncated or moved ciphertext)"))?
+            .len();
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+/// Nonce for blob `index` of a pack: the index as a little-endian u64, then four zero bytes.
+pub fn counter_nonce(index: u64) -> [u8; NONCE_LEN] {
+    let mut n = [0u8; NONCE_LEN];
+    n[..8].copy_from_slice(&index.to_le_bytes());
+    n
+}
+
+/// Argon2id cost parameters, stored in each key file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KdfParams {
+    pub m_kib: u32,
+    pub t: u32,
+    pub p: u32,
+}
+
+impl Default for KdfParams {
+    fn default() -> Self {
+        KdfParams { m_kib: 64 * 1024, t: 3, p: 1 }
+    }
+}
+
+impl KdfParams {
+    /// Bounds checked before any work, so a forged key file cannot exhaust memory or time.
+    pub fn validate(&self) -> Result<()> {
+        if self.m_kib < 8 || self.m_kib > 4 * 1024 * 1024 || self.t == 0 || self.t > 64 || self.p == 0 || self.p > 16 {
+            return Err(Error::malformed("key file", format!("argon2 parameters out of range: {self:?}")));
+        }
+        Ok(())
+    }
+
+    /// Derive the key-encryption key from a passphrase.
+    pub fn derive_kek(&self, passphrase: &[u8], salt: &[u8]) -> Result<SecretKey> {
+        self.validate()?;
+        let params = argon2::Params::new(self.m_kib, self.t, self.p, Some(32))
+            .map_err(|e| Error::malformed("key file", format!("argon2 parameters: {e}")))?;
+        let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut out = [0u8; 32];
+        a.hash_password_into(passphrase, salt, &mut out)
+            .map_err(|e| Error::malformed("key file", format!("argon2: {e}")))?;
+        let k = SecretKey(out);
+        out.zeroize();
+        Ok(k)
+    }
+}
+
+/// The keys of one tenant key version, derived from its TK.
+pub struct TenantKeys {
+    pub version: u32,
+    pub data: SecretKey,
+    pub meta: SecretKey,
+    id_key: SecretKey,
+}
+
+impl TenantKeys {
+    pub fn derive(version: u32, tk: &SecretKey) -> Self {
+        TenantKeys {
+            version,
+            data: tk.derive(&[], "mvault/v1/data"),
+            meta: tk.derive(&[], "mvault/v1/meta"),
+            id_key: tk.derive(&[], "mvault/v1/id"),
+        }
+    }
+
+    pub fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
+        ChunkId(*blake3::keyed_hash(self.id_key.expose(), plaintext).as_bytes())
+    }
+
+    /// A hasher for ChunkIds over data that arrives in pieces (restore `--verify`).
+    pub fn chunk_hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(self.id_key.expose())
+    }
+
+    pub fn pack_key(&self, salt: &[u8; 32]) -> AeadKey {
+        self.data.derive(salt, "mvault/v1/pack").aead()
+    }
+
+    pub fn object_key(&self, salt: &[u8; 32]) -> AeadKey {
+        self.meta.derive(salt, "mvault/v1/object").aead()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_aad_binding() {
+        let k = SecretKey::random().aead();
+        let ct = k.seal(counter_nonce(7), b"aad", b"hello");
+        assert_eq!(k.open(counter_nonce(7), b"aad", &ct, "t").unwrap(), b"hello");
+        assert!(k.open(counter_nonce(8), b"aad", &ct, "t").is_err(), "other nonce must fail");
+        assert!(k.open(counter_nonce(7), b"aae", &ct, "t").is_err(), "other aad must fail");
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        assert!(k.open(counter_nonce(7), b"aad", &bad, "t").is_err(), "flipped byte must fail");
+    }
+
+    #[test]
+    fn derived_keys_differ_and_are_deterministic() {
+        let tk = SecretKey::random();
+        let a = TenantKeys::derive(1, &tk);
+        let b = TenantKeys::derive(1, &tk);
+        assert_eq!(a.chunk_id(b"x"), b.chunk_id(b"x"));
+        assert_ne!(a.data, a.meta);
+        let other = TenantKeys::derive(1, &SecretKey::random());
+        assert_ne!(a.chunk_id(b"x"), other.chunk_id(b"x"), "ChunkIds are keyed per tenant");
+    }
+
+    #[test]
+    fn kdf_rejects_absurd_params() {
+        assert!(KdfParams { m_kib: u32::MAX, t: 1, p: 1 }.validate().is_err());
+        assert!(KdfParams { m_kib: 64, t: 0, p: 1 }.validate().is_err());
+        let p = KdfParams { m_kib: 64, t: 1, p: 1 };
+        assert_eq!(p.derive_kek(b"pw", &[1; 16]).unwrap(), p.derive_kek(b"pw", &[1; 16]).unwrap());
+        assert_ne!(p.derive_kek(b"pw", &[1; 16]).unwrap(), p.derive_kek(b"pX", &[1; 16]).unwrap());
+    }
+}

@@ -1,0 +1,17 @@
+//! ModelVault core: everything below the CLI and the server. See docs/ARCHITECTURE.md for the layers and
+//! docs/FORMAT.md for the bytes.
+
+pub mod backup;
+pub mod check;
+pub mod chunker;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod ids;
+pub mod model;
+pub mod redundancy;
+pub mod repo;
+pub mod restore;
+pub mod store;
+
+pub use error::{Error, Result};
