@@ -5,6 +5,7 @@ pub mod backup;
 pub mod check;
 pub mod chunker;
 pub mod crypto;
+pub mod dircmp;
 pub mod error;
 pub mod format;
 pub mod ids;

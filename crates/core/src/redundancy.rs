@@ -40,7 +40,9 @@ pub fn place(pack: &PackId, stores: &[StoreSpec], n: usize) -> Vec<usize> {
 /// Cut a pack into `k + m` shard payloads.
 pub fn split(pack: &[u8], k: u8, m: u8) -> Result<Vec<Vec<u8>>> {
     if k != 1 {
-        return Err(Error::Usage(format!("erasure coding k={k} is not supported by this build; use k=1 (replication)")));
+        return Err(Error::Usage(format!(
+            "erasure coding k={k} is not supported by this build; use k=1 (replication)"
+        )));
     }
     Ok((0..=m).map(|_| pack.to_vec()).collect())
 }
@@ -50,7 +52,14 @@ mod tests {
     use super::*;
 
     fn stores(n: usize, domains: usize) -> Vec<StoreSpec> {
-        (0..n).map(|i| StoreSpec { id: format!("s{i}"), url: String::new(), domain: format!("d{}", i % domains), weight: 1 }).collect()
+        (0..n)
+            .map(|i| StoreSpec {
+                id: format!("s{i}"),
+                url: String::new(),
+                domain: format!("d{}", i % domains),
+                weight: 1,
+            })
+            .collect()
     }
 
     #[test]
@@ -69,7 +78,9 @@ mod tests {
     fn placement_follows_weight() {
         let mut s = stores(2, 2);
         s[0].weight = 3;
-        let first0 = (0..4000).filter(|_| place(&PackId::random(), &s, 1)[0] == 0).count();
+        let first0 = (0..4000)
+            .filter(|_| place(&PackId::random(), &s, 1)[0] == 0)
+            .count();
         // expected share 3/4 = 3000; allow a wide band so the test is not flaky
         assert!((2800..3200).contains(&first0), "{first0}");
     }

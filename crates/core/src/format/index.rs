@@ -24,7 +24,14 @@ pub fn encode(entries: &[(ChunkId, Location)]) -> Vec<u8> {
     let mut w = Writer::with_header(MAGIC, 1);
     w.u32(entries.len() as u32);
     for (id, l) in entries {
-        w.bytes(&id.0).bytes(&l.pack.0).u8(l.blob_type as u8).u8(l.codec as u8).u32(l.index).u32(l.offset).u32(l.length).u32(l.raw_length);
+        w.bytes(&id.0)
+            .bytes(&l.pack.0)
+            .u8(l.blob_type as u8)
+            .u8(l.codec as u8)
+            .u32(l.index)
+            .u32(l.offset)
+            .u32(l.length)
+            .u32(l.raw_length);
     }
     w.into_vec()
 }
@@ -38,10 +45,22 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<(ChunkId, Location)>> {
         let id = ChunkId(r.array()?);
         let pack = PackId(r.array()?);
         let t = r.u8()?;
-        let blob_type = BlobType::from_u8(t).ok_or_else(|| r.err(format!("unknown blob type {t}")))?;
+        let blob_type =
+            BlobType::from_u8(t).ok_or_else(|| r.err(format!("unknown blob type {t}")))?;
         let c = r.u8()?;
         let codec = Codec::from_u8(c).ok_or_else(|| r.err(format!("unknown codec {c}")))?;
-        out.push((id, Location { pack, blob_type, codec, index: r.u32()?, offset: r.u32()?, length: r.u32()?, raw_length: r.u32()? }));
+        out.push((
+            id,
+            Location {
+                pack,
+                blob_type,
+                codec,
+                index: r.u32()?,
+                offset: r.u32()?,
+                length: r.u32()?,
+                raw_length: r.u32()?,
+            },
+        ));
     }
     r.finish()?;
     Ok(out)

@@ -69,12 +69,20 @@ pub struct BlobContext<'a> {
 impl BlobContext<'_> {
     fn blob_aad(&self, index: u32, t: BlobType, codec: Codec, id: &ChunkId) -> Vec<u8> {
         let mut w = super::aad("mvault/v1/blob", self.vault);
-        w.bytes16(self.tenant.as_bytes()).u32(self.key_version).bytes(&self.pack.0).u32(index).u8(t as u8).u8(codec as u8).bytes(&id.0);
+        w.bytes16(self.tenant.as_bytes())
+            .u32(self.key_version)
+            .bytes(&self.pack.0)
+            .u32(index)
+            .u8(t as u8)
+            .u8(codec as u8)
+            .bytes(&id.0);
         w.into_vec()
     }
     fn table_aad(&self) -> Vec<u8> {
         let mut w = super::aad("mvault/v1/table", self.vault);
-        w.bytes16(self.tenant.as_bytes()).u32(self.key_version).bytes(&self.pack.0);
+        w.bytes16(self.tenant.as_bytes())
+            .u32(self.key_version)
+            .bytes(&self.pack.0);
         w.into_vec()
     }
 }
@@ -96,7 +104,13 @@ impl PackBuilder {
         let mut w = Writer::with_header(MAGIC, 1);
         w.u32(keys.version).bytes(&id.0).bytes(&salt);
         buf.extend_from_slice(&w.into_vec());
-        PackBuilder { id, key_version: keys.version, key: keys.pack_key(&salt), buf, entries: Vec::new() }
+        PackBuilder {
+            id,
+            key_version: keys.version,
+            key: keys.pack_key(&salt),
+            buf,
+            entries: Vec::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -112,11 +126,36 @@ impl PackBuilder {
     }
 
     /// Encrypt and append one encoded blob; returns its table entry.
-    pub fn add(&mut self, vault: &VaultId, tenant: &str, t: BlobType, codec: Codec, id: ChunkId, encoded: &[u8], raw_length: u32) -> BlobEntry {
+    pub fn add(
+        &mut self,
+        vault: &VaultId,
+        tenant: &str,
+        t: BlobType,
+        codec: Codec,
+        id: ChunkId,
+        encoded: &[u8],
+        raw_length: u32,
+    ) -> BlobEntry {
         let index = self.entries.len() as u32;
-        let ctx = BlobContext { vault, tenant, key_version: self.key_version, pack: &self.id };
-        let ct = self.key.seal(counter_nonce(index as u64), &ctx.blob_aad(index, t, codec, &id), encoded);
-        let e = BlobEntry { blob_type: t, codec, id, offset: self.buf.len() as u32, length: ct.len() as u32, raw_length };
+        let ctx = BlobContext {
+            vault,
+            tenant,
+            key_version: self.key_version,
+            pack: &self.id,
+        };
+        let ct = self.key.seal(
+            counter_nonce(index as u64),
+            &ctx.blob_aad(index, t, codec, &id),
+            encoded,
+        );
+        let e = BlobEntry {
+            blob_type: t,
+            codec,
+            id,
+            offset: self.buf.len() as u32,
+            length: ct.len() as u32,
+            raw_length,
+        };
         self.buf.extend_from_slice(&ct);
         self.entries.push(e);
         e
@@ -124,7 +163,12 @@ impl PackBuilder {
 
     /// Append the encrypted table and the trailer; returns the finished pack bytes and its entries.
     pub fn finish(mut self, vault: &VaultId, tenant: &str) -> (PackId, Vec<u8>, Vec<BlobEntry>) {
-        let ctx = BlobContext { vault, tenant, key_version: self.key_version, pack: &self.id };
+        let ctx = BlobContext {
+            vault,
+            tenant,
+            key_version: self.key_version,
+            pack: &self.id,
+        };
         let table = encode_table(&self.entries);
         let ct = self.key.seal(TABLE_NONCE, &ctx.table_aad(), &table);
         self.buf.extend_from_slice(&ct);
@@ -138,7 +182,12 @@ pub fn encode_table(entries: &[BlobEntry]) -> Vec<u8> {
     let mut w = Writer::with_header(TABLE_MAGIC, 1);
     w.u32(entries.len() as u32);
     for e in entries {
-        w.u8(e.blob_type as u8).u8(e.codec as u8).bytes(&e.id.0).u32(e.offset).u32(e.length).u32(e.raw_length);
+        w.u8(e.blob_type as u8)
+            .u8(e.codec as u8)
+            .bytes(&e.id.0)
+            .u32(e.offset)
+            .u32(e.length)
+            .u32(e.raw_length);
     }
     w.into_vec()
 }
@@ -152,7 +201,8 @@ pub fn parse_table(bytes: &[u8]) -> Result<Vec<BlobEntry>> {
         let t = r.u8()?;
         let c = r.u8()?;
         let e = BlobEntry {
-            blob_type: BlobType::from_u8(t).ok_or_else(|| r.err(format!("unknown blob type {t}")))?,
+            blob_type: BlobType::from_u8(t)
+                .ok_or_else(|| r.err(format!("unknown blob type {t}")))?,
             codec: Codec::from_u8(c).ok_or_else(|| r.err(format!("unknown codec {c}")))?,
             id: ChunkId(r.array()?),
             offset: r.u32()?,
@@ -192,7 +242,10 @@ pub fn open_pack<'k>(
 ) -> Result<OpenedPack> {
     let (key_version, id, salt) = parse_header(pack).map_err(|e| e.in_object(object))?;
     if id != *expected {
-        return Err(Error::corrupt(object, format!("holds pack {id}, expected {expected}")));
+        return Err(Error::corrupt(
+            object,
+            format!("holds pack {id}, expected {expected}"),
+        ));
     }
     if pack.len() < HEADER_LEN + TRAILER_LEN {
         return Err(Error::malformed(object, "too short for a pack"));
@@ -203,36 +256,73 @@ pub fn open_pack<'k>(
     }
     let table_len = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as usize;
     if table_len > pack.len() - HEADER_LEN - TRAILER_LEN {
-        return Err(Error::malformed(object, format!("blob table length {table_len} exceeds pack")));
+        return Err(Error::malformed(
+            object,
+            format!("blob table length {table_len} exceeds pack"),
+        ));
     }
     let table_start = pack.len() - TRAILER_LEN - table_len;
-    let keys = keys_for(key_version).ok_or_else(|| Error::corrupt(object, format!("unknown key version {key_version}")))?;
+    let keys = keys_for(key_version)
+        .ok_or_else(|| Error::corrupt(object, format!("unknown key version {key_version}")))?;
     let key = keys.pack_key(&salt);
-    let ctx = BlobContext { vault, tenant, key_version, pack: expected };
-    let table = key.open(TABLE_NONCE, &ctx.table_aad(), &pack[table_start..table_start + table_len], &format!("{object} blob table"))?;
+    let ctx = BlobContext {
+        vault,
+        tenant,
+        key_version,
+        pack: expected,
+    };
+    let table = key.open(
+        TABLE_NONCE,
+        &ctx.table_aad(),
+        &pack[table_start..table_start + table_len],
+        &format!("{object} blob table"),
+    )?;
     let entries = parse_table(&table).map_err(|e| e.in_object(object))?;
     for e in &entries {
         let end = e.offset as u64 + e.length as u64;
         if (e.offset as usize) < HEADER_LEN || end > table_start as u64 {
-            return Err(Error::malformed(object, format!("blob {} lies outside the pack body", e.id)));
+            return Err(Error::malformed(
+                object,
+                format!("blob {} lies outside the pack body", e.id),
+            ));
         }
     }
-    Ok(OpenedPack { key, key_version, entries })
+    Ok(OpenedPack {
+        key,
+        key_version,
+        entries,
+    })
 }
 
 /// Decrypt one blob given its ciphertext and where it sits: returns the encoded (maybe compressed) bytes.
-pub fn open_blob(key: &AeadKey, ctx: &BlobContext, index: u32, e: &BlobEntry, ciphertext: &[u8], object: &str) -> Result<Vec<u8>> {
-    key.open(counter_nonce(index as u64), &ctx.blob_aad(index, e.blob_type, e.codec, &e.id), ciphertext, object)
+pub fn open_blob(
+    key: &AeadKey,
+    ctx: &BlobContext,
+    index: u32,
+    e: &BlobEntry,
+    ciphertext: &[u8],
+    object: &str,
+) -> Result<Vec<u8>> {
+    key.open(
+        counter_nonce(index as u64),
+        &ctx.blob_aad(index, e.blob_type, e.codec, &e.id),
+        ciphertext,
+        object,
+    )
 }
 
 /// Undo the codec; `raw_length` bounds the output.
 pub fn decode(codec: Codec, encoded: Vec<u8>, raw_length: u32, object: &str) -> Result<Vec<u8>> {
     let out = match codec {
         Codec::None => encoded,
-        Codec::Zstd => zstd::bulk::decompress(&encoded, raw_length as usize).map_err(|e| Error::corrupt(object, format!("zstd: {e}")))?,
+        Codec::Zstd => zstd::bulk::decompress(&encoded, raw_length as usize)
+            .map_err(|e| Error::corrupt(object, format!("zstd: {e}")))?,
     };
     if out.len() != raw_length as usize {
-        return Err(Error::corrupt(object, format!("decoded {} bytes, expected {raw_length}", out.len())));
+        return Err(Error::corrupt(
+            object,
+            format!("decoded {} bytes, expected {raw_length}", out.len()),
+        ));
     }
     Ok(out)
 }

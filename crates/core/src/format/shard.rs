@@ -20,12 +20,26 @@ pub struct ShardHeader {
 
 impl ShardHeader {
     pub fn new(pack_id: PackId, index: u8, k: u8, m: u8, pack_length: u64, payload: &[u8]) -> Self {
-        ShardHeader { pack_id, index, k, m, pack_length, shard_length: payload.len() as u64, hash: *blake3::hash(payload).as_bytes() }
+        ShardHeader {
+            pack_id,
+            index,
+            k,
+            m,
+            pack_length,
+            shard_length: payload.len() as u64,
+            hash: *blake3::hash(payload).as_bytes(),
+        }
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::with_header(MAGIC, 1);
-        w.bytes(&self.pack_id.0).u8(self.index).u8(self.k).u8(self.m).u64(self.pack_length).u64(self.shard_length).bytes(&self.hash);
+        w.bytes(&self.pack_id.0)
+            .u8(self.index)
+            .u8(self.k)
+            .u8(self.m)
+            .u64(self.pack_length)
+            .u64(self.shard_length)
+            .bytes(&self.hash);
         w.into_vec()
     }
 
@@ -43,10 +57,16 @@ impl ShardHeader {
             hash: r.array()?,
         };
         if h.k == 0 || h.index as usize >= h.k as usize + h.m as usize {
-            return Err(r.err(format!("shard index {} outside k={} m={}", h.index, h.k, h.m)));
+            return Err(r.err(format!(
+                "shard index {} outside k={} m={}",
+                h.index, h.k, h.m
+            )));
         }
         if h.pack_length > (h.k as u64).saturating_mul(h.shard_length) {
-            return Err(r.err(format!("pack length {} exceeds k x shard length", h.pack_length)));
+            return Err(r.err(format!(
+                "pack length {} exceeds k x shard length",
+                h.pack_length
+            )));
         }
         Ok(h)
     }
@@ -56,10 +76,20 @@ impl ShardHeader {
         let h = Self::parse(bytes)?;
         let payload = &bytes[HEADER_LEN..];
         if payload.len() as u64 != h.shard_length {
-            return Err(Error::corrupt("shard", format!("payload is {} bytes, header says {}", payload.len(), h.shard_length)));
+            return Err(Error::corrupt(
+                "shard",
+                format!(
+                    "payload is {} bytes, header says {}",
+                    payload.len(),
+                    h.shard_length
+                ),
+            ));
         }
         if blake3::hash(payload) != blake3::Hash::from(h.hash) {
-            return Err(Error::corrupt("shard", "payload hash mismatch (bit rot or tampering)"));
+            return Err(Error::corrupt(
+                "shard",
+                "payload hash mismatch (bit rot or tampering)",
+            ));
         }
         Ok((h, payload))
     }
@@ -102,7 +132,12 @@ mod tests {
         for i in 0..obj.len() {
             let mut bad = obj.clone();
             bad[i] ^= 1;
-            assert!(ShardHeader::parse_verified(&bad).map(|(p, _)| p != h).unwrap_or(true), "flip at {i} undetected");
+            assert!(
+                ShardHeader::parse_verified(&bad)
+                    .map(|(p, _)| p != h)
+                    .unwrap_or(true),
+                "flip at {i} undetected"
+            );
         }
         assert!(ShardHeader::parse_verified(&obj[..obj.len() - 1]).is_err());
     }

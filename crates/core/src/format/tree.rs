@@ -29,7 +29,12 @@ pub struct Node {
 
 /// A name that cannot escape its directory.
 pub fn valid_name(name: &[u8]) -> bool {
-    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0) && name.len() <= u16::MAX as usize
+    !name.is_empty()
+        && name != b"."
+        && name != b".."
+        && !name.contains(&b'/')
+        && !name.contains(&0)
+        && name.len() <= u16::MAX as usize
 }
 
 pub fn encode(nodes: &[Node]) -> Vec<u8> {
@@ -41,7 +46,14 @@ pub fn encode(nodes: &[Node]) -> Vec<u8> {
             NodeKind::Dir { .. } => 1,
             NodeKind::Symlink { .. } => 2,
         };
-        w.u8(tag).bytes16(&n.name).u32(n.mode).i64(n.mtime_sec).u32(n.mtime_nsec).u64(n.size).u64(n.dev).u64(n.inode);
+        w.u8(tag)
+            .bytes16(&n.name)
+            .u32(n.mode)
+            .i64(n.mtime_sec)
+            .u32(n.mtime_nsec)
+            .u64(n.size)
+            .u64(n.dev)
+            .u64(n.inode);
         match &n.kind {
             NodeKind::File { chunks } => {
                 w.u32(chunks.len() as u32);
@@ -69,14 +81,18 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Node>> {
         let tag = r.u8()?;
         let name = r.bytes16()?.to_vec();
         if !valid_name(&name) {
-            return Err(r.err(format!("invalid entry name {:?}", String::from_utf8_lossy(&name))));
+            return Err(r.err(format!(
+                "invalid entry name {:?}",
+                String::from_utf8_lossy(&name)
+            )));
         }
         if let Some(prev) = out.last() {
             if prev.name >= name {
                 return Err(r.err("entries not sorted or not unique"));
             }
         }
-        let (mode, mtime_sec, mtime_nsec, size, dev, inode) = (r.u32()?, r.i64()?, r.u32()?, r.u64()?, r.u64()?, r.u64()?);
+        let (mode, mtime_sec, mtime_nsec, size, dev, inode) =
+            (r.u32()?, r.i64()?, r.u32()?, r.u64()?, r.u64()?, r.u64()?);
         if mtime_nsec >= 1_000_000_000 {
             return Err(r.err("mtime nanoseconds out of range"));
         }
@@ -89,11 +105,24 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Node>> {
                 }
                 NodeKind::File { chunks }
             }
-            1 => NodeKind::Dir { subtree: ChunkId(r.array()?) },
-            2 => NodeKind::Symlink { target: r.bytes16()?.to_vec() },
+            1 => NodeKind::Dir {
+                subtree: ChunkId(r.array()?),
+            },
+            2 => NodeKind::Symlink {
+                target: r.bytes16()?.to_vec(),
+            },
             t => return Err(r.err(format!("unknown node kind {t}"))),
         };
-        out.push(Node { name, kind, mode, mtime_sec, mtime_nsec, size, dev, inode });
+        out.push(Node {
+            name,
+            kind,
+            mode,
+            mtime_sec,
+            mtime_nsec,
+            size,
+            dev,
+            inode,
+        });
     }
     r.finish()?;
     Ok(out)
@@ -106,12 +135,35 @@ mod tests {
 
     fn node() -> impl Strategy<Value = Node> {
         let kind = prop_oneof![
-            proptest::collection::vec(any::<[u8; 32]>(), 0..4).prop_map(|v| NodeKind::File { chunks: v.into_iter().map(ChunkId).collect() }),
-            any::<[u8; 32]>().prop_map(|c| NodeKind::Dir { subtree: ChunkId(c) }),
-            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|t| NodeKind::Symlink { target: t }),
+            proptest::collection::vec(any::<[u8; 32]>(), 0..4).prop_map(|v| NodeKind::File {
+                chunks: v.into_iter().map(ChunkId).collect()
+            }),
+            any::<[u8; 32]>().prop_map(|c| NodeKind::Dir {
+                subtree: ChunkId(c)
+            }),
+            proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|t| NodeKind::Symlink { target: t }),
         ];
-        (proptest::collection::vec(1u8..=255, 1..20), kind, any::<u32>(), any::<i64>(), 0u32..1_000_000_000, any::<u64>(), any::<u64>(), any::<u64>())
-            .prop_map(|(name, kind, mode, s, ns, size, dev, inode)| Node { name, kind, mode, mtime_sec: s, mtime_nsec: ns, size, dev, inode })
+        (
+            proptest::collection::vec(1u8..=255, 1..20),
+            kind,
+            any::<u32>(),
+            any::<i64>(),
+            0u32..1_000_000_000,
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(|(name, kind, mode, s, ns, size, dev, inode)| Node {
+                name,
+                kind,
+                mode,
+                mtime_sec: s,
+                mtime_nsec: ns,
+                size,
+                dev,
+                inode,
+            })
     }
 
     proptest! {
@@ -132,7 +184,16 @@ mod tests {
     #[test]
     fn rejects_escaping_names() {
         for bad in [&b".."[..], b".", b"a/b", b""] {
-            let n = Node { name: bad.to_vec(), kind: NodeKind::Symlink { target: vec![] }, mode: 0, mtime_sec: 0, mtime_nsec: 0, size: 0, dev: 0, inode: 0 };
+            let n = Node {
+                name: bad.to_vec(),
+                kind: NodeKind::Symlink { target: vec![] },
+                mode: 0,
+                mtime_sec: 0,
+                mtime_nsec: 0,
+                size: 0,
+                dev: 0,
+                inode: 0,
+            };
             assert!(parse(&encode(&[n])).is_err(), "{bad:?} accepted");
         }
     }

@@ -1,0 +1,514 @@
+//! One function per subcommand. Each opens the vault, calls the core, and prints text or JSON.
+
+use crate::ui;
+use crate::{Cli, Command, Global};
+use clap::{Args, Subcommand};
+use mvault_core::backup::{self, BackupOptions};
+use mvault_core::check::{self, ReadData};
+use mvault_core::crypto::KdfParams;
+use mvault_core::format::tree::NodeKind;
+use mvault_core::repo::{InitOptions, Repo};
+use mvault_core::restore::{self, RestoreOptions};
+use mvault_core::{Error, Result};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// More stores for the vault, besides --vault (fs:/dir or a directory path).
+    #[arg(long = "store", value_name = "URL")]
+    pub stores: Vec<String>,
+    /// Keep N full copies of every pack, each on its own store (k=1, m=N-1).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub replicas: u8,
+}
+
+#[derive(Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up; they are recorded by absolute path.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// A tag for the snapshot, such as run=42 (repeatable).
+    #[arg(long = "tag", value_name = "K=V")]
+    pub tags: Vec<String>,
+    /// Record this host name instead of the machine's.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Lock the snapshot against deletion for this long (e.g. 30d, 12h).
+    #[arg(long, value_name = "DURATION", conflicts_with = "lock_until")]
+    pub lock_for: Option<humantime::Duration>,
+    /// Lock the snapshot against deletion until this date (YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_name = "DATE")]
+    pub lock_until: Option<String>,
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Snapshot id prefix or `latest`.
+    pub snapshot: String,
+    /// Only entries at or under this absolute path.
+    pub path: Option<String>,
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// Snapshot id prefix or `latest`.
+    pub snapshot: String,
+    /// Directory to restore under; it is created if needed.
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Restore only paths matching this glob (absolute, e.g. '/data/ckpt/*.safetensors'); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Re-read every restored file and check it against the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Also read, decrypt and verify every blob of every pack.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Read a random share of the packs, e.g. 10%.
+    #[arg(long, value_name = "P%")]
+    pub read_data_subset: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// List the key files.
+    List,
+    /// Add a key file with a new passphrase (from MVAULT_NEW_PASSWORD, --new-password-file or a prompt).
+    Add {
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Remove a key file by id prefix (not the one in use).
+    Remove { id: String },
+    /// Change the passphrase of the key file in use.
+    Passwd {
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+}
+
+fn vault_loc(g: &Global) -> Result<String> {
+    g.vault
+        .clone()
+        .ok_or_else(|| Error::Usage("no vault given: pass --vault DIR or set MVAULT_VAULT".into()))
+}
+
+fn open(g: &Global) -> Result<Repo> {
+    let loc = vault_loc(g)?;
+    let pw = ui::passphrase(g.password_file.as_deref())?;
+    let repo = Repo::open(&loc, &pw)?;
+    if !g.quiet {
+        for e in &repo.index_errors {
+            eprintln!("mvault: warning: {e} (its chunks count as absent; run `mvault check`)");
+        }
+    }
+    Ok(repo)
+}
+
+pub fn run(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Demo(a) => crate::demo::run(g, a),
+        Command::Init(a) => init(g, a),
+        Command::Backup(a) => backup(g, a),
+        Command::Snapshots => snapshots(g),
+        Command::Ls(a) => ls(g, a),
+        Command::Restore(a) => restore(g, a),
+        Command::Check(a) => check(g, a),
+        Command::Key(k) => key(g, k),
+    }
+}
+
+fn init(g: &Global, a: InitArgs) -> Result<i32> {
+    let loc = vault_loc(g)?;
+    let pw = ui::passphrase(g.password_file.as_deref())?;
+    ui::check_not_empty(&pw)?;
+    if a.replicas == 0 {
+        return Err(Error::Usage("--replicas must be at least 1".into()));
+    }
+    let opts = InitOptions {
+        m: a.replicas - 1,
+        extra_stores: a.stores,
+        ..Default::default()
+    };
+    let repo = Repo::init(&loc, &pw, &opts)?;
+    if g.json {
+        ui::print_json(
+            &json!({ "vault_id": repo.vault_id.to_hex(), "stores": repo.config.stores, "key_id": repo.key_id }),
+        );
+    } else {
+        println!("created vault {} at {}", repo.vault_id, loc);
+        println!("keep the passphrase safe: without it (or another key file) the data cannot be recovered");
+    }
+    Ok(0)
+}
+
+fn parse_lock_until(a: &BackupArgs) -> Result<Option<String>> {
+    if let Some(d) = a.lock_for {
+        let t = std::time::SystemTime::now() + *d;
+        return Ok(Some(humantime::format_rfc3339_seconds(t).to_string()));
+    }
+    if let Some(s) = &a.lock_until {
+        let full = if s.len() == 10 {
+            format!("{s}T00:00:00Z")
+        } else {
+            s.clone()
+        };
+        let t = humantime::parse_rfc3339_weak(&full)
+            .map_err(|e| Error::Usage(format!("--lock-until {s:?}: {e}")))?;
+        return Ok(Some(humantime::format_rfc3339_seconds(t).to_string()));
+    }
+    Ok(None)
+}
+
+fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
+    let locked_until = parse_lock_until(&a)?;
+    let mut repo = open(g)?;
+    let opts = BackupOptions {
+        paths: a.paths,
+        tags: a.tags,
+        host: a.host,
+        locked_until,
+        threads: 0,
+    };
+    let progress = backup::Progress::default();
+    let pb = ui::bar(
+        None,
+        "{spinner} {msg} [{elapsed_precise}]",
+        g.quiet || g.json,
+    );
+    let quiet = g.quiet;
+    let warn = move |e: &Error| {
+        if !quiet {
+            eprintln!("mvault: warning: {e}");
+        }
+    };
+    let result = ui::with_progress(
+        &pb,
+        |pb| {
+            let b = progress.bytes.load(Ordering::Relaxed);
+            let secs = pb.elapsed().as_secs_f64().max(0.001);
+            pb.set_message(format!(
+                "{} files, {} read ({}/s), {} stored",
+                progress.files.load(Ordering::Relaxed),
+                ui::size(b),
+                ui::size((b as f64 / secs) as u64),
+                ui::size(progress.bytes_stored.load(Ordering::Relaxed))
+            ))
+        },
+        || backup::backup(&mut repo, &opts, &progress, &warn),
+    )?;
+    let s = &result.snapshot.summary;
+    if g.json {
+        ui::print_json(&json!({
+            "snapshot_id": result.id.to_hex(),
+            "parent": result.parent.map(|p| p.to_hex()),
+            "time": result.snapshot.time,
+            "paths": result.snapshot.paths,
+            "summary": s,
+        }));
+    } else {
+        println!("snapshot {} saved", result.id);
+        println!(
+            "  {} files, {} dirs, {} symlinks, {} total; {} files read ({}), the rest unchanged",
+            s.files,
+            s.dirs,
+            s.symlinks,
+            ui::size(s.bytes),
+            s.files_read,
+            ui::size(s.bytes_read)
+        );
+        println!(
+            "  {} new chunks ({}), {} added to the vault, in {:.1}s",
+            s.new_chunks,
+            ui::size(s.new_bytes),
+            ui::size(s.bytes_stored),
+            s.seconds
+        );
+    }
+    if !s.unreadable.is_empty() {
+        eprintln!(
+            "mvault: error: {} path(s) could not be read and are not in snapshot {}: {}",
+            s.unreadable.len(),
+            result.id,
+            s.unreadable.join(", ")
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn snapshots(g: &Global) -> Result<i32> {
+    let repo = open(g)?;
+    let (all, bad) = repo.snapshots()?;
+    for e in &bad {
+        eprintln!("mvault: warning: {e}");
+    }
+    if g.json {
+        let v: Vec<_> = all
+            .iter()
+            .map(|(id, s)| {
+                json!({ "id": id.to_hex(), "time": s.time, "host": s.host, "tags": s.tags, "paths": s.paths,
+                        "tree": s.tree, "parent": s.parent, "locked_until": s.locked_until, "summary": s.summary })
+            })
+            .collect();
+        ui::print_json(&v);
+    } else {
+        println!(
+            "{:<10} {:<20} {:<16} {:>10} {:>8}  paths",
+            "id", "time", "host", "size", "files"
+        );
+        for (id, s) in &all {
+            let time: String = s
+                .time
+                .chars()
+                .take(19)
+                .collect::<String>()
+                .replace('T', " ");
+            println!(
+                "{:<10} {:<20} {:<16} {:>10} {:>8}  {}",
+                &id.to_hex()[..8],
+                time,
+                s.host,
+                ui::size(s.summary.bytes),
+                s.summary.files,
+                s.paths.join(" ")
+            );
+        }
+        println!("{} snapshots", all.len());
+    }
+    Ok(if bad.is_empty() { 0 } else { 1 })
+}
+
+fn mode_string(kind: &NodeKind, mode: u32) -> String {
+    let t = match kind {
+        NodeKind::Dir { .. } => 'd',
+        NodeKind::Symlink { .. } => 'l',
+        NodeKind::File { .. } => '-',
+    };
+    let mut s = String::from(t);
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
+        s.push(if mode & (1 << (8 - i)) != 0 { c } else { '-' });
+    }
+    s
+}
+
+fn ls(g: &Global, a: LsArgs) -> Result<i32> {
+    let repo = open(g)?;
+    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let entries = restore::list(&repo, &snap.tree_id()?)?;
+    let prefix = a
+        .path
+        .as_deref()
+        .map(|p| p.trim_end_matches('/').as_bytes().to_vec());
+    let under = |p: &[u8]| match &prefix {
+        None => true,
+        Some(x) => p == x.as_slice() || (p.starts_with(x) && p.get(x.len()) == Some(&b'/')),
+    };
+    let mut out = Vec::new();
+    for (path, n) in entries.iter().filter(|(p, _)| under(p)) {
+        let p = String::from_utf8_lossy(path).into_owned();
+        let t = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(n.mtime_sec.max(0) as u64),
+        )
+        .to_string();
+        if g.json {
+            let kind = match &n.kind {
+                NodeKind::Dir { .. } => "dir",
+                NodeKind::File { .. } => "file",
+                NodeKind::Symlink { .. } => "symlink",
+            };
+            let target = match &n.kind {
+                NodeKind::Symlink { target } => Some(String::from_utf8_lossy(target).into_owned()),
+                _ => None,
+            };
+            out.push(json!({ "path": p, "type": kind, "mode": n.mode & 0o7777, "size": n.size, "mtime": t, "target": target }));
+        } else {
+            let link = match &n.kind {
+                NodeKind::Symlink { target } => format!(" -> {}", String::from_utf8_lossy(target)),
+                _ => String::new(),
+            };
+            println!(
+                "{} {:>12} {} {}{}",
+                mode_string(&n.kind, n.mode),
+                n.size,
+                &t[..19].replace('T', " "),
+                p,
+                link
+            );
+        }
+    }
+    if g.json {
+        ui::print_json(&out);
+    }
+    if prefix.is_some() && !entries.iter().any(|(p, _)| under(p)) {
+        return Err(Error::NotFound(format!(
+            "{} in snapshot {}",
+            a.path.unwrap_or_default(),
+            a.snapshot
+        )));
+    }
+    Ok(0)
+}
+
+fn restore(g: &Global, a: RestoreArgs) -> Result<i32> {
+    let repo = open(g)?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let total = snap.summary.bytes;
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        include: a.include,
+        verify: a.verify,
+        threads: 0,
+    };
+    let progress = restore::Progress::default();
+    let pb = ui::bar(
+        Some(total),
+        "{spinner} restoring [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        g.quiet || g.json,
+    );
+    let summary = ui::with_progress(
+        &pb,
+        |pb| pb.set_position(progress.bytes.load(Ordering::Relaxed)),
+        || restore::restore(&repo, &snap.tree_id()?, &opts, &progress),
+    )?;
+    if g.json {
+        ui::print_json(
+            &json!({ "snapshot_id": id.to_hex(), "target": a.target, "summary": summary }),
+        );
+    } else {
+        println!(
+            "restored snapshot {} to {}: {} files ({}), {} dirs, {} symlinks in {:.1}s{}",
+            &id.to_hex()[..8],
+            a.target.display(),
+            summary.files,
+            ui::size(summary.bytes),
+            summary.dirs,
+            summary.symlinks,
+            summary.seconds,
+            if a.verify {
+                "; every file verified"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(0)
+}
+
+fn check(g: &Global, a: CheckArgs) -> Result<i32> {
+    let read = match (&a.read_data, &a.read_data_subset) {
+        (true, _) => ReadData::All,
+        (false, Some(s)) => {
+            let p: f64 = s.trim_end_matches('%').parse().map_err(|_| {
+                Error::Usage(format!(
+                    "--read-data-subset {s:?}: expected a percentage like 10%"
+                ))
+            })?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(Error::Usage(format!(
+                    "--read-data-subset {s:?}: must be between 0% and 100%"
+                )));
+            }
+            ReadData::Subset(p)
+        }
+        _ => ReadData::None,
+    };
+    let repo = open(g)?;
+    let progress = check::Progress::default();
+    let pb = ui::bar(
+        Some(0),
+        "{spinner} reading packs [{bar:30}] {pos}/{len} [{elapsed_precise}]",
+        g.quiet || g.json,
+    );
+    let report = ui::with_progress(
+        &pb,
+        |pb| {
+            pb.set_length(progress.packs_total.load(Ordering::Relaxed));
+            pb.set_position(progress.packs_done.load(Ordering::Relaxed));
+        },
+        || check::check(&repo, read, &progress),
+    )?;
+    if g.json {
+        ui::print_json(&json!({ "ok": report.ok(), "report": report }));
+    } else {
+        for w in &report.warnings {
+            println!("warning: {w}");
+        }
+        for e in &report.errors {
+            println!("error: {e}");
+        }
+        println!(
+            "{} snapshots, {} trees, {} chunks referenced, {} index files, {} packs; {} packs read, {} blobs verified",
+            report.snapshots, report.trees, report.chunks_referenced, report.index_files, report.packs, report.packs_read, report.blobs_verified
+        );
+        if report.ok() {
+            println!("no errors found");
+        } else {
+            println!("{} errors found", report.errors.len());
+        }
+    }
+    if !report.ok() {
+        if !g.json {
+            eprintln!(
+                "mvault: error: check found {} error(s); the first: {}",
+                report.errors.len(),
+                report.errors[0]
+            );
+        }
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn key(g: &Global, k: KeyCommand) -> Result<i32> {
+    let mut repo = open(g)?;
+    match k {
+        KeyCommand::List => {
+            let keys = repo.key_files()?;
+            if g.json {
+                let v: Vec<_> = keys
+                    .iter()
+                    .map(|k| json!({ "id": k.id, "current": k.id == repo.key_id, "created": k.created, "host": k.host, "user": k.user }))
+                    .collect();
+                ui::print_json(&v);
+            } else {
+                println!("  {:<32} {:<22} {:<12} host", "id", "created", "user");
+                for k in &keys {
+                    println!(
+                        "{} {:<32} {:<22} {:<12} {}",
+                        if k.id == repo.key_id { "*" } else { " " },
+                        k.id,
+                        k.created,
+                        k.user,
+                        k.host
+                    );
+                }
+            }
+        }
+        KeyCommand::Add { new_password_file } => {
+            let pw = ui::new_passphrase(new_password_file.as_deref())?;
+            ui::check_not_empty(&pw)?;
+            let kf = repo.add_key(&pw, KdfParams::default())?;
+            println!("added key {}", kf.id);
+        }
+        KeyCommand::Remove { id } => {
+            let removed = repo.remove_key(&id)?;
+            println!("removed key {removed}");
+        }
+        KeyCommand::Passwd { new_password_file } => {
+            let pw = ui::new_passphrase(new_password_file.as_deref())?;
+            ui::check_not_empty(&pw)?;
+            let kf = repo.change_passphrase(&pw, KdfParams::default())?;
+            println!("passphrase changed (key {} replaces the old one)", kf.id);
+        }
+    }
+    Ok(0)
+}
