@@ -74,17 +74,17 @@ def weights(rng, n, sigma, stride):
 
 
 def write_model(rng, path, size, dtype):
+    """Tensors of up to 16 MiB filling `size` bytes of data (the header comes on top)."""
     stride = 4 if dtype == "F32" else 2
-    tensor_bytes = 16 * MIB
+    cols = 4096 if dtype == "F32" else 8192
     header, off, sizes = {"__metadata__": {"format": "pt"}}, 0, []
-    i = 0
-    while off + tensor_bytes <= size:
-        cols = 4096 if dtype == "F32" else 8192
-        header[f"model.layers.{i // 4}.{['q', 'k', 'v', 'o'][i % 4]}_proj.weight"] = {
-            "dtype": dtype, "shape": [tensor_bytes // stride // cols, cols], "data_offsets": [off, off + tensor_bytes]}
-        sizes.append(tensor_bytes)
-        off += tensor_bytes
-        i += 1
+    while size - off >= stride * cols:
+        nbytes = min(16 * MIB, (size - off) // (stride * cols) * stride * cols)
+        i = len(sizes)
+        header[f"model.layers.{i // 4}.{'qkvo'[i % 4]}_proj.weight"] = {
+            "dtype": dtype, "shape": [nbytes // stride // cols, cols], "data_offsets": [off, off + nbytes]}
+        sizes.append(nbytes)
+        off += nbytes
     hdr = json.dumps(header).encode()
     hdr += b" " * (-len(hdr) % 8)
     with open(path, "wb") as f:

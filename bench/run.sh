@@ -47,6 +47,9 @@ SRC=$DATA/src
 SRC_BYTES=$(find "$SRC" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
 SRC_FILES=$(find "$SRC" -type f | wc -l)
 log "source: $SRC ($SRC_FILES files, $SRC_BYTES bytes)"
+LOADAVG=$(cut -d' ' -f1 /proc/loadavg)
+awk -v l="$LOADAVG" 'BEGIN {exit !(l > 0.5)}' &&
+    log "warning: load average is $LOADAVG; other processes will skew the timings"
 
 # --- 3. per-tool runs ------------------------------------------------------------------
 RESULTS=$BENCH_DIR/results.tsv
@@ -112,7 +115,7 @@ run_tool mvault
 
 # --- 4. report -------------------------------------------------------------------------
 RESTIC_VERSION=$(restic version | head -n 1) MVAULT_VERSION=$("$MVAULT" --version) \
-    SRC_BYTES=$SRC_BYTES SRC_FILES=$SRC_FILES BENCH_GIB=$BENCH_GIB \
+    SRC_BYTES=$SRC_BYTES SRC_FILES=$SRC_FILES BENCH_GIB=$BENCH_GIB LOADAVG=$LOADAVG \
     python3 - "$RESULTS" "$BENCH_DIR/results.json" <<'EOF'
 import json, os, sys, datetime
 src = int(os.environ["SRC_BYTES"])
@@ -150,7 +153,7 @@ json.dump({
     "source_bytes": src, "source_files": int(os.environ["SRC_FILES"]),
     "cpus": os.cpu_count(), "mem_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
     "restic_version": os.environ["RESTIC_VERSION"], "mvault_version": os.environ["MVAULT_VERSION"],
-    "page_cache": "warm (not dropped)",
+    "page_cache": "warm (not dropped)", "loadavg_1min_at_start": float(os.environ["LOADAVG"]),
     "results": rows,
 }, open(sys.argv[2], "w"), indent=2)
 print(f"\nwrote {sys.argv[2]}")
