@@ -95,9 +95,7 @@ pub enum KeyCommand {
 }
 
 fn vault_loc(g: &Global) -> Result<String> {
-    g.vault
-        .clone()
-        .ok_or_else(|| Error::Usage("no vault given: pass --vault DIR or set MVAULT_VAULT".into()))
+    g.vault.clone().ok_or_else(|| Error::Usage("no vault given: pass --vault DIR or set MVAULT_VAULT".into()))
 }
 
 fn open(g: &Global) -> Result<Repo> {
@@ -133,11 +131,7 @@ fn init(g: &Global, a: InitArgs) -> Result<i32> {
     if a.replicas == 0 {
         return Err(Error::Usage("--replicas must be at least 1".into()));
     }
-    let opts = InitOptions {
-        m: a.replicas - 1,
-        extra_stores: a.stores,
-        ..Default::default()
-    };
+    let opts = InitOptions { m: a.replicas - 1, extra_stores: a.stores, ..Default::default() };
     let repo = Repo::init(&loc, &pw, &opts)?;
     if g.json {
         ui::print_json(
@@ -156,13 +150,8 @@ fn parse_lock_until(a: &BackupArgs) -> Result<Option<String>> {
         return Ok(Some(humantime::format_rfc3339_seconds(t).to_string()));
     }
     if let Some(s) = &a.lock_until {
-        let full = if s.len() == 10 {
-            format!("{s}T00:00:00Z")
-        } else {
-            s.clone()
-        };
-        let t = humantime::parse_rfc3339_weak(&full)
-            .map_err(|e| Error::Usage(format!("--lock-until {s:?}: {e}")))?;
+        let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.clone() };
+        let t = humantime::parse_rfc3339_weak(&full).map_err(|e| Error::Usage(format!("--lock-until {s:?}: {e}")))?;
         return Ok(Some(humantime::format_rfc3339_seconds(t).to_string()));
     }
     Ok(None)
@@ -171,19 +160,9 @@ fn parse_lock_until(a: &BackupArgs) -> Result<Option<String>> {
 fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
     let locked_until = parse_lock_until(&a)?;
     let mut repo = open(g)?;
-    let opts = BackupOptions {
-        paths: a.paths,
-        tags: a.tags,
-        host: a.host,
-        locked_until,
-        threads: 0,
-    };
+    let opts = BackupOptions { paths: a.paths, tags: a.tags, host: a.host, locked_until, threads: 0 };
     let progress = backup::Progress::default();
-    let pb = ui::bar(
-        None,
-        "{spinner} {msg} [{elapsed_precise}]",
-        g.quiet || g.json,
-    );
+    let pb = ui::bar(None, "{spinner} {msg} [{elapsed_precise}]", g.quiet || g.json);
     let quiet = g.quiet;
     let warn = move |e: &Error| {
         if !quiet {
@@ -261,17 +240,9 @@ fn snapshots(g: &Global) -> Result<i32> {
             .collect();
         ui::print_json(&v);
     } else {
-        println!(
-            "{:<10} {:<20} {:<16} {:>10} {:>8}  paths",
-            "id", "time", "host", "size", "files"
-        );
+        println!("{:<10} {:<20} {:<16} {:>10} {:>8}  paths", "id", "time", "host", "size", "files");
         for (id, s) in &all {
-            let time: String = s
-                .time
-                .chars()
-                .take(19)
-                .collect::<String>()
-                .replace('T', " ");
+            let time: String = s.time.chars().take(19).collect::<String>().replace('T', " ");
             println!(
                 "{:<10} {:<20} {:<16} {:>10} {:>8}  {}",
                 &id.to_hex()[..8],
@@ -304,10 +275,7 @@ fn ls(g: &Global, a: LsArgs) -> Result<i32> {
     let repo = open(g)?;
     let (_, snap) = repo.find_snapshot(&a.snapshot)?;
     let entries = restore::list(&repo, &snap.tree_id()?)?;
-    let prefix = a
-        .path
-        .as_deref()
-        .map(|p| p.trim_end_matches('/').as_bytes().to_vec());
+    let prefix = a.path.as_deref().map(|p| p.trim_end_matches('/').as_bytes().to_vec());
     let under = |p: &[u8]| match &prefix {
         None => true,
         Some(x) => p == x.as_slice() || (p.starts_with(x) && p.get(x.len()) == Some(&b'/')),
@@ -335,25 +303,14 @@ fn ls(g: &Global, a: LsArgs) -> Result<i32> {
                 NodeKind::Symlink { target } => format!(" -> {}", String::from_utf8_lossy(target)),
                 _ => String::new(),
             };
-            println!(
-                "{} {:>12} {} {}{}",
-                mode_string(&n.kind, n.mode),
-                n.size,
-                &t[..19].replace('T', " "),
-                p,
-                link
-            );
+            println!("{} {:>12} {} {}{}", mode_string(&n.kind, n.mode), n.size, &t[..19].replace('T', " "), p, link);
         }
     }
     if g.json {
         ui::print_json(&out);
     }
     if prefix.is_some() && !entries.iter().any(|(p, _)| under(p)) {
-        return Err(Error::NotFound(format!(
-            "{} in snapshot {}",
-            a.path.unwrap_or_default(),
-            a.snapshot
-        )));
+        return Err(Error::NotFound(format!("{} in snapshot {}", a.path.unwrap_or_default(), a.snapshot)));
     }
     Ok(0)
 }
@@ -362,12 +319,7 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<i32> {
     let repo = open(g)?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
     let total = snap.summary.bytes;
-    let opts = RestoreOptions {
-        target: a.target.clone(),
-        include: a.include,
-        verify: a.verify,
-        threads: 0,
-    };
+    let opts = RestoreOptions { target: a.target.clone(), include: a.include, verify: a.verify, threads: 0 };
     let progress = restore::Progress::default();
     let pb = ui::bar(
         Some(total),
@@ -380,9 +332,7 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<i32> {
         || restore::restore(&repo, &snap.tree_id()?, &opts, &progress),
     )?;
     if g.json {
-        ui::print_json(
-            &json!({ "snapshot_id": id.to_hex(), "target": a.target, "summary": summary }),
-        );
+        ui::print_json(&json!({ "snapshot_id": id.to_hex(), "target": a.target, "summary": summary }));
     } else {
         println!(
             "restored snapshot {} to {}: {} files ({}), {} dirs, {} symlinks in {:.1}s{}",
@@ -393,11 +343,7 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<i32> {
             summary.dirs,
             summary.symlinks,
             summary.seconds,
-            if a.verify {
-                "; every file verified"
-            } else {
-                ""
-            }
+            if a.verify { "; every file verified" } else { "" }
         );
     }
     Ok(0)
@@ -407,15 +353,12 @@ fn check(g: &Global, a: CheckArgs) -> Result<i32> {
     let read = match (&a.read_data, &a.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(s)) => {
-            let p: f64 = s.trim_end_matches('%').parse().map_err(|_| {
-                Error::Usage(format!(
-                    "--read-data-subset {s:?}: expected a percentage like 10%"
-                ))
-            })?;
+            let p: f64 = s
+                .trim_end_matches('%')
+                .parse()
+                .map_err(|_| Error::Usage(format!("--read-data-subset {s:?}: expected a percentage like 10%")))?;
             if !(0.0..=100.0).contains(&p) {
-                return Err(Error::Usage(format!(
-                    "--read-data-subset {s:?}: must be between 0% and 100%"
-                )));
+                return Err(Error::Usage(format!("--read-data-subset {s:?}: must be between 0% and 100%")));
             }
             ReadData::Subset(p)
         }
@@ -423,11 +366,7 @@ fn check(g: &Global, a: CheckArgs) -> Result<i32> {
     };
     let repo = open(g)?;
     let progress = check::Progress::default();
-    let pb = ui::bar(
-        Some(0),
-        "{spinner} reading packs [{bar:30}] {pos}/{len} [{elapsed_precise}]",
-        g.quiet || g.json,
-    );
+    let pb = ui::bar(Some(0), "{spinner} reading packs [{bar:30}] {pos}/{len} [{elapsed_precise}]", g.quiet || g.json);
     let report = ui::with_progress(
         &pb,
         |pb| {
@@ -447,7 +386,13 @@ fn check(g: &Global, a: CheckArgs) -> Result<i32> {
         }
         println!(
             "{} snapshots, {} trees, {} chunks referenced, {} index files, {} packs; {} packs read, {} blobs verified",
-            report.snapshots, report.trees, report.chunks_referenced, report.index_files, report.packs, report.packs_read, report.blobs_verified
+            report.snapshots,
+            report.trees,
+            report.chunks_referenced,
+            report.index_files,
+            report.packs,
+            report.packs_read,
+            report.blobs_verified
         );
         if report.ok() {
             println!("no errors found");
@@ -457,11 +402,7 @@ fn check(g: &Global, a: CheckArgs) -> Result<i32> {
     }
     if !report.ok() {
         if !g.json {
-            eprintln!(
-                "mvault: error: check found {} error(s); the first: {}",
-                report.errors.len(),
-                report.errors[0]
-            );
+            eprintln!("mvault: error: check found {} error(s); the first: {}", report.errors.len(), report.errors[0]);
         }
         return Ok(1);
     }

@@ -33,10 +33,7 @@ fn tensors(finetune: bool) -> Vec<Tensor> {
     }];
     for l in 0..LAYERS {
         let tuned = finetune && l == LAYERS - 1;
-        for (i, part) in ["self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj"]
-            .iter()
-            .enumerate()
-        {
+        for (i, part) in ["self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj"].iter().enumerate() {
             let seed = 100 + (l * 10 + i) as u64 + if tuned { 7919 } else { 0 };
             t.push(Tensor {
                 name: format!("model.layers.{l}.{part}.weight"),
@@ -69,9 +66,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 fn write_model(dir: &Path, finetune: bool) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
     let st = dir.join("model.safetensors");
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(&st).map_err(|e| Error::io("create", &st, e))?,
-    );
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&st).map_err(|e| Error::io("create", &st, e))?);
     let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
     write_safetensors(&mut f, &tensors(finetune), &meta).map_err(|e| Error::io("write", &st, e))?;
     drop(f);
@@ -79,16 +74,8 @@ fn write_model(dir: &Path, finetune: bool) -> Result<()> {
         "architectures": ["LlamaForCausalLM"], "hidden_size": HIDDEN, "num_hidden_layers": LAYERS,
         "vocab_size": VOCAB, "torch_dtype": "bfloat16", "model_type": "llama"
     });
-    write(
-        &dir.join("config.json"),
-        serde_json::to_string_pretty(&config)
-            .expect("json")
-            .as_bytes(),
-    )?;
-    write(
-        &dir.join("generation_config.json"),
-        br#"{ "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 256 }"#,
-    )?;
+    write(&dir.join("config.json"), serde_json::to_string_pretty(&config).expect("json").as_bytes())?;
+    write(&dir.join("generation_config.json"), br#"{ "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 256 }"#)?;
     let vocab: BTreeMap<String, usize> = (0..VOCAB).map(|i| (format!("tok{i:05}"), i)).collect();
     write(
         &dir.join("tokenizer.json"),
@@ -104,8 +91,7 @@ fn write_model(dir: &Path, finetune: bool) -> Result<()> {
     write(&dir.join("README.md"), card.as_bytes())?;
     let link = dir.join("latest");
     if std::fs::symlink_metadata(&link).is_err() {
-        std::os::unix::fs::symlink("model.safetensors", &link)
-            .map_err(|e| Error::io("symlink", &link, e))?;
+        std::os::unix::fs::symlink("model.safetensors", &link).map_err(|e| Error::io("symlink", &link, e))?;
     }
     Ok(())
 }
@@ -139,11 +125,7 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<i32> {
             tmp.path().to_path_buf()
         }
     };
-    let (vault, model, target) = (
-        base.join("vault"),
-        base.join("models/demo-model"),
-        base.join("restored"),
-    );
+    let (vault, model, target) = (base.join("vault"), base.join("models/demo-model"), base.join("restored"));
     let pass = b"demo passphrase";
     let quiet_warn = |e: &Error| eprintln!("mvault: warning: {e}");
     let say = |s: String| {
@@ -156,11 +138,7 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<i32> {
     say("1. A sample model folder: a real safetensors file (BF16/F32 tensors) plus its configs and tokenizer".into());
     write_model(&model, false)?;
     let original = dir_size(&model);
-    say(format!(
-        "   {} in {}\n",
-        ui::size(original),
-        model.display()
-    ));
+    say(format!("   {} in {}\n", ui::size(original), model.display()));
 
     say(format!(
         "2. mvault init: a vault at {} (AES-256-GCM, key from Argon2id; passphrase {:?})",
@@ -168,21 +146,23 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<i32> {
         String::from_utf8_lossy(pass)
     ));
     let mut repo = Repo::init(
-        vault
-            .to_str()
-            .ok_or_else(|| Error::Usage("non-UTF-8 demo path".into()))?,
+        vault.to_str().ok_or_else(|| Error::Usage("non-UTF-8 demo path".into()))?,
         pass,
         &InitOptions::default(),
     )?;
     say(format!("   vault id {}\n", repo.vault_id));
 
-    let opts = BackupOptions {
-        paths: vec![model.clone()],
-        ..Default::default()
-    };
+    let opts = BackupOptions { paths: vec![model.clone()], ..Default::default() };
     let b1 = backup::backup(&mut repo, &opts, &backup::Progress::default(), &quiet_warn)?;
     let s1 = &b1.snapshot.summary;
-    say(format!("3. mvault backup: snapshot {} of {} files, {} read, {} stored (compressed + encrypted) in {:.2}s\n", &b1.id.to_hex()[..8], s1.files, ui::size(s1.bytes_read), ui::size(s1.bytes_stored), s1.seconds));
+    say(format!(
+        "3. mvault backup: snapshot {} of {} files, {} read, {} stored (compressed + encrypted) in {:.2}s\n",
+        &b1.id.to_hex()[..8],
+        s1.files,
+        ui::size(s1.bytes_read),
+        ui::size(s1.bytes_stored),
+        s1.seconds
+    ));
 
     say("4. Fine-tune: the last layer and the LM head change, every other tensor stays; back up again".into());
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -202,16 +182,17 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<i32> {
     let r = restore::restore(
         &repo,
         &b2.snapshot.tree_id()?,
-        &RestoreOptions {
-            target: target.clone(),
-            verify: true,
-            ..Default::default()
-        },
+        &RestoreOptions { target: target.clone(), verify: true, ..Default::default() },
         &restore::Progress::default(),
     )?;
     let restored_model = target.join(model.strip_prefix("/").unwrap_or(&model));
     let cmp = dircmp::compare(&model, &restored_model)?;
-    say(format!("   {} files ({}) restored in {:.2}s; contents, modes, mtimes and symlinks identical to the original\n", r.files, ui::size(r.bytes), r.seconds));
+    say(format!(
+        "   {} files ({}) restored in {:.2}s; contents, modes, mtimes and symlinks identical to the original\n",
+        r.files,
+        ui::size(r.bytes),
+        r.seconds
+    ));
 
     let report = check::check(&repo, ReadData::All, &check::Progress::default())?;
     if !report.ok() {
@@ -239,7 +220,11 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<i32> {
             logical as f64 / stored.max(1) as f64
         );
         match &a.dir {
-            Some(d) => println!("Everything is kept in {}; try: mvault --vault {} snapshots (passphrase above)", d.display(), vault.display()),
+            Some(d) => println!(
+                "Everything is kept in {}; try: mvault --vault {} snapshots (passphrase above)",
+                d.display(),
+                vault.display()
+            ),
             None => println!("The demo directory is removed now; run `mvault demo --dir DIR` to keep it and explore."),
         }
     }

@@ -14,12 +14,7 @@ use std::path::PathBuf;
 /// Start with `mvault demo` for a guided run. A vault is a directory (or a store URL); give it with
 /// --vault or MVAULT_VAULT. The passphrase comes from MVAULT_PASSWORD, --password-file or a prompt.
 #[derive(Parser)]
-#[command(
-    name = "mvault",
-    version,
-    propagate_version = true,
-    max_term_width = 110
-)]
+#[command(name = "mvault", version, propagate_version = true, max_term_width = 110)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

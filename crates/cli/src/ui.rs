@@ -20,10 +20,7 @@ pub fn passphrase(file: Option<&Path>) -> Result<Vec<u8>> {
             .map_err(|e| Error::io("read passphrase from", "terminal", e))?;
         return Ok(p.into_bytes());
     }
-    Err(Error::Usage(
-        "no passphrase: set MVAULT_PASSWORD, pass --password-file FILE, or run in a terminal"
-            .into(),
-    ))
+    Err(Error::Usage("no passphrase: set MVAULT_PASSWORD, pass --password-file FILE, or run in a terminal".into()))
 }
 
 /// A new passphrase (for `key add` and `key passwd`): MVAULT_NEW_PASSWORD, --new-password-file, or asked twice.
@@ -45,7 +42,9 @@ pub fn new_passphrase(file: Option<&Path>) -> Result<Vec<u8>> {
         }
         return Ok(a.into_bytes());
     }
-    Err(Error::Usage("no new passphrase: set MVAULT_NEW_PASSWORD, pass --new-password-file FILE, or run in a terminal".into()))
+    Err(Error::Usage(
+        "no new passphrase: set MVAULT_NEW_PASSWORD, pass --new-password-file FILE, or run in a terminal".into(),
+    ))
 }
 
 pub fn check_not_empty(p: &[u8]) -> Result<()> {
@@ -67,21 +66,13 @@ pub fn bar(len: Option<u64>, template: &str, quiet: bool) -> ProgressBar {
         ProgressDrawTarget::stderr()
     };
     pb.set_draw_target(target);
-    pb.set_style(
-        ProgressStyle::with_template(template)
-            .expect("valid progress template")
-            .progress_chars("=> "),
-    );
+    pb.set_style(ProgressStyle::with_template(template).expect("valid progress template").progress_chars("=> "));
     pb.enable_steady_tick(Duration::from_millis(120));
     pb
 }
 
 /// Run `work` while a thread refreshes `pb` from `update` every 100 ms.
-pub fn with_progress<T>(
-    pb: &ProgressBar,
-    update: impl Fn(&ProgressBar) + Sync,
-    work: impl FnOnce() -> T,
-) -> T {
+pub fn with_progress<T>(pb: &ProgressBar, update: impl Fn(&ProgressBar) + Sync, work: impl FnOnce() -> T) -> T {
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -103,8 +94,5 @@ pub fn size(n: u64) -> String {
 }
 
 pub fn print_json(v: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("json output serializes")
-    );
+    println!("{}", serde_json::to_string_pretty(v).expect("json output serializes"));
 }

@@ -40,9 +40,13 @@ fn include_glob_restores_only_matching_paths() {
     assert!(!r.join("small.txt").exists());
     // a whole directory by name
     let target2 = t.path().join("out2");
-    ok(&vault, &["restore", "latest", "--target", target2.to_str().unwrap(), "--include", &format!("{}/sub", src.display())]);
+    ok(
+        &vault,
+        &["restore", "latest", "--target", target2.to_str().unwrap(), "--include", &format!("{}/sub", src.display())],
+    );
     dircmp::compare(&src.join("sub"), &restored(&target2, &src).join("sub")).unwrap();
-    let err = fails(&vault, &["restore", "latest", "--target", target2.to_str().unwrap(), "--include", "/no/such/*"], 1);
+    let err =
+        fails(&vault, &["restore", "latest", "--target", target2.to_str().unwrap(), "--include", "/no/such/*"], 1);
     assert!(err.contains("no path in the snapshot matches"), "{err}");
 }
 
@@ -122,12 +126,14 @@ fn keys_can_be_added_removed_and_changed() {
     assert!(o.status.success());
     let keys = json(&vault, &["key", "list"]);
     assert_eq!(keys.as_array().unwrap().len(), 2);
-    let second_id = keys.as_array().unwrap().iter().find(|k| k["current"] == false).unwrap()["id"].as_str().unwrap().to_string();
+    let second_id =
+        keys.as_array().unwrap().iter().find(|k| k["current"] == false).unwrap()["id"].as_str().unwrap().to_string();
     // the second passphrase opens the vault too
     let o = cmd(&vault, &["snapshots"]).env("MVAULT_PASSWORD", "second").output().unwrap();
     assert!(o.status.success());
     // the key in use cannot be removed; another one can
-    let current = keys.as_array().unwrap().iter().find(|k| k["current"] == true).unwrap()["id"].as_str().unwrap().to_string();
+    let current =
+        keys.as_array().unwrap().iter().find(|k| k["current"] == true).unwrap()["id"].as_str().unwrap().to_string();
     fails(&vault, &["key", "remove", &current], 2);
     ok(&vault, &["key", "remove", &second_id[..8]]);
     let o = cmd(&vault, &["snapshots"]).env("MVAULT_PASSWORD", "second").output().unwrap();

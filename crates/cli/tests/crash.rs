@@ -16,7 +16,8 @@ fn sigkill_during_backup_never_harms_earlier_snapshots() {
         write_random_file(&second.join(format!("shard-{i}.bin")), 40 << 20, 1000 + i);
     }
     for i in 0..300u64 {
-        std::fs::write(second.join(format!("small-{i}.json")), format!("{{\"i\": {i}}}\n").repeat(100 + i as usize)).unwrap();
+        std::fs::write(second.join(format!("small-{i}.json")), format!("{{\"i\": {i}}}\n").repeat(100 + i as usize))
+            .unwrap();
     }
     init(&vault);
     let a = json(&vault, &["backup", first.to_str().unwrap()]);
@@ -26,7 +27,11 @@ fn sigkill_during_backup_never_harms_earlier_snapshots() {
     let delays_ms = [5u64, 40, 120, 250, 400, 600, 900, 1300, 1800, 2500];
     let mut completed = 0;
     for (round, d) in delays_ms.iter().enumerate() {
-        let mut child = cmd(&vault, &["backup", second.to_str().unwrap(), "--quiet"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = cmd(&vault, &["backup", second.to_str().unwrap(), "--quiet"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(*d));
         let finished = child.try_wait().unwrap().is_some();
         child.kill().ok(); // SIGKILL

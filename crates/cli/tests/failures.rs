@@ -63,10 +63,18 @@ fn flipped_bytes_are_reported_by_check_naming_the_object() {
                 let o = run(&vault, &["check", "--read-data"]);
                 let stdout = String::from_utf8_lossy(&o.stdout);
                 let stderr = String::from_utf8_lossy(&o.stderr);
-                assert_eq!(o.status.code(), Some(1), "flip at {pos} of {} not detected:\n{stdout}\n{stderr}", f.display());
+                assert_eq!(
+                    o.status.code(),
+                    Some(1),
+                    "flip at {pos} of {} not detected:\n{stdout}\n{stderr}",
+                    f.display()
+                );
                 let id = f.file_name().unwrap().to_string_lossy();
                 let id = id.split('.').next().unwrap();
-                assert!(stdout.contains(id) && stdout.contains(name_part), "error must name {name_part} {id}:\n{stdout}");
+                assert!(
+                    stdout.contains(id) && stdout.contains(name_part),
+                    "error must name {name_part} {id}:\n{stdout}"
+                );
                 assert!(!stderr.contains("panicked"));
                 std::fs::write(f, &original).unwrap();
             }
@@ -140,7 +148,13 @@ fn unreadable_source_file_is_named_and_the_rest_is_saved() {
     if unsafe { libc::geteuid() } == 0 {
         chown_tree(t.path(), 65534);
         let mut s = std::process::Command::new("setpriv");
-        s.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(bin()).arg("--vault").arg(&vault).arg("backup").arg(&src).env("MVAULT_PASSWORD", PASS);
+        s.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(bin())
+            .arg("--vault")
+            .arg(&vault)
+            .arg("backup")
+            .arg(&src)
+            .env("MVAULT_PASSWORD", PASS);
         c = s;
     }
     let o = c.output().unwrap();
@@ -180,7 +194,8 @@ fn full_target_disk_is_a_clear_error() {
     ok(&vault, &["backup", src.to_str().unwrap()]);
     let mnt = t.path().join("small");
     std::fs::create_dir_all(&mnt).unwrap();
-    let m = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(&mnt).status().unwrap();
+    let m =
+        std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(&mnt).status().unwrap();
     assert!(m.success(), "this test needs root to mount a small tmpfs");
     let o = run(&vault, &["restore", "latest", "--target", mnt.to_str().unwrap()]);
     let _ = std::process::Command::new("umount").arg(&mnt).status();
@@ -196,7 +211,11 @@ fn full_vault_disk_fails_backup_and_keeps_earlier_snapshots() {
     let t = tempfile::tempdir().unwrap();
     let mnt = t.path().join("vaultdisk");
     std::fs::create_dir_all(&mnt).unwrap();
-    let m = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"]).arg(&mnt).status().unwrap();
+    let m = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
     assert!(m.success(), "this test needs root to mount a small tmpfs");
     let vault = mnt.join("vault");
     let (small, big) = (t.path().join("small"), t.path().join("big"));

@@ -4,6 +4,8 @@
 mod common;
 use common::*;
 
+/// Exit code and peak RSS of a child, both from the kernel's wait4 (std's own wait would not give the rusage).
+#[allow(clippy::zombie_processes)]
 fn peak_rss_mib(mut c: std::process::Command) -> (i32, u64) {
     let child = c.stdout(std::process::Stdio::null()).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
@@ -26,7 +28,8 @@ fn four_gib_file_backup_and_restore_stay_under_300_mib() {
     assert_eq!(code, 0, "backup failed");
     // The restore is checked by --verify against the snapshot's keyed hashes, so the source can go.
     std::fs::remove_dir_all(&src).unwrap();
-    let (code, restore_mib) = peak_rss_mib(cmd(&vault, &["restore", "latest", "--target", target.to_str().unwrap(), "--verify", "--quiet"]));
+    let (code, restore_mib) =
+        peak_rss_mib(cmd(&vault, &["restore", "latest", "--target", target.to_str().unwrap(), "--verify", "--quiet"]));
     assert_eq!(code, 0, "restore failed");
     let size = std::fs::metadata(restored(&target, &src).join("weights.bin")).unwrap().len();
     assert_eq!(size, 4 << 30);

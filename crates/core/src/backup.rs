@@ -89,9 +89,7 @@ fn build_virtual(paths: &[PathBuf]) -> Result<Virtual> {
             })
             .collect();
         if comps.is_empty() {
-            return Err(Error::Usage(
-                "backing up / as a whole is not supported; name the directories".into(),
-            ));
+            return Err(Error::Usage("backing up / as a whole is not supported; name the directories".into()));
         }
         let mut node = &mut root;
         let mut here = PathBuf::from("/");
@@ -102,10 +100,7 @@ fn build_virtual(paths: &[PathBuf]) -> Result<Virtual> {
                 node.children.insert(key, VEntry::Real(here.clone()));
                 break;
             }
-            let e = node
-                .children
-                .entry(key)
-                .or_insert_with(|| VEntry::Dir(here.clone(), Virtual::default()));
+            let e = node.children.entry(key).or_insert_with(|| VEntry::Dir(here.clone(), Virtual::default()));
             match e {
                 VEntry::Dir(_, v) => node = v,
                 // A parent of this path is itself backed up whole: nothing more to add.
@@ -141,13 +136,7 @@ impl Walker<'_> {
         self.pending.insert(id);
         self.summary.new_chunks += 1;
         self.summary.new_bytes += data.len() as u64;
-        self.raw_tx
-            .send(Raw {
-                id,
-                blob_type,
-                data,
-            })
-            .map_err(|_| Aborted)
+        self.raw_tx.send(Raw { id, blob_type, data }).map_err(|_| Aborted)
     }
 
     fn unreadable(&mut self, e: Error, path: &Path) {
@@ -169,12 +158,7 @@ impl Walker<'_> {
     }
 
     /// Back up one path into a node, or None if it could not be read (already reported).
-    fn entry(
-        &mut self,
-        name: &[u8],
-        path: &Path,
-        parent: Option<&Node>,
-    ) -> Result<Option<Node>, Aborted> {
+    fn entry(&mut self, name: &[u8], path: &Path, parent: Option<&Node>) -> Result<Option<Node>, Aborted> {
         let md = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) => {
@@ -190,9 +174,7 @@ impl Walker<'_> {
                     Ok(Some(Self::node_from_meta(
                         name,
                         &md,
-                        NodeKind::Symlink {
-                            target: t.as_os_str().as_bytes().to_vec(),
-                        },
+                        NodeKind::Symlink { target: t.as_os_str().as_bytes().to_vec() },
                     )))
                 }
                 Err(e) => {
@@ -207,11 +189,7 @@ impl Walker<'_> {
                 _ => None,
             });
             return match self.dir(path, parent_tree) {
-                Ok(Some(subtree)) => Ok(Some(Self::node_from_meta(
-                    name,
-                    &md,
-                    NodeKind::Dir { subtree },
-                ))),
+                Ok(Some(subtree)) => Ok(Some(Self::node_from_meta(name, &md, NodeKind::Dir { subtree }))),
                 Ok(None) => Ok(None),
                 Err(a) => Err(a),
             };
@@ -229,31 +207,18 @@ impl Walker<'_> {
                         && chunks.iter().all(|c| self.known(c));
                     if unchanged {
                         self.progress.bytes.fetch_add(md.size(), Ordering::Relaxed);
-                        return Ok(Some(Self::node_from_meta(
-                            name,
-                            &md,
-                            NodeKind::File {
-                                chunks: chunks.clone(),
-                            },
-                        )));
+                        return Ok(Some(Self::node_from_meta(name, &md, NodeKind::File { chunks: chunks.clone() })));
                     }
                 }
             }
             return match self.file(path) {
-                Ok(Some(chunks)) => Ok(Some(Self::node_from_meta(
-                    name,
-                    &md,
-                    NodeKind::File { chunks },
-                ))),
+                Ok(Some(chunks)) => Ok(Some(Self::node_from_meta(name, &md, NodeKind::File { chunks }))),
                 Ok(None) => Ok(None),
                 Err(a) => Err(a),
             };
         }
         // Sockets, FIFOs and devices carry no content to keep.
-        (self.warn)(&Error::Usage(format!(
-            "skipping {}: not a file, directory or symlink",
-            path.display()
-        )));
+        (self.warn)(&Error::Usage(format!("skipping {}: not a file, directory or symlink", path.display())));
         Ok(None)
     }
 
@@ -268,10 +233,7 @@ impl Walker<'_> {
         self.summary.files_read += 1;
         let mut chunks = Vec::new();
         let keys = self.repo.current_keys();
-        for c in Chunker::new(
-            std::io::BufReader::with_capacity(1 << 20, f),
-            self.repo.config.chunker,
-        ) {
+        for c in Chunker::new(std::io::BufReader::with_capacity(1 << 20, f), self.repo.config.chunker) {
             let data = match c {
                 Ok(d) => d,
                 Err(e) => {
@@ -280,9 +242,7 @@ impl Walker<'_> {
                 }
             };
             self.summary.bytes_read += data.len() as u64;
-            self.progress
-                .bytes
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
             let id = keys.chunk_id(&data);
             chunks.push(id);
             self.submit(id, BlobType::Data, data)?;
@@ -306,11 +266,7 @@ impl Walker<'_> {
             }
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let parent: HashMap<&[u8], &Node> = parent
-            .iter()
-            .flatten()
-            .map(|n| (n.name.as_slice(), n))
-            .collect();
+        let parent: HashMap<&[u8], &Node> = parent.iter().flatten().map(|n| (n.name.as_slice(), n)).collect();
         let mut nodes = Vec::with_capacity(names.len());
         for n in &names {
             let name = n.as_bytes();
@@ -330,11 +286,7 @@ impl Walker<'_> {
     }
 
     fn virtual_dir(&mut self, v: &Virtual, parent: Option<Vec<Node>>) -> Result<ChunkId, Aborted> {
-        let parent: HashMap<&[u8], &Node> = parent
-            .iter()
-            .flatten()
-            .map(|n| (n.name.as_slice(), n))
-            .collect();
+        let parent: HashMap<&[u8], &Node> = parent.iter().flatten().map(|n| (n.name.as_slice(), n)).collect();
         let mut nodes = Vec::new();
         for (name, e) in &v.children {
             let p = parent.get(name.as_slice()).copied();
@@ -365,16 +317,7 @@ fn encoder(rx: Receiver<Raw>, tx: Sender<Encoded>) {
     for raw in rx {
         let raw_length = raw.data.len() as u32;
         let (codec, data) = pack::encode(&raw.data, ZSTD_LEVEL);
-        if tx
-            .send(Encoded {
-                id: raw.id,
-                blob_type: raw.blob_type,
-                codec,
-                data,
-                raw_length,
-            })
-            .is_err()
-        {
+        if tx.send(Encoded { id: raw.id, blob_type: raw.blob_type, codec, data, raw_length }).is_err() {
             return;
         }
     }
@@ -388,18 +331,10 @@ fn packer(
 ) -> Result<(), Aborted> {
     let keys = repo.current_keys();
     let target = repo.config.pack_size as usize;
-    let mut builder = PackBuilder::new(keys, target + (5 << 20));
+    let mut builder = PackBuilder::new(&repo.vault_id, &repo.tenant, keys, target + (5 << 20));
     let mut entries = Vec::new();
     for e in rx {
-        let be = builder.add(
-            &repo.vault_id,
-            &repo.tenant,
-            e.blob_type,
-            e.codec,
-            e.id,
-            &e.data,
-            e.raw_length,
-        );
+        let be = builder.add(e.blob_type, e.codec, e.id, &e.data, e.raw_length);
         entries.push((
             e.id,
             Location {
@@ -413,9 +348,11 @@ fn packer(
             },
         ));
         if builder.len() >= target {
-            let full = std::mem::replace(&mut builder, PackBuilder::new(keys, target + (5 << 20)));
-            tx.send((full, std::mem::take(&mut entries)))
-                .map_err(|_| Aborted)?;
+            let full = std::mem::replace(
+                &mut builder,
+                PackBuilder::new(&repo.vault_id, &repo.tenant, keys, target + (5 << 20)),
+            );
+            tx.send((full, std::mem::take(&mut entries))).map_err(|_| Aborted)?;
         }
     }
     if !builder.is_empty() {
@@ -431,7 +368,7 @@ fn writer(
 ) -> Result<Vec<(ChunkId, Location)>> {
     let mut all = Vec::new();
     for (builder, entries) in rx {
-        let (id, bytes, _) = builder.finish(&repo.vault_id, &repo.tenant);
+        let (id, bytes, _) = builder.finish();
         let n = repo.write_pack(&id, &bytes)?;
         progress.bytes_stored.fetch_add(n, Ordering::Relaxed);
         all.extend(entries);
@@ -440,16 +377,9 @@ fn writer(
 }
 
 /// The newest snapshot of the same host and paths, whose unchanged files need not be read again.
-fn find_parent(
-    repo: &Repo,
-    host: &str,
-    paths: &[String],
-) -> Result<Option<(SnapshotId, Snapshot)>> {
+fn find_parent(repo: &Repo, host: &str, paths: &[String]) -> Result<Option<(SnapshotId, Snapshot)>> {
     let (all, _) = repo.snapshots()?;
-    Ok(all
-        .into_iter()
-        .rev()
-        .find(|(_, s)| s.host == host && s.paths == paths))
+    Ok(all.into_iter().rev().find(|(_, s)| s.host == host && s.paths == paths))
 }
 
 pub fn backup(
@@ -478,9 +408,7 @@ pub fn backup(
     };
     let virt = build_virtual(&opts.paths)?;
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
     } else {
         opts.threads
     };
@@ -497,14 +425,8 @@ pub fn backup(
         drop((raw_rx, enc_tx));
         s.spawn(move || packer(repo_ref, enc_rx, pack_tx));
         let writer = s.spawn(move || writer(repo_ref, pack_rx, progress));
-        let mut w = Walker {
-            repo: repo_ref,
-            raw_tx,
-            pending: HashSet::new(),
-            summary: Summary::default(),
-            progress,
-            warn,
-        };
+        let mut w =
+            Walker { repo: repo_ref, raw_tx, pending: HashSet::new(), summary: Summary::default(), progress, warn };
         let root = w.virtual_dir(&virt, parent_root);
         let summary = std::mem::take(&mut w.summary);
         drop(w);
@@ -529,9 +451,5 @@ pub fn backup(
         summary,
     };
     let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupResult {
-        id,
-        snapshot,
-        parent: parent.map(|(id, _)| id),
-    })
+    Ok(BackupResult { id, snapshot, parent: parent.map(|(id, _)| id) })
 }

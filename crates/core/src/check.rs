@@ -74,10 +74,8 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
             let nodes = match repo.load_tree(&t) {
                 Ok(n) => n,
                 Err(e) => {
-                    r.errors.push(format!(
-                        "snapshot {sid}: directory {}: {e}",
-                        if path.is_empty() { "/" } else { &path }
-                    ));
+                    r.errors
+                        .push(format!("snapshot {sid}: directory {}: {e}", if path.is_empty() { "/" } else { &path }));
                     continue;
                 }
             };
@@ -88,9 +86,7 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
                     NodeKind::File { chunks } => {
                         for c in chunks {
                             if referenced.insert(c) && repo.lookup(&c).is_none() {
-                                r.errors.push(format!(
-                                    "snapshot {sid}: file {child}: chunk {c} is in no index"
-                                ));
+                                r.errors.push(format!("snapshot {sid}: file {child}: chunk {c} is in no index"));
                             }
                         }
                     }
@@ -106,17 +102,15 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
     let on_store = repo.list_packs()?;
     let indexed: BTreeSet<PackId> = repo.index().values().map(|l| l.pack).collect();
     for p in indexed.difference(&on_store) {
-        r.errors
-            .push(format!("pack {p}: named by the index but on no store"));
+        r.errors.push(format!("pack {p}: named by the index but on no store"));
     }
     for p in on_store.difference(&indexed) {
-        r.warnings.push(format!("pack {p}: on a store but in no index (left by an interrupted backup; prune removes it)"));
+        r.warnings
+            .push(format!("pack {p}: on a store but in no index (left by an interrupted backup; prune removes it)"));
     }
     r.packs = on_store.len() as u64;
     for t in repo.list_temporaries()? {
-        r.warnings.push(format!(
-            "{t}: temporary object left by an interrupted write"
-        ));
+        r.warnings.push(format!("{t}: temporary object left by an interrupted write"));
     }
 
     let to_read: Vec<PackId> = match read {
@@ -136,9 +130,7 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
                 .collect()
         }
     };
-    progress
-        .packs_total
-        .store(to_read.len() as u64, Ordering::Relaxed);
+    progress.packs_total.store(to_read.len() as u64, Ordering::Relaxed);
     for p in to_read {
         match read_pack(repo, &p) {
             Ok(n) => r.blobs_verified += n,

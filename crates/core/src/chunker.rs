@@ -10,9 +10,7 @@ pub struct Chunker<R: Read> {
 
 impl<R: Read> Chunker<R> {
     pub fn new(source: R, p: ChunkerParams) -> Self {
-        Chunker {
-            inner: fastcdc::v2020::StreamCDC::new(source, p.min, p.avg, p.max),
-        }
+        Chunker { inner: fastcdc::v2020::StreamCDC::new(source, p.min, p.avg, p.max) }
     }
 }
 
@@ -34,11 +32,7 @@ mod tests {
 
     #[test]
     fn chunks_reassemble_and_boundaries_resync_after_an_edit() {
-        let p = ChunkerParams {
-            min: 4096,
-            avg: 16384,
-            max: 65536,
-        };
+        let p = ChunkerParams { min: 4096, avg: 16384, max: 65536 };
         let mut data = vec![0u8; 1 << 20];
         let mut x = 12345u64;
         for b in data.iter_mut() {
@@ -54,10 +48,6 @@ mod tests {
         edited[500_000] ^= 0xff;
         let b: Vec<Vec<u8>> = Chunker::new(&edited[..], p).map(|c| c.unwrap()).collect();
         let same = b.iter().filter(|c| a.contains(c)).count();
-        assert!(
-            same + 3 >= b.len(),
-            "an edit should change only the chunks around it: {same} of {} shared",
-            b.len()
-        );
+        assert!(same + 3 >= b.len(), "an edit should change only the chunks around it: {same} of {} shared", b.len());
     }
 }

@@ -15,9 +15,7 @@ pub const TAG_LEN: usize = 16;
 pub const NONCE_LEN: usize = 12;
 
 pub fn fill_random(buf: &mut [u8]) {
-    SystemRandom::new()
-        .fill(buf)
-        .expect("the operating system's random number generator failed");
+    SystemRandom::new().fill(buf).expect("the operating system's random number generator failed");
 }
 
 pub fn random32() -> [u8; 32] {
@@ -51,18 +49,14 @@ impl SecretKey {
     pub fn derive(&self, salt: &[u8], info: &str) -> SecretKey {
         let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(&self.0);
         let info = [info.as_bytes()];
-        let okm = prk
-            .expand(&info, ring::hkdf::HKDF_SHA256)
-            .expect("HKDF output length is valid");
+        let okm = prk.expand(&info, ring::hkdf::HKDF_SHA256).expect("HKDF output length is valid");
         let mut out = [0u8; 32];
         okm.fill(&mut out).expect("HKDF fill of 32 bytes");
         SecretKey(out)
     }
 
     pub fn aead(&self) -> AeadKey {
-        AeadKey(LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, &self.0).expect("32-byte AES key"),
-        ))
+        AeadKey(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.0).expect("32-byte AES key")))
     }
 }
 
@@ -74,37 +68,18 @@ impl AeadKey {
         let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
         buf.extend_from_slice(plaintext);
         self.0
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                &mut buf,
-            )
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
             .expect("AES-GCM seal cannot fail for inputs under 64 GiB");
         buf
     }
 
     /// Decrypt and authenticate; `object` names what is being opened for the error message.
-    pub fn open(
-        &self,
-        nonce: [u8; NONCE_LEN],
-        aad: &[u8],
-        ciphertext: &[u8],
-        object: &str,
-    ) -> Result<Vec<u8>> {
+    pub fn open(&self, nonce: [u8; NONCE_LEN], aad: &[u8], ciphertext: &[u8], object: &str) -> Result<Vec<u8>> {
         let mut buf = ciphertext.to_vec();
         let n = self
             .0
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                &mut buf,
-            )
-            .map_err(|_| {
-                Error::corrupt(
-                    object,
-                    "authentication failed (altered, truncated or moved ciphertext)",
-                )
-            })?
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+            .map_err(|_| Error::corrupt(object, "authentication failed (altered, truncated or moved ciphertext)"))?
             .len();
         buf.truncate(n);
         Ok(buf)
@@ -128,28 +103,15 @@ pub struct KdfParams {
 
 impl Default for KdfParams {
     fn default() -> Self {
-        KdfParams {
-            m_kib: 64 * 1024,
-            t: 3,
-            p: 1,
-        }
+        KdfParams { m_kib: 64 * 1024, t: 3, p: 1 }
     }
 }
 
 impl KdfParams {
     /// Bounds checked before any work, so a forged key file cannot exhaust memory or time.
     pub fn validate(&self) -> Result<()> {
-        if self.m_kib < 8
-            || self.m_kib > 4 * 1024 * 1024
-            || self.t == 0
-            || self.t > 64
-            || self.p == 0
-            || self.p > 16
-        {
-            return Err(Error::malformed(
-                "key file",
-                format!("argon2 parameters out of range: {self:?}"),
-            ));
+        if self.m_kib < 8 || self.m_kib > 4 * 1024 * 1024 || self.t == 0 || self.t > 64 || self.p == 0 || self.p > 16 {
+            return Err(Error::malformed("key file", format!("argon2 parameters out of range: {self:?}")));
         }
         Ok(())
     }
@@ -213,24 +175,12 @@ mod tests {
     fn seal_open_round_trip_and_aad_binding() {
         let k = SecretKey::random().aead();
         let ct = k.seal(counter_nonce(7), b"aad", b"hello");
-        assert_eq!(
-            k.open(counter_nonce(7), b"aad", &ct, "t").unwrap(),
-            b"hello"
-        );
-        assert!(
-            k.open(counter_nonce(8), b"aad", &ct, "t").is_err(),
-            "other nonce must fail"
-        );
-        assert!(
-            k.open(counter_nonce(7), b"aae", &ct, "t").is_err(),
-            "other aad must fail"
-        );
+        assert_eq!(k.open(counter_nonce(7), b"aad", &ct, "t").unwrap(), b"hello");
+        assert!(k.open(counter_nonce(8), b"aad", &ct, "t").is_err(), "other nonce must fail");
+        assert!(k.open(counter_nonce(7), b"aae", &ct, "t").is_err(), "other aad must fail");
         let mut bad = ct.clone();
         bad[0] ^= 1;
-        assert!(
-            k.open(counter_nonce(7), b"aad", &bad, "t").is_err(),
-            "flipped byte must fail"
-        );
+        assert!(k.open(counter_nonce(7), b"aad", &bad, "t").is_err(), "flipped byte must fail");
     }
 
     #[test]
@@ -241,41 +191,15 @@ mod tests {
         assert_eq!(a.chunk_id(b"x"), b.chunk_id(b"x"));
         assert_ne!(a.data, a.meta);
         let other = TenantKeys::derive(1, &SecretKey::random());
-        assert_ne!(
-            a.chunk_id(b"x"),
-            other.chunk_id(b"x"),
-            "ChunkIds are keyed per tenant"
-        );
+        assert_ne!(a.chunk_id(b"x"), other.chunk_id(b"x"), "ChunkIds are keyed per tenant");
     }
 
     #[test]
     fn kdf_rejects_absurd_params() {
-        assert!(KdfParams {
-            m_kib: u32::MAX,
-            t: 1,
-            p: 1
-        }
-        .validate()
-        .is_err());
-        assert!(KdfParams {
-            m_kib: 64,
-            t: 0,
-            p: 1
-        }
-        .validate()
-        .is_err());
-        let p = KdfParams {
-            m_kib: 64,
-            t: 1,
-            p: 1,
-        };
-        assert_eq!(
-            p.derive_kek(b"pw", &[1; 16]).unwrap(),
-            p.derive_kek(b"pw", &[1; 16]).unwrap()
-        );
-        assert_ne!(
-            p.derive_kek(b"pw", &[1; 16]).unwrap(),
-            p.derive_kek(b"pX", &[1; 16]).unwrap()
-        );
+        assert!(KdfParams { m_kib: u32::MAX, t: 1, p: 1 }.validate().is_err());
+        assert!(KdfParams { m_kib: 64, t: 0, p: 1 }.validate().is_err());
+        let p = KdfParams { m_kib: 64, t: 1, p: 1 };
+        assert_eq!(p.derive_kek(b"pw", &[1; 16]).unwrap(), p.derive_kek(b"pw", &[1; 16]).unwrap());
+        assert_ne!(p.derive_kek(b"pw", &[1; 16]).unwrap(), p.derive_kek(b"pX", &[1; 16]).unwrap());
     }
 }

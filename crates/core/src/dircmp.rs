@@ -15,17 +15,12 @@ pub struct Compared {
 }
 
 fn differ(path: &Path, what: impl Into<String>) -> Error {
-    Error::corrupt(
-        path.display().to_string(),
-        format!("differs from the original: {}", what.into()),
-    )
+    Error::corrupt(path.display().to_string(), format!("differs from the original: {}", what.into()))
 }
 
 fn same_content(a: &Path, b: &Path) -> Result<bool> {
-    let mut fa =
-        std::io::BufReader::new(std::fs::File::open(a).map_err(|e| Error::io("open", a, e))?);
-    let mut fb =
-        std::io::BufReader::new(std::fs::File::open(b).map_err(|e| Error::io("open", b, e))?);
+    let mut fa = std::io::BufReader::new(std::fs::File::open(a).map_err(|e| Error::io("open", a, e))?);
+    let mut fb = std::io::BufReader::new(std::fs::File::open(b).map_err(|e| Error::io("open", b, e))?);
     let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
     loop {
         let n = fa.read(&mut ba).map_err(|e| Error::io("read", a, e))?;
@@ -59,10 +54,7 @@ fn compare_into(a: &Path, b: &Path, c: &mut Compared) -> Result<()> {
         c.symlinks += 1;
     } else {
         if ma.mode() != mb.mode() {
-            return Err(differ(
-                b,
-                format!("mode {:o} instead of {:o}", mb.mode(), ma.mode()),
-            ));
+            return Err(differ(b, format!("mode {:o} instead of {:o}", mb.mode(), ma.mode())));
         }
         if ma.is_file() {
             if ma.size() != mb.size() || !same_content(a, b)? {
@@ -77,14 +69,9 @@ fn compare_into(a: &Path, b: &Path, c: &mut Compared) -> Result<()> {
                 .collect::<std::io::Result<_>>()
                 .map_err(|e| Error::io("read dir", a, e))?;
             names.sort();
-            let count_b = std::fs::read_dir(b)
-                .map_err(|e| Error::io("read dir", b, e))?
-                .count();
+            let count_b = std::fs::read_dir(b).map_err(|e| Error::io("read dir", b, e))?.count();
             if count_b != names.len() {
-                return Err(differ(
-                    b,
-                    format!("{count_b} entries instead of {}", names.len()),
-                ));
+                return Err(differ(b, format!("{count_b} entries instead of {}", names.len())));
             }
             for n in &names {
                 compare_into(&a.join(n), &b.join(n), c)?;

@@ -37,20 +37,11 @@ pub enum Error {
 
     /// A store operation failed.
     #[error("store {store}: {op} {path}: {source}")]
-    Store {
-        store: String,
-        op: &'static str,
-        path: String,
-        source: std::io::Error,
-    },
+    Store { store: String, op: &'static str, path: String, source: std::io::Error },
 
     /// A local file operation failed (source files on backup, target files on restore).
     #[error("{op} {}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
 
     /// The user asked for something that cannot be done as asked.
     #[error("{0}")]
@@ -59,35 +50,19 @@ pub enum Error {
 
 impl Error {
     pub fn malformed(object: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Malformed {
-            object: object.into(),
-            reason: reason.into(),
-        }
+        Error::Malformed { object: object.into(), reason: reason.into() }
     }
     pub fn corrupt(object: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Corrupt {
-            object: object.into(),
-            reason: reason.into(),
-        }
+        Error::Corrupt { object: object.into(), reason: reason.into() }
     }
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        Error::Io { op, path: path.into(), source }
     }
     /// Prefix the object name of a parse error with the object it was read from.
     pub fn in_object(self, object: &str) -> Self {
         match self {
-            Error::Malformed { reason, .. } => Error::Malformed {
-                object: object.to_string(),
-                reason,
-            },
-            Error::Corrupt { reason, .. } => Error::Corrupt {
-                object: object.to_string(),
-                reason,
-            },
+            Error::Malformed { reason, .. } => Error::Malformed { object: object.to_string(), reason },
+            Error::Corrupt { reason, .. } => Error::Corrupt { object: object.to_string(), reason },
             other => other,
         }
     }

@@ -23,19 +23,19 @@ pub fn write_safetensors(
 ) -> std::io::Result<()> {
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
-        header.insert(
-            "__metadata__".into(),
-            serde_json::to_value(metadata).expect("string map"),
-        );
+        header.insert("__metadata__".into(), serde_json::to_value(metadata).expect("string map"));
     }
     let mut offset = 0u64;
     for t in tensors {
         let end = offset + t.data.len() as u64;
-        header.insert(t.name.clone(), serde_json::json!({ "dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, end] }));
+        header.insert(
+            t.name.clone(),
+            serde_json::json!({ "dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, end] }),
+        );
         offset = end;
     }
     let mut json = serde_json::to_vec(&header).expect("header serializes");
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     out.write_all(&(json.len() as u64).to_le_bytes())?;
@@ -55,9 +55,7 @@ pub fn weights_f32(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         x ^= x << 17;
         (x >> 40) as f32 / (1u64 << 24) as f32
     };
-    (0..n)
-        .map(|_| ((next() + next() + next() + next()) - 2.0) * scale)
-        .collect()
+    (0..n).map(|_| ((next() + next() + next() + next()) - 2.0) * scale).collect()
 }
 
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -82,26 +80,11 @@ mod tests {
     #[test]
     fn safetensors_header_is_valid() {
         let t = vec![
-            Tensor {
-                name: "a".into(),
-                dtype: "F32",
-                shape: vec![2, 3],
-                data: f32_bytes(&weights_f32(6, 1, 0.02)),
-            },
-            Tensor {
-                name: "b".into(),
-                dtype: "BF16",
-                shape: vec![4],
-                data: bf16_bytes(&weights_f32(4, 2, 0.02)),
-            },
+            Tensor { name: "a".into(), dtype: "F32", shape: vec![2, 3], data: f32_bytes(&weights_f32(6, 1, 0.02)) },
+            Tensor { name: "b".into(), dtype: "BF16", shape: vec![4], data: bf16_bytes(&weights_f32(4, 2, 0.02)) },
         ];
         let mut out = Vec::new();
-        write_safetensors(
-            &mut out,
-            &t,
-            &BTreeMap::from([("format".to_string(), "pt".to_string())]),
-        )
-        .unwrap();
+        write_safetensors(&mut out, &t, &BTreeMap::from([("format".to_string(), "pt".to_string())])).unwrap();
         let n = u64::from_le_bytes(out[..8].try_into().unwrap()) as usize;
         assert_eq!(n % 8, 0);
         let h: serde_json::Value = serde_json::from_slice(&out[8..8 + n]).unwrap();

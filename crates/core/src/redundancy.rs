@@ -78,9 +78,7 @@ mod tests {
     fn placement_follows_weight() {
         let mut s = stores(2, 2);
         s[0].weight = 3;
-        let first0 = (0..4000)
-            .filter(|_| place(&PackId::random(), &s, 1)[0] == 0)
-            .count();
+        let first0 = (0..4000).filter(|_| place(&PackId::random(), &s, 1)[0] == 0).count();
         // expected share 3/4 = 3000; allow a wide band so the test is not flaky
         assert!((2800..3200).contains(&first0), "{first0}");
     }

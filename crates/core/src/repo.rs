@@ -76,6 +76,9 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }
 
+/// Snapshots with their ids, oldest first.
+pub type SnapshotList = Vec<(SnapshotId, Snapshot)>;
+
 pub fn pack_path(tenant: &str, id: &PackId, shard: usize) -> String {
     let h = id.to_hex();
     format!("tenants/{tenant}/packs/{}/{h}.{shard}", &h[..2])
@@ -88,8 +91,7 @@ impl Repo {
         for u in &opts.extra_stores {
             urls.push(store::normalize_url(u)?);
         }
-        let stores: Vec<Box<dyn Store>> =
-            urls.iter().map(|u| store::open(u)).collect::<Result<_>>()?;
+        let stores: Vec<Box<dyn Store>> = urls.iter().map(|u| store::open(u)).collect::<Result<_>>()?;
         for s in &stores {
             if s.exists("config")? {
                 return Err(Error::AlreadyExists(s.url().to_string()));
@@ -101,21 +103,13 @@ impl Repo {
             vault_id: vault_id.to_hex(),
             format_version: FORMAT_VERSION,
             created: now_rfc3339(),
-            redundancy: Redundancy {
-                k: opts.k,
-                m: opts.m,
-            },
+            redundancy: Redundancy { k: opts.k, m: opts.m },
             chunker: opts.chunker,
             pack_size: opts.pack_size,
             stores: urls
                 .iter()
                 .enumerate()
-                .map(|(i, u)| StoreSpec {
-                    id: format!("s{i}"),
-                    url: u.clone(),
-                    domain: format!("d{i}"),
-                    weight: 1,
-                })
+                .map(|(i, u)| StoreSpec { id: format!("s{i}"), url: u.clone(), domain: format!("d{i}"), weight: 1 })
                 .collect(),
         };
         config.validate()?;
@@ -163,10 +157,8 @@ impl Repo {
             Err(Error::NotFound(_)) => return Err(Error::NoVault(first.url().to_string())),
             Err(e) => return Err(e),
         };
-        let (config, mac) = Config::parse(&cfg_bytes).map_err(|e| Error::Foreign {
-            location: first.url().to_string(),
-            reason: e.to_string(),
-        })?;
+        let (config, mac) = Config::parse(&cfg_bytes)
+            .map_err(|e| Error::Foreign { location: first.url().to_string(), reason: e.to_string() })?;
         let vault_id = config.vault_id()?;
         // The store we were given stands in for its own entry; the others come from the config.
         let mut stores: Vec<Box<dyn Store>> = Vec::new();
@@ -192,11 +184,8 @@ impl Repo {
                 break;
             }
         }
-        let (mk, key_id) = opened.ok_or_else(|| Error::WrongPassphrase {
-            vault: first.url().to_string(),
-        })?;
-        mac.verify(&mk)
-            .map_err(|e| e.in_object(&format!("{}/config", first.url())))?;
+        let (mk, key_id) = opened.ok_or_else(|| Error::WrongPassphrase { vault: first.url().to_string() })?;
+        mac.verify(&mk).map_err(|e| e.in_object(&format!("{}/config", first.url())))?;
         let mut repo = Repo {
             location: location.to_string(),
             stores,
@@ -221,16 +210,12 @@ impl Repo {
             let Some(v) = name.rsplit('/').next().and_then(|v| v.parse::<u32>().ok()) else {
                 continue;
             };
-            let tk = self.read_meta(&name, |b| {
-                tenantkey::unwrap(&self.vault_id, &self.mk, &self.tenant, v, b, &name)
-            })?;
+            let tk =
+                self.read_meta(&name, |b| tenantkey::unwrap(&self.vault_id, &self.mk, &self.tenant, v, b, &name))?;
             self.keys.insert(v, TenantKeys::derive(v, &tk));
         }
         if self.keys.is_empty() {
-            return Err(Error::NotFound(format!(
-                "{prefix}: tenant {} has no keys",
-                self.tenant
-            )));
+            return Err(Error::NotFound(format!("{prefix}: tenant {} has no keys", self.tenant)));
         }
         Ok(())
     }
@@ -241,10 +226,7 @@ impl Repo {
 
     /// The keys new data is written under.
     pub fn current_keys(&self) -> &TenantKeys {
-        self.keys
-            .values()
-            .next_back()
-            .expect("a tenant always has a key")
+        self.keys.values().next_back().expect("a tenant always has a key")
     }
 
     pub fn keys_for(&self, version: u32) -> Option<&TenantKeys> {
@@ -289,26 +271,11 @@ impl Repo {
     }
 
     fn open_object(&self, kind: Kind, path: &str, bytes: &[u8]) -> Result<Vec<u8>> {
-        object::open(
-            &self.vault_id,
-            &self.tenant,
-            |v| self.keys.get(&v),
-            kind,
-            path,
-            bytes,
-            MAX_META_PLAIN,
-        )
+        object::open(&self.vault_id, &self.tenant, |v| self.keys.get(&v), kind, path, bytes, MAX_META_PLAIN)
     }
 
     fn seal_object(&self, kind: Kind, path: &str, plain: &[u8]) -> Vec<u8> {
-        object::seal(
-            &self.vault_id,
-            &self.tenant,
-            self.current_keys(),
-            kind,
-            path,
-            plain,
-        )
+        object::seal(&self.vault_id, &self.tenant, self.current_keys(), kind, path, plain)
     }
 
     // ---- index ----
@@ -317,8 +284,7 @@ impl Repo {
         let names = self.list_meta(&format!("tenants/{}/index", self.tenant))?;
         for name in names {
             match self.read_meta(&name, |b| {
-                index::parse(&self.open_object(Kind::Index, &name, b)?)
-                    .map_err(|e| e.in_object(&name))
+                index::parse(&self.open_object(Kind::Index, &name, b)?).map_err(|e| e.in_object(&name))
             }) {
                 Ok(entries) => self.index.extend(entries),
                 Err(e) => self.index_errors.push(e),
@@ -333,9 +299,7 @@ impl Repo {
 
     /// Read and decrypt one index file (for `check`).
     pub fn read_index_file(&self, name: &str) -> Result<Vec<(ChunkId, Location)>> {
-        self.read_meta(name, |b| {
-            index::parse(&self.open_object(Kind::Index, name, b)?).map_err(|e| e.in_object(name))
-        })
+        self.read_meta(name, |b| index::parse(&self.open_object(Kind::Index, name, b)?).map_err(|e| e.in_object(name)))
     }
 
     pub fn lookup(&self, id: &ChunkId) -> Option<&Location> {
@@ -363,10 +327,7 @@ impl Repo {
     /// The (shard index, store index) pairs of a pack, in the order a reader tries them.
     pub fn shard_places(&self, pack: &PackId) -> Vec<(usize, usize)> {
         let r = &self.config.redundancy;
-        redundancy::place(pack, &self.config.stores, r.k as usize + r.m as usize)
-            .into_iter()
-            .enumerate()
-            .collect()
+        redundancy::place(pack, &self.config.stores, r.k as usize + r.m as usize).into_iter().enumerate().collect()
     }
 
     /// Shard and write a finished pack; returns the bytes written to stores.
@@ -377,14 +338,7 @@ impl Repo {
         let mut ok = 0usize;
         let mut first_err = None;
         for (shard, store) in self.shard_places(id) {
-            let header = ShardHeader::new(
-                *id,
-                shard as u8,
-                r.k,
-                r.m,
-                bytes.len() as u64,
-                &payloads[shard],
-            );
+            let header = ShardHeader::new(*id, shard as u8, r.k, r.m, bytes.len() as u64, &payloads[shard]);
             let obj = shard::encode(&header, &payloads[shard]);
             match self.stores[store].put(&pack_path(&self.tenant, id, shard), &obj) {
                 Ok(()) => {
@@ -396,11 +350,7 @@ impl Repo {
                 }
             }
         }
-        let quorum = if r.m == 0 {
-            r.k as usize
-        } else {
-            r.k as usize + 1
-        };
+        let quorum = if r.m == 0 { r.k as usize } else { r.k as usize + 1 };
         if ok < quorum {
             return Err(first_err.unwrap_or_else(|| Error::Usage("no store to write to".into())));
         }
@@ -408,21 +358,13 @@ impl Repo {
     }
 
     /// Read a whole shard object and check its header and hash.
-    pub fn read_shard(
-        &self,
-        pack: &PackId,
-        shard: usize,
-        store: usize,
-    ) -> Result<(ShardHeader, Vec<u8>)> {
+    pub fn read_shard(&self, pack: &PackId, shard: usize, store: usize) -> Result<(ShardHeader, Vec<u8>)> {
         let path = pack_path(&self.tenant, pack, shard);
         let name = format!("{}/{path}", self.stores[store].url());
         let obj = self.stores[store].get(&path)?;
         let (h, payload) = ShardHeader::parse_verified(&obj).map_err(|e| e.in_object(&name))?;
         if h.pack_id != *pack || h.index as usize != shard {
-            return Err(Error::corrupt(
-                &name,
-                format!("holds shard {} of pack {}", h.index, h.pack_id),
-            ));
+            return Err(Error::corrupt(&name, format!("holds shard {} of pack {}", h.index, h.pack_id)));
         }
         Ok((h, payload.to_vec()))
     }
@@ -444,79 +386,43 @@ impl Repo {
 
     /// Open a pack's table from its bytes.
     pub fn open_pack(&self, id: &PackId, bytes: &[u8]) -> Result<pack::OpenedPack> {
-        pack::open_pack(
-            &self.vault_id,
-            &self.tenant,
-            |v| self.keys.get(&v),
-            id,
-            bytes,
-            &format!("pack {id}"),
-        )
+        pack::open_pack(&self.vault_id, &self.tenant, |v| self.keys.get(&v), id, bytes, &format!("pack {id}"))
     }
 
     pub fn blob_context<'a>(&'a self, pack: &'a PackId, key_version: u32) -> BlobContext<'a> {
-        BlobContext {
-            vault: &self.vault_id,
-            tenant: &self.tenant,
-            key_version,
-            pack,
-        }
+        BlobContext { vault: &self.vault_id, tenant: &self.tenant, key_version, pack }
     }
 
     /// The AEAD key of a pack, from its headers (read once per pack and cached).
-    fn pack_key(
-        &self,
-        pack: &PackId,
-        shard: usize,
-        store: usize,
-    ) -> Result<(u32, Arc<crate::crypto::AeadKey>)> {
+    fn pack_key(&self, pack: &PackId, shard: usize, store: usize) -> Result<(u32, Arc<crate::crypto::AeadKey>)> {
         let path = pack_path(&self.tenant, pack, shard);
         let name = format!("{}/{path}", self.stores[store].url());
-        let head = self.stores[store].get_range(
-            &path,
-            0,
-            (shard::HEADER_LEN + pack::HEADER_LEN) as u64,
-        )?;
+        let head = self.stores[store].get_range(&path, 0, (shard::HEADER_LEN + pack::HEADER_LEN) as u64)?;
         let h = ShardHeader::parse(&head).map_err(|e| e.in_object(&name))?;
         if h.pack_id != *pack || h.index as usize != shard {
-            return Err(Error::corrupt(
-                &name,
-                format!("holds shard {} of pack {}", h.index, h.pack_id),
-            ));
+            return Err(Error::corrupt(&name, format!("holds shard {} of pack {}", h.index, h.pack_id)));
         }
-        let (version, id, salt) =
-            pack::parse_header(&head[shard::HEADER_LEN..]).map_err(|e| e.in_object(&name))?;
+        let (version, id, salt) = pack::parse_header(&head[shard::HEADER_LEN..]).map_err(|e| e.in_object(&name))?;
         if id != *pack {
             return Err(Error::corrupt(&name, format!("holds pack {id}")));
         }
-        let keys = self
-            .keys
-            .get(&version)
-            .ok_or_else(|| Error::corrupt(&name, format!("unknown key version {version}")))?;
+        let keys =
+            self.keys.get(&version).ok_or_else(|| Error::corrupt(&name, format!("unknown key version {version}")))?;
         let mut cache = self.pack_keys.lock().expect("pack key cache");
-        let key = cache
-            .entry(*pack)
-            .or_insert_with(|| Arc::new(keys.pack_key(&salt)))
-            .clone();
+        let key = cache.entry(*pack).or_insert_with(|| Arc::new(keys.pack_key(&salt))).clone();
         Ok((version, key))
     }
 
     /// Read, decrypt, decode and verify one blob: the plaintext is exactly what was backed up, or an error.
     pub fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
-        let loc = *self
-            .index
-            .get(id)
-            .ok_or_else(|| Error::NotFound(format!("chunk {id}: not in the index")))?;
+        let loc = *self.index.get(id).ok_or_else(|| Error::NotFound(format!("chunk {id}: not in the index")))?;
         let mut first_err = None;
         for (shard, store) in self.shard_places(&loc.pack) {
             match self.read_blob_at(id, &loc, shard, store) {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     // A bad cached key would fail every shard; drop it so the next try reads headers afresh.
-                    self.pack_keys
-                        .lock()
-                        .expect("pack key cache")
-                        .remove(&loc.pack);
+                    self.pack_keys.lock().expect("pack key cache").remove(&loc.pack);
                     first_err.get_or_insert(e);
                 }
             }
@@ -524,21 +430,12 @@ impl Repo {
         Err(first_err.unwrap_or_else(|| Error::NotFound(format!("pack {}", loc.pack))))
     }
 
-    fn read_blob_at(
-        &self,
-        id: &ChunkId,
-        loc: &Location,
-        shard: usize,
-        store: usize,
-    ) -> Result<Vec<u8>> {
+    fn read_blob_at(&self, id: &ChunkId, loc: &Location, shard: usize, store: usize) -> Result<Vec<u8>> {
         let (version, key) = self.pack_key(&loc.pack, shard, store)?;
         let path = pack_path(&self.tenant, &loc.pack, shard);
         let name = format!("{}/{path} blob {id}", self.stores[store].url());
-        let ct = self.stores[store].get_range(
-            &path,
-            (shard::HEADER_LEN as u64) + loc.offset as u64,
-            loc.length as u64,
-        )?;
+        let ct =
+            self.stores[store].get_range(&path, (shard::HEADER_LEN as u64) + loc.offset as u64, loc.length as u64)?;
         let entry = BlobEntry {
             blob_type: loc.blob_type,
             codec: loc.codec,
@@ -547,14 +444,7 @@ impl Repo {
             length: loc.length,
             raw_length: loc.raw_length,
         };
-        let enc = pack::open_blob(
-            &key,
-            &self.blob_context(&loc.pack, version),
-            loc.index,
-            &entry,
-            &ct,
-            &name,
-        )?;
+        let enc = pack::open_blob(&key, &self.blob_context(&loc.pack, version), loc.index, &entry, &ct, &name)?;
         let plain = pack::decode(loc.codec, enc, loc.raw_length, &name)?;
         self.verify_chunk(id, &plain, version, &name)?;
         Ok(plain)
@@ -562,15 +452,10 @@ impl Repo {
 
     /// End-to-end check: the keyed hash of the plaintext must be the ChunkId.
     pub fn verify_chunk(&self, id: &ChunkId, plain: &[u8], version: u32, name: &str) -> Result<()> {
-        let keys = self
-            .keys
-            .get(&version)
-            .ok_or_else(|| Error::corrupt(name, format!("unknown key version {version}")))?;
+        let keys =
+            self.keys.get(&version).ok_or_else(|| Error::corrupt(name, format!("unknown key version {version}")))?;
         if keys.chunk_id(plain) != *id {
-            return Err(Error::corrupt(
-                name,
-                "plaintext does not hash to its ChunkId",
-            ));
+            return Err(Error::corrupt(name, "plaintext does not hash to its ChunkId"));
         }
         Ok(())
     }
@@ -597,12 +482,7 @@ impl Repo {
     pub fn list_temporaries(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for s in &self.stores {
-            out.extend(
-                s.list("")?
-                    .into_iter()
-                    .filter(|n| n.contains(".tmp-"))
-                    .map(|n| format!("{}/{n}", s.url())),
-            );
+            out.extend(s.list("")?.into_iter().filter(|n| n.contains(".tmp-")).map(|n| format!("{}/{n}", s.url())));
         }
         Ok(out)
     }
@@ -622,33 +502,25 @@ impl Repo {
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
         let id = SnapshotId::random();
         let path = self.snapshot_path(&id);
-        self.write_meta(
-            &path,
-            &self.seal_object(Kind::Snapshot, &path, &snap.to_bytes()),
-        )?;
+        self.write_meta(&path, &self.seal_object(Kind::Snapshot, &path, &snap.to_bytes()))?;
         Ok(id)
     }
 
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         let path = self.snapshot_path(id);
         self.read_meta(&path, |b| {
-            Snapshot::parse(&self.open_object(Kind::Snapshot, &path, b)?)
-                .map_err(|e| e.in_object(&path))
+            Snapshot::parse(&self.open_object(Kind::Snapshot, &path, b)?).map_err(|e| e.in_object(&path))
         })
     }
 
     /// Every snapshot id on the stores, sorted.
     pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
         let names = self.list_meta(&format!("tenants/{}/snapshots", self.tenant))?;
-        Ok(names
-            .iter()
-            .filter_map(|n| n.rsplit('/').next())
-            .filter_map(|h| SnapshotId::from_hex(h).ok())
-            .collect())
+        Ok(names.iter().filter_map(|n| n.rsplit('/').next()).filter_map(|h| SnapshotId::from_hex(h).ok()).collect())
     }
 
     /// All readable snapshots, oldest first, and the errors of those that are not.
-    pub fn snapshots(&self) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<Error>)> {
+    pub fn snapshots(&self) -> Result<(SnapshotList, Vec<Error>)> {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for id in self.snapshot_ids()? {
@@ -657,11 +529,7 @@ impl Repo {
                 Err(e) => bad.push(e),
             }
         }
-        ok.sort_by(|a, b| {
-            a.1.system_time()
-                .cmp(&b.1.system_time())
-                .then(a.0.cmp(&b.0))
-        });
+        ok.sort_by(|a, b| a.1.system_time().cmp(&b.1.system_time()).then(a.0.cmp(&b.0)));
         Ok((ok, bad))
     }
 
@@ -669,23 +537,18 @@ impl Repo {
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         if spec == "latest" {
             let (all, _) = self.snapshots()?;
-            return all.into_iter().next_back().ok_or_else(|| {
-                Error::NotFound("latest snapshot: the vault has no snapshots".into())
-            });
+            return all
+                .into_iter()
+                .next_back()
+                .ok_or_else(|| Error::NotFound("latest snapshot: the vault has no snapshots".into()));
         }
         let spec_l = spec.to_ascii_lowercase();
-        let matches: Vec<SnapshotId> = self
-            .snapshot_ids()?
-            .into_iter()
-            .filter(|id| id.to_hex().starts_with(&spec_l))
-            .collect();
+        let matches: Vec<SnapshotId> =
+            self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_l)).collect();
         match matches.as_slice() {
             [] => Err(Error::NotFound(format!("snapshot {spec}"))),
             [id] => Ok((*id, self.load_snapshot(id)?)),
-            _ => Err(Error::Usage(format!(
-                "snapshot prefix {spec:?} is ambiguous: {} snapshots match",
-                matches.len()
-            ))),
+            _ => Err(Error::Usage(format!("snapshot prefix {spec:?} is ambiguous: {} snapshots match", matches.len()))),
         }
     }
 
@@ -708,18 +571,11 @@ impl Repo {
 
     pub fn remove_key(&self, id_prefix: &str) -> Result<String> {
         let keys = self.key_files()?;
-        let matches: Vec<&KeyFile> = keys
-            .iter()
-            .filter(|k| k.id.starts_with(id_prefix))
-            .collect();
+        let matches: Vec<&KeyFile> = keys.iter().filter(|k| k.id.starts_with(id_prefix)).collect();
         let kf = match matches.as_slice() {
             [] => return Err(Error::NotFound(format!("key {id_prefix}"))),
             [k] => *k,
-            _ => {
-                return Err(Error::Usage(format!(
-                    "key prefix {id_prefix:?} is ambiguous"
-                )))
-            }
+            _ => return Err(Error::Usage(format!("key prefix {id_prefix:?} is ambiguous"))),
         };
         if kf.id == self.key_id {
             return Err(Error::Usage(format!("key {} is the one this command was opened with; open with another key to remove it, or use `key passwd`", kf.id)));

@@ -55,10 +55,7 @@ fn walk(repo: &Repo, tree: &ChunkId, prefix: &[u8], out: &mut Vec<Entry>) -> Res
             NodeKind::Dir { subtree } => Some(*subtree),
             _ => None,
         };
-        out.push(Entry {
-            path: path.clone(),
-            node,
-        });
+        out.push(Entry { path: path.clone(), node });
         if let Some(s) = sub {
             walk(repo, &s, &path, out)?;
         }
@@ -87,30 +84,19 @@ fn selected(entries: &[Entry], include: &[String]) -> Result<Vec<bool>> {
         );
     }
     let set = b.build().map_err(|e| Error::Usage(e.to_string()))?;
-    let matched: Vec<bool> = entries
-        .iter()
-        .map(|e| set.is_match(Path::new(OsStr::from_bytes(&e.path))))
-        .collect();
+    let matched: Vec<bool> = entries.iter().map(|e| set.is_match(Path::new(OsStr::from_bytes(&e.path)))).collect();
     let mut keep = vec![false; entries.len()];
     // An entry is kept if it, an ancestor or a descendant matches (ancestors are needed to hold it).
-    let matched_paths: Vec<&[u8]> = entries
-        .iter()
-        .zip(&matched)
-        .filter(|(_, m)| **m)
-        .map(|(e, _)| e.path.as_slice())
-        .collect();
+    let matched_paths: Vec<&[u8]> =
+        entries.iter().zip(&matched).filter(|(_, m)| **m).map(|(e, _)| e.path.as_slice()).collect();
     for (i, e) in entries.iter().enumerate() {
         keep[i] = matched_paths.iter().any(|m| {
-            let under =
-                |a: &[u8], b: &[u8]| a == b || (a.starts_with(b) && a.get(b.len()) == Some(&b'/'));
+            let under = |a: &[u8], b: &[u8]| a == b || (a.starts_with(b) && a.get(b.len()) == Some(&b'/'));
             under(&e.path, m) || under(m, &e.path)
         });
     }
     if !keep.iter().any(|k| *k) {
-        return Err(Error::NotFound(format!(
-            "no path in the snapshot matches {}",
-            include.join(", ")
-        )));
+        return Err(Error::NotFound(format!("no path in the snapshot matches {}", include.join(", "))));
     }
     Ok(keep)
 }
@@ -121,11 +107,7 @@ fn target_path(target: &Path, snap_path: &[u8]) -> PathBuf {
 
 fn set_times(path: &Path, node: &Node, symlink: bool) -> Result<()> {
     let t = filetime::FileTime::from_unix_time(node.mtime_sec, node.mtime_nsec);
-    let r = if symlink {
-        filetime::set_symlink_file_times(path, t, t)
-    } else {
-        filetime::set_file_times(path, t, t)
-    };
+    let r = if symlink { filetime::set_symlink_file_times(path, t, t) } else { filetime::set_file_times(path, t, t) };
     r.map_err(|e| Error::io("set mtime of", path, e))
 }
 
@@ -147,82 +129,50 @@ fn restore_file(repo: &Repo, path: &Path, chunks: &[ChunkId], progress: &Progres
     let mut n = 0u64;
     for c in chunks {
         let data = repo.read_blob(c)?;
-        w.write_all(&data)
-            .map_err(|e| Error::io("write", path, e))?;
+        w.write_all(&data).map_err(|e| Error::io("write", path, e))?;
         n += data.len() as u64;
-        progress
-            .bytes
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
     }
-    let f = w
-        .into_inner()
-        .map_err(|e| Error::io("write", path, e.into_error()))?;
+    let f = w.into_inner().map_err(|e| Error::io("write", path, e.into_error()))?;
     f.sync_all().map_err(|e| Error::io("sync", path, e))?;
     Ok(n)
 }
 
 fn remove_any(path: &Path) -> Result<()> {
     let md = std::fs::symlink_metadata(path).map_err(|e| Error::io("stat", path, e))?;
-    let r = if md.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    };
+    let r = if md.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
     r.map_err(|e| Error::io("replace", path, e))
 }
 
 /// Re-read a restored file and check it chunk by chunk against the snapshot.
 pub fn verify_file(repo: &Repo, path: &Path, chunks: &[ChunkId]) -> Result<()> {
-    let mut f = std::io::BufReader::with_capacity(
-        1 << 20,
-        std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?,
-    );
+    let mut f =
+        std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?);
     let keys = repo.current_keys();
     let mut buf = Vec::new();
     for c in chunks {
-        let loc = repo
-            .lookup(c)
-            .ok_or_else(|| Error::NotFound(format!("chunk {c}: not in the index")))?;
+        let loc = repo.lookup(c).ok_or_else(|| Error::NotFound(format!("chunk {c}: not in the index")))?;
         buf.resize(loc.raw_length as usize, 0);
         f.read_exact(&mut buf).map_err(|e| {
-            Error::corrupt(
-                path.display().to_string(),
-                format!("verify: shorter than the snapshot says ({e})"),
-            )
+            Error::corrupt(path.display().to_string(), format!("verify: shorter than the snapshot says ({e})"))
         })?;
         if keys.chunk_id(&buf) != *c {
-            return Err(Error::corrupt(
-                path.display().to_string(),
-                "verify: restored bytes differ from the snapshot",
-            ));
+            return Err(Error::corrupt(path.display().to_string(), "verify: restored bytes differ from the snapshot"));
         }
     }
     let mut extra = [0u8; 1];
     if f.read(&mut extra).map_err(|e| Error::io("read", path, e))? != 0 {
-        return Err(Error::corrupt(
-            path.display().to_string(),
-            "verify: longer than the snapshot says",
-        ));
+        return Err(Error::corrupt(path.display().to_string(), "verify: longer than the snapshot says"));
     }
     Ok(())
 }
 
-pub fn restore(
-    repo: &Repo,
-    root: &ChunkId,
-    opts: &RestoreOptions,
-    progress: &Progress,
-) -> Result<RestoreSummary> {
+pub fn restore(repo: &Repo, root: &ChunkId, opts: &RestoreOptions, progress: &Progress) -> Result<RestoreSummary> {
     let start = std::time::Instant::now();
     let mut entries = Vec::new();
     walk(repo, root, b"", &mut entries)?;
     let keep = selected(&entries, &opts.include)?;
-    let entries: Vec<Entry> = entries
-        .into_iter()
-        .zip(keep)
-        .filter(|(_, k)| *k)
-        .map(|(e, _)| e)
-        .collect();
+    let entries: Vec<Entry> = entries.into_iter().zip(keep).filter(|(_, k)| *k).map(|(e, _)| e).collect();
     std::fs::create_dir_all(&opts.target).map_err(|e| Error::io("create", &opts.target, e))?;
     let mut summary = RestoreSummary::default();
 
@@ -252,17 +202,12 @@ pub fn restore(
         }
     }
 
-    let files: Vec<&Entry> = entries
-        .iter()
-        .filter(|e| matches!(e.node.kind, NodeKind::File { .. }))
-        .collect();
+    let files: Vec<&Entry> = entries.iter().filter(|e| matches!(e.node.kind, NodeKind::File { .. })).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let first_err: Mutex<Option<Error>> = Mutex::new(None);
     let bytes = AtomicU64::new(0);
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
     } else {
         opts.threads
     };
@@ -284,13 +229,7 @@ pub fn restore(
                         set_mode(&p, &e.node)?;
                         set_times(&p, &e.node, false)
                     })
-                    .and_then(|_| {
-                        if opts.verify {
-                            verify_file(repo, &p, chunks)
-                        } else {
-                            Ok(())
-                        }
-                    });
+                    .and_then(|_| if opts.verify { verify_file(repo, &p, chunks) } else { Ok(()) });
                 progress.files.fetch_add(1, Ordering::Relaxed);
                 if let Err(er) = r {
                     first_err.lock().expect("error slot").get_or_insert(er);

@@ -29,17 +29,16 @@ pub fn open(url: &str) -> Result<Box<dyn Store>> {
         return Ok(Box::new(MemoryStore::named(name)));
     }
     if let Some((scheme, _)) = url.split_once("://") {
-        return Err(Error::Usage(format!("store URL {url:?}: scheme {scheme:?} is not supported yet (use fs: or a directory path)")));
+        return Err(Error::Usage(format!(
+            "store URL {url:?}: scheme {scheme:?} is not supported yet (use fs: or a directory path)"
+        )));
     }
     let path = url.strip_prefix("fs:").unwrap_or(url);
     if path.is_empty() {
         return Err(Error::Usage("empty store path".into()));
     }
     let abs = std::path::absolute(path).map_err(|e| Error::io("resolve", path, e))?;
-    Ok(Box::new(FsStore {
-        root: abs.clone(),
-        url: format!("fs:{}", abs.display()),
-    }))
+    Ok(Box::new(FsStore { root: abs.clone(), url: format!("fs:{}", abs.display()) }))
 }
 
 /// Normalise a user-given location to the URL recorded in the config.
@@ -60,12 +59,7 @@ impl FsStore {
         if e.kind() == std::io::ErrorKind::NotFound && op != "put" {
             return Error::NotFound(format!("{}/{path}", self.url));
         }
-        Error::Store {
-            store: self.url.clone(),
-            op,
-            path: path.to_string(),
-            source: e,
-        }
+        Error::Store { store: self.url.clone(), op, path: path.to_string(), source: e }
     }
 }
 
@@ -84,19 +78,13 @@ impl Store for FsStore {
 
     fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let mut f = fs::File::open(self.full(path)).map_err(|e| self.err("get", path, e))?;
-        f.seek(SeekFrom::Start(offset))
-            .map_err(|e| self.err("seek", path, e))?;
+        f.seek(SeekFrom::Start(offset)).map_err(|e| self.err("seek", path, e))?;
         let mut buf = Vec::with_capacity(len as usize);
-        f.take(len)
-            .read_to_end(&mut buf)
-            .map_err(|e| self.err("read", path, e))?;
+        f.take(len).read_to_end(&mut buf).map_err(|e| self.err("read", path, e))?;
         if buf.len() as u64 != len {
             return Err(Error::corrupt(
                 format!("{}/{path}", self.url),
-                format!(
-                    "truncated: wanted {len} bytes at {offset}, got {}",
-                    buf.len()
-                ),
+                format!("truncated: wanted {len} bytes at {offset}, got {}", buf.len()),
             ));
         }
         Ok(buf)
@@ -147,11 +135,7 @@ impl Store for FsStore {
             for ent in rd {
                 let ent = ent.map_err(|e| self.err("list", &rel, e))?;
                 let name = ent.file_name().to_string_lossy().into_owned();
-                let child = if rel.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{rel}/{name}")
-                };
+                let child = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
                 let ft = ent.file_type().map_err(|e| self.err("list", &child, e))?;
                 if ft.is_dir() {
                     stack.push(child);
@@ -186,10 +170,7 @@ impl MemoryStore {
         static REGISTRY: Mutex<BTreeMap<String, Shared>> = Mutex::new(BTreeMap::new());
         let mut reg = REGISTRY.lock().expect("memory store registry");
         let objects = reg.entry(name.to_string()).or_default().clone();
-        MemoryStore {
-            url: format!("memory:{name}"),
-            objects,
-        }
+        MemoryStore { url: format!("memory:{name}"), objects }
     }
     fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
         self.objects.lock().expect("memory store lock")
@@ -201,23 +182,15 @@ impl Store for MemoryStore {
         &self.url
     }
     fn get(&self, path: &str) -> Result<Vec<u8>> {
-        self.map()
-            .get(path)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("{}/{path}", self.url)))
+        self.map().get(path).cloned().ok_or_else(|| Error::NotFound(format!("{}/{path}", self.url)))
     }
     fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let m = self.map();
-        let v = m
-            .get(path)
-            .ok_or_else(|| Error::NotFound(format!("{}/{path}", self.url)))?;
+        let v = m.get(path).ok_or_else(|| Error::NotFound(format!("{}/{path}", self.url)))?;
         let end = offset.checked_add(len).filter(|e| *e <= v.len() as u64);
         match end {
             Some(end) => Ok(v[offset as usize..end as usize].to_vec()),
-            None => Err(Error::corrupt(
-                format!("{}/{path}", self.url),
-                "range beyond end of object",
-            )),
+            None => Err(Error::corrupt(format!("{}/{path}", self.url), "range beyond end of object")),
         }
     }
     fn put(&self, path: &str, bytes: &[u8]) -> Result<()> {
@@ -230,12 +203,7 @@ impl Store for MemoryStore {
     }
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let p = format!("{}/", prefix.trim_end_matches('/'));
-        Ok(self
-            .map()
-            .keys()
-            .filter(|k| prefix.is_empty() || k.starts_with(&p))
-            .cloned()
-            .collect())
+        Ok(self.map().keys().filter(|k| prefix.is_empty() || k.starts_with(&p)).cloned().collect())
     }
     fn exists(&self, path: &str) -> Result<bool> {
         Ok(self.map().contains_key(path))
@@ -252,10 +220,7 @@ mod tests {
         assert_eq!(s.get("a/b/c").unwrap(), b"hello");
         assert_eq!(s.get_range("a/b/c", 1, 3).unwrap(), b"ell");
         assert!(s.get_range("a/b/c", 3, 3).is_err());
-        assert_eq!(
-            s.list("a").unwrap(),
-            vec!["a/b/c".to_string(), "a/d".to_string()]
-        );
+        assert_eq!(s.list("a").unwrap(), vec!["a/b/c".to_string(), "a/d".to_string()]);
         assert!(matches!(s.get("nope"), Err(Error::NotFound(_))));
         s.delete("a/d").unwrap();
         assert!(!s.exists("a/d").unwrap());

@@ -16,7 +16,12 @@ pub fn bin() -> PathBuf {
 /// A command for `mvault --vault VAULT ARGS...` with the passphrase in the environment.
 pub fn cmd(vault: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin());
-    c.arg("--vault").arg(vault).args(args).env("MVAULT_PASSWORD", PASS).env_remove("MVAULT_VAULT").env_remove("MVAULT_NEW_PASSWORD");
+    c.arg("--vault")
+        .arg(vault)
+        .args(args)
+        .env("MVAULT_PASSWORD", PASS)
+        .env_remove("MVAULT_VAULT")
+        .env_remove("MVAULT_NEW_PASSWORD");
     c
 }
 
@@ -27,7 +32,13 @@ pub fn run(vault: &Path, args: &[&str]) -> Output {
 /// Run and require success; returns stdout.
 pub fn ok(vault: &Path, args: &[&str]) -> String {
     let o = run(vault, args);
-    assert!(o.status.success(), "mvault {args:?} failed ({}):\n{}\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "mvault {args:?} failed ({}):\n{}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).expect("utf-8 output")
 }
 

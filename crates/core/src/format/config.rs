@@ -27,11 +27,7 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        ChunkerParams {
-            min: 256 * 1024,
-            avg: 1024 * 1024,
-            max: 4 * 1024 * 1024,
-        }
+        ChunkerParams { min: 256 * 1024, avg: 1024 * 1024, max: 4 * 1024 * 1024 }
     }
 }
 
@@ -77,48 +73,29 @@ impl Config {
         let json = r.bytes32()?;
         let tag = r.array::<32>()?;
         r.finish()?;
-        let c: Config =
-            serde_json::from_slice(json).map_err(|e| Error::malformed("config", e.to_string()))?;
+        let c: Config = serde_json::from_slice(json).map_err(|e| Error::malformed("config", e.to_string()))?;
         if c.format_version != FORMAT_VERSION {
             return Err(Error::malformed(
                 "config",
-                format!(
-                    "format version {} (this build reads {FORMAT_VERSION})",
-                    c.format_version
-                ),
+                format!("format version {} (this build reads {FORMAT_VERSION})", c.format_version),
             ));
         }
         c.vault_id()?;
         c.validate()?;
-        Ok((
-            c,
-            ConfigMac {
-                json: json.to_vec(),
-                tag,
-            },
-        ))
+        Ok((c, ConfigMac { json: json.to_vec(), tag }))
     }
 
     pub fn validate(&self) -> Result<()> {
         let ch = self.chunker;
         if !(ch.min >= 64 && ch.min <= ch.avg && ch.avg <= ch.max && ch.max <= 16 * 1024 * 1024) {
-            return Err(Error::malformed(
-                "config",
-                format!("chunker parameters out of range: {ch:?}"),
-            ));
+            return Err(Error::malformed("config", format!("chunker parameters out of range: {ch:?}")));
         }
         let r = &self.redundancy;
         if r.k == 0 || (r.k as usize + r.m as usize) > 255 {
-            return Err(Error::malformed(
-                "config",
-                format!("redundancy k={} m={} out of range", r.k, r.m),
-            ));
+            return Err(Error::malformed("config", format!("redundancy k={} m={} out of range", r.k, r.m)));
         }
         if self.pack_size < 1024 * 1024 || self.pack_size > 1024 * 1024 * 1024 {
-            return Err(Error::malformed(
-                "config",
-                format!("pack size {} out of range", self.pack_size),
-            ));
+            return Err(Error::malformed("config", format!("pack size {} out of range", self.pack_size)));
         }
         if self.stores.is_empty() {
             return Err(Error::malformed("config", "lists no stores"));
@@ -137,10 +114,7 @@ impl ConfigMac {
     pub fn verify(&self, mk: &SecretKey) -> Result<()> {
         // Constant-time comparison: blake3::Hash's PartialEq is constant time.
         if blake3::Hash::from(mac(mk, &self.json)) != blake3::Hash::from(self.tag) {
-            return Err(Error::corrupt(
-                "config",
-                "MAC does not verify under this vault's master key (altered config)",
-            ));
+            return Err(Error::corrupt("config", "MAC does not verify under this vault's master key (altered config)"));
         }
         Ok(())
     }
@@ -158,12 +132,7 @@ mod tests {
             redundancy: Redundancy { k: 1, m: 0 },
             chunker: ChunkerParams::default(),
             pack_size: 16 << 20,
-            stores: vec![StoreSpec {
-                id: "s0".into(),
-                url: "fs:/x".into(),
-                domain: "d0".into(),
-                weight: 1,
-            }],
+            stores: vec![StoreSpec { id: "s0".into(), url: "fs:/x".into(), domain: "d0".into(), weight: 1 }],
         }
     }
 

@@ -45,8 +45,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<(ChunkId, Location)>> {
         let id = ChunkId(r.array()?);
         let pack = PackId(r.array()?);
         let t = r.u8()?;
-        let blob_type =
-            BlobType::from_u8(t).ok_or_else(|| r.err(format!("unknown blob type {t}")))?;
+        let blob_type = BlobType::from_u8(t).ok_or_else(|| r.err(format!("unknown blob type {t}")))?;
         let c = r.u8()?;
         let codec = Codec::from_u8(c).ok_or_else(|| r.err(format!("unknown codec {c}")))?;
         out.push((

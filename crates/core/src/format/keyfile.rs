@@ -58,11 +58,7 @@ impl KeyFile {
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             host: host.into(),
             user: user.into(),
-            kdf: Kdf {
-                algorithm: "argon2id".into(),
-                params,
-                salt: hex::encode(salt),
-            },
+            kdf: Kdf { algorithm: "argon2id".into(), params, salt: hex::encode(salt) },
             nonce: hex::encode(nonce),
             wrapped_master_key: hex::encode(wrapped),
         })
@@ -71,22 +67,13 @@ impl KeyFile {
     /// Try to unwrap the master key. `Ok(None)` means "not this passphrase".
     pub fn unwrap(&self, vault: &VaultId, passphrase: &[u8]) -> Result<Option<SecretKey>> {
         let what = format!("keys/{}", self.id);
-        let salt = hex::decode(&self.kdf.salt)
-            .map_err(|e| Error::malformed(&what, format!("salt: {e}")))?;
+        let salt = hex::decode(&self.kdf.salt).map_err(|e| Error::malformed(&what, format!("salt: {e}")))?;
         let mut nonce = [0u8; NONCE_LEN];
-        hex::decode_to_slice(&self.nonce, &mut nonce)
-            .map_err(|e| Error::malformed(&what, format!("nonce: {e}")))?;
-        let wrapped = hex::decode(&self.wrapped_master_key)
-            .map_err(|e| Error::malformed(&what, format!("wrapped key: {e}")))?;
-        let kek = self
-            .kdf
-            .params
-            .derive_kek(passphrase, &salt)
-            .map_err(|e| e.in_object(&what))?;
-        match kek
-            .aead()
-            .open(nonce, &aad(vault, &self.id), &wrapped, &what)
-        {
+        hex::decode_to_slice(&self.nonce, &mut nonce).map_err(|e| Error::malformed(&what, format!("nonce: {e}")))?;
+        let wrapped =
+            hex::decode(&self.wrapped_master_key).map_err(|e| Error::malformed(&what, format!("wrapped key: {e}")))?;
+        let kek = self.kdf.params.derive_kek(passphrase, &salt).map_err(|e| e.in_object(&what))?;
+        match kek.aead().open(nonce, &aad(vault, &self.id), &wrapped, &what) {
             Ok(mut mk) => {
                 let mut b = [0u8; 32];
                 b.copy_from_slice(&mk);
@@ -104,25 +91,15 @@ impl KeyFile {
     }
 
     pub fn parse(bytes: &[u8]) -> Result<KeyFile> {
-        let k: KeyFile = serde_json::from_slice(bytes)
-            .map_err(|e| Error::malformed("key file", e.to_string()))?;
+        let k: KeyFile = serde_json::from_slice(bytes).map_err(|e| Error::malformed("key file", e.to_string()))?;
         if k.magic != MAGIC {
-            return Err(Error::malformed(
-                "key file",
-                format!("bad magic {:?}", k.magic),
-            ));
+            return Err(Error::malformed("key file", format!("bad magic {:?}", k.magic)));
         }
         if k.version != 1 {
-            return Err(Error::malformed(
-                "key file",
-                format!("unsupported version {}", k.version),
-            ));
+            return Err(Error::malformed("key file", format!("unsupported version {}", k.version)));
         }
         if k.kdf.algorithm != "argon2id" {
-            return Err(Error::malformed(
-                "key file",
-                format!("unknown kdf {:?}", k.kdf.algorithm),
-            ));
+            return Err(Error::malformed("key file", format!("unknown kdf {:?}", k.kdf.algorithm)));
         }
         k.kdf.params.validate()?;
         let lens = [
@@ -133,10 +110,7 @@ impl KeyFile {
         ];
         for (v, n, name) in lens {
             if v.len() != n * 2 || hex::decode(v).is_err() {
-                return Err(Error::malformed(
-                    "key file",
-                    format!("{name} must be {n} hex bytes"),
-                ));
+                return Err(Error::malformed("key file", format!("{name} must be {n} hex bytes")));
             }
         }
         Ok(k)
@@ -147,11 +121,7 @@ impl KeyFile {
 mod tests {
     use super::*;
 
-    const CHEAP: KdfParams = KdfParams {
-        m_kib: 64,
-        t: 1,
-        p: 1,
-    };
+    const CHEAP: KdfParams = KdfParams { m_kib: 64, t: 1, p: 1 };
 
     #[test]
     fn unwrap_with_right_and_wrong_passphrase() {
@@ -162,13 +132,7 @@ mod tests {
         assert_eq!(parsed, kf);
         assert_eq!(parsed.unwrap(&v, b"secret").unwrap().unwrap(), mk);
         assert!(parsed.unwrap(&v, b"wrong").unwrap().is_none());
-        assert!(
-            parsed
-                .unwrap(&VaultId::random(), b"secret")
-                .unwrap()
-                .is_none(),
-            "bound to its vault"
-        );
+        assert!(parsed.unwrap(&VaultId::random(), b"secret").unwrap().is_none(), "bound to its vault");
     }
 
     proptest::proptest! {

@@ -17,30 +17,16 @@ pub enum Kind {
 
 fn aad(vault: &VaultId, tenant: &str, key_version: u32, kind: u8, path: &str) -> Vec<u8> {
     let mut w = super::aad("mvault/v1/object", vault);
-    w.bytes16(tenant.as_bytes())
-        .u32(key_version)
-        .u8(kind)
-        .bytes16(path.as_bytes());
+    w.bytes16(tenant.as_bytes()).u32(key_version).u8(kind).bytes16(path.as_bytes());
     w.into_vec()
 }
 
 /// Compress and encrypt `plaintext` as the object stored at `path`.
-pub fn seal(
-    vault: &VaultId,
-    tenant: &str,
-    keys: &TenantKeys,
-    kind: Kind,
-    path: &str,
-    plaintext: &[u8],
-) -> Vec<u8> {
+pub fn seal(vault: &VaultId, tenant: &str, keys: &TenantKeys, kind: Kind, path: &str, plaintext: &[u8]) -> Vec<u8> {
     let salt = random32();
-    let compressed =
-        zstd::bulk::compress(plaintext, 3).expect("zstd compression of an in-memory buffer");
-    let ct = keys.object_key(&salt).seal(
-        [0; NONCE_LEN],
-        &aad(vault, tenant, keys.version, kind as u8, path),
-        &compressed,
-    );
+    let compressed = zstd::bulk::compress(plaintext, 3).expect("zstd compression of an in-memory buffer");
+    let ct =
+        keys.object_key(&salt).seal([0; NONCE_LEN], &aad(vault, tenant, keys.version, kind as u8, path), &compressed);
     let mut w = Writer::with_header(MAGIC, 1);
     w.u8(kind as u8).u32(keys.version).bytes(&salt).bytes(&ct);
     w.into_vec()
@@ -75,25 +61,12 @@ pub fn open<'k>(
 ) -> Result<Vec<u8>> {
     let (k, version, salt, ct) = parse(bytes).map_err(|e| e.in_object(path))?;
     if k != kind as u8 {
-        return Err(Error::corrupt(
-            path,
-            format!("object kind {k}, expected {}", kind as u8),
-        ));
+        return Err(Error::corrupt(path, format!("object kind {k}, expected {}", kind as u8)));
     }
-    let keys = keys_for(version).ok_or_else(|| {
-        Error::corrupt(
-            path,
-            format!("encrypted under unknown key version {version}"),
-        )
-    })?;
-    let compressed = keys.object_key(&salt).open(
-        [0; NONCE_LEN],
-        &aad(vault, tenant, version, k, path),
-        ct,
-        path,
-    )?;
-    zstd::bulk::decompress(&compressed, max_plain)
-        .map_err(|e| Error::corrupt(path, format!("decompress: {e}")))
+    let keys = keys_for(version)
+        .ok_or_else(|| Error::corrupt(path, format!("encrypted under unknown key version {version}")))?;
+    let compressed = keys.object_key(&salt).open([0; NONCE_LEN], &aad(vault, tenant, version, k, path), ct, path)?;
+    zstd::bulk::decompress(&compressed, max_plain).map_err(|e| Error::corrupt(path, format!("decompress: {e}")))
 }
 
 pub const fn header_len() -> usize {
@@ -109,62 +82,19 @@ mod tests {
     fn round_trip_and_path_binding() {
         let v = VaultId::random();
         let keys = TenantKeys::derive(1, &SecretKey::random());
-        let b = seal(
-            &v,
-            "default",
-            &keys,
-            Kind::Snapshot,
-            "tenants/default/snapshots/a",
-            b"{}",
-        );
+        let b = seal(&v, "default", &keys, Kind::Snapshot, "tenants/default/snapshots/a", b"{}");
         let get = |ver: u32| (ver == 1).then_some(&keys);
         assert_eq!(
-            open(
-                &v,
-                "default",
-                get,
-                Kind::Snapshot,
-                "tenants/default/snapshots/a",
-                &b,
-                1 << 20
-            )
-            .unwrap(),
+            open(&v, "default", get, Kind::Snapshot, "tenants/default/snapshots/a", &b, 1 << 20).unwrap(),
             b"{}"
         );
-        assert!(open(
-            &v,
-            "default",
-            get,
-            Kind::Snapshot,
-            "tenants/default/snapshots/b",
-            &b,
-            1 << 20
-        )
-        .is_err());
-        assert!(open(
-            &v,
-            "default",
-            get,
-            Kind::Index,
-            "tenants/default/snapshots/a",
-            &b,
-            1 << 20
-        )
-        .is_err());
+        assert!(open(&v, "default", get, Kind::Snapshot, "tenants/default/snapshots/b", &b, 1 << 20).is_err());
+        assert!(open(&v, "default", get, Kind::Index, "tenants/default/snapshots/a", &b, 1 << 20).is_err());
         for i in 0..b.len() {
             let mut bad = b.clone();
             bad[i] ^= 0x40;
             assert!(
-                open(
-                    &v,
-                    "default",
-                    get,
-                    Kind::Snapshot,
-                    "tenants/default/snapshots/a",
-                    &bad,
-                    1 << 20
-                )
-                .is_err(),
+                open(&v, "default", get, Kind::Snapshot, "tenants/default/snapshots/a", &bad, 1 << 20).is_err(),
                 "flip at {i}"
             );
         }

@@ -80,9 +80,7 @@ impl BlobContext<'_> {
     }
     fn table_aad(&self) -> Vec<u8> {
         let mut w = super::aad("mvault/v1/table", self.vault);
-        w.bytes16(self.tenant.as_bytes())
-            .u32(self.key_version)
-            .bytes(&self.pack.0);
+        w.bytes16(self.tenant.as_bytes()).u32(self.key_version).bytes(&self.pack.0);
         w.into_vec()
     }
 }
@@ -90,6 +88,8 @@ impl BlobContext<'_> {
 /// Builds one pack in memory. Blobs arrive already encoded (compressed or not); the builder encrypts them.
 pub struct PackBuilder {
     pub id: PackId,
+    vault: VaultId,
+    tenant: String,
     key_version: u32,
     key: AeadKey,
     buf: Vec<u8>,
@@ -97,7 +97,7 @@ pub struct PackBuilder {
 }
 
 impl PackBuilder {
-    pub fn new(keys: &TenantKeys, capacity: usize) -> Self {
+    pub fn new(vault: &VaultId, tenant: &str, keys: &TenantKeys, capacity: usize) -> Self {
         let id = PackId::random();
         let salt = crate::crypto::random32();
         let mut buf = Vec::with_capacity(capacity);
@@ -106,6 +106,8 @@ impl PackBuilder {
         buf.extend_from_slice(&w.into_vec());
         PackBuilder {
             id,
+            vault: *vault,
+            tenant: tenant.to_string(),
             key_version: keys.version,
             key: keys.pack_key(&salt),
             buf,
@@ -126,49 +128,22 @@ impl PackBuilder {
     }
 
     /// Encrypt and append one encoded blob; returns its table entry.
-    pub fn add(
-        &mut self,
-        vault: &VaultId,
-        tenant: &str,
-        t: BlobType,
-        codec: Codec,
-        id: ChunkId,
-        encoded: &[u8],
-        raw_length: u32,
-    ) -> BlobEntry {
+    pub fn add(&mut self, t: BlobType, codec: Codec, id: ChunkId, encoded: &[u8], raw_length: u32) -> BlobEntry {
         let index = self.entries.len() as u32;
-        let ctx = BlobContext {
-            vault,
-            tenant,
-            key_version: self.key_version,
-            pack: &self.id,
-        };
-        let ct = self.key.seal(
-            counter_nonce(index as u64),
-            &ctx.blob_aad(index, t, codec, &id),
-            encoded,
-        );
-        let e = BlobEntry {
-            blob_type: t,
-            codec,
-            id,
-            offset: self.buf.len() as u32,
-            length: ct.len() as u32,
-            raw_length,
-        };
+        let ctx =
+            BlobContext { vault: &self.vault, tenant: &self.tenant, key_version: self.key_version, pack: &self.id };
+        let ct = self.key.seal(counter_nonce(index as u64), &ctx.blob_aad(index, t, codec, &id), encoded);
+        let e =
+            BlobEntry { blob_type: t, codec, id, offset: self.buf.len() as u32, length: ct.len() as u32, raw_length };
         self.buf.extend_from_slice(&ct);
         self.entries.push(e);
         e
     }
 
     /// Append the encrypted table and the trailer; returns the finished pack bytes and its entries.
-    pub fn finish(mut self, vault: &VaultId, tenant: &str) -> (PackId, Vec<u8>, Vec<BlobEntry>) {
-        let ctx = BlobContext {
-            vault,
-            tenant,
-            key_version: self.key_version,
-            pack: &self.id,
-        };
+    pub fn finish(mut self) -> (PackId, Vec<u8>, Vec<BlobEntry>) {
+        let ctx =
+            BlobContext { vault: &self.vault, tenant: &self.tenant, key_version: self.key_version, pack: &self.id };
         let table = encode_table(&self.entries);
         let ct = self.key.seal(TABLE_NONCE, &ctx.table_aad(), &table);
         self.buf.extend_from_slice(&ct);
@@ -182,12 +157,7 @@ pub fn encode_table(entries: &[BlobEntry]) -> Vec<u8> {
     let mut w = Writer::with_header(TABLE_MAGIC, 1);
     w.u32(entries.len() as u32);
     for e in entries {
-        w.u8(e.blob_type as u8)
-            .u8(e.codec as u8)
-            .bytes(&e.id.0)
-            .u32(e.offset)
-            .u32(e.length)
-            .u32(e.raw_length);
+        w.u8(e.blob_type as u8).u8(e.codec as u8).bytes(&e.id.0).u32(e.offset).u32(e.length).u32(e.raw_length);
     }
     w.into_vec()
 }
@@ -201,8 +171,7 @@ pub fn parse_table(bytes: &[u8]) -> Result<Vec<BlobEntry>> {
         let t = r.u8()?;
         let c = r.u8()?;
         let e = BlobEntry {
-            blob_type: BlobType::from_u8(t)
-                .ok_or_else(|| r.err(format!("unknown blob type {t}")))?,
+            blob_type: BlobType::from_u8(t).ok_or_else(|| r.err(format!("unknown blob type {t}")))?,
             codec: Codec::from_u8(c).ok_or_else(|| r.err(format!("unknown codec {c}")))?,
             id: ChunkId(r.array()?),
             offset: r.u32()?,
@@ -242,10 +211,7 @@ pub fn open_pack<'k>(
 ) -> Result<OpenedPack> {
     let (key_version, id, salt) = parse_header(pack).map_err(|e| e.in_object(object))?;
     if id != *expected {
-        return Err(Error::corrupt(
-            object,
-            format!("holds pack {id}, expected {expected}"),
-        ));
+        return Err(Error::corrupt(object, format!("holds pack {id}, expected {expected}")));
     }
     if pack.len() < HEADER_LEN + TRAILER_LEN {
         return Err(Error::malformed(object, "too short for a pack"));
@@ -256,21 +222,13 @@ pub fn open_pack<'k>(
     }
     let table_len = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as usize;
     if table_len > pack.len() - HEADER_LEN - TRAILER_LEN {
-        return Err(Error::malformed(
-            object,
-            format!("blob table length {table_len} exceeds pack"),
-        ));
+        return Err(Error::malformed(object, format!("blob table length {table_len} exceeds pack")));
     }
     let table_start = pack.len() - TRAILER_LEN - table_len;
-    let keys = keys_for(key_version)
-        .ok_or_else(|| Error::corrupt(object, format!("unknown key version {key_version}")))?;
+    let keys =
+        keys_for(key_version).ok_or_else(|| Error::corrupt(object, format!("unknown key version {key_version}")))?;
     let key = keys.pack_key(&salt);
-    let ctx = BlobContext {
-        vault,
-        tenant,
-        key_version,
-        pack: expected,
-    };
+    let ctx = BlobContext { vault, tenant, key_version, pack: expected };
     let table = key.open(
         TABLE_NONCE,
         &ctx.table_aad(),
@@ -281,17 +239,10 @@ pub fn open_pack<'k>(
     for e in &entries {
         let end = e.offset as u64 + e.length as u64;
         if (e.offset as usize) < HEADER_LEN || end > table_start as u64 {
-            return Err(Error::malformed(
-                object,
-                format!("blob {} lies outside the pack body", e.id),
-            ));
+            return Err(Error::malformed(object, format!("blob {} lies outside the pack body", e.id)));
         }
     }
-    Ok(OpenedPack {
-        key,
-        key_version,
-        entries,
-    })
+    Ok(OpenedPack { key, key_version, entries })
 }
 
 /// Decrypt one blob given its ciphertext and where it sits: returns the encoded (maybe compressed) bytes.
@@ -303,12 +254,7 @@ pub fn open_blob(
     ciphertext: &[u8],
     object: &str,
 ) -> Result<Vec<u8>> {
-    key.open(
-        counter_nonce(index as u64),
-        &ctx.blob_aad(index, e.blob_type, e.codec, &e.id),
-        ciphertext,
-        object,
-    )
+    key.open(counter_nonce(index as u64), &ctx.blob_aad(index, e.blob_type, e.codec, &e.id), ciphertext, object)
 }
 
 /// Undo the codec; `raw_length` bounds the output.
@@ -319,10 +265,7 @@ pub fn decode(codec: Codec, encoded: Vec<u8>, raw_length: u32, object: &str) -> 
             .map_err(|e| Error::corrupt(object, format!("zstd: {e}")))?,
     };
     if out.len() != raw_length as usize {
-        return Err(Error::corrupt(
-            object,
-            format!("decoded {} bytes, expected {raw_length}", out.len()),
-        ));
+        return Err(Error::corrupt(object, format!("decoded {} bytes, expected {raw_length}", out.len())));
     }
     Ok(out)
 }
@@ -346,12 +289,12 @@ mod tests {
         fn pack_round_trip(chunks in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..3000), 0..8)) {
             let v = VaultId::random();
             let keys = TenantKeys::derive(1, &SecretKey::random());
-            let mut b = PackBuilder::new(&keys, 1 << 16);
+            let mut b = PackBuilder::new(&v, "t", &keys, 1 << 16);
             for c in &chunks {
                 let (codec, enc) = encode(c, 3);
-                b.add(&v, "t", BlobType::Data, codec, keys.chunk_id(c), &enc, c.len() as u32);
+                b.add(BlobType::Data, codec, keys.chunk_id(c), &enc, c.len() as u32);
             }
-            let (id, bytes, entries) = b.finish(&v, "t");
+            let (id, bytes, entries) = b.finish();
             let get = |ver: u32| (ver == 1).then_some(&keys);
             let op = open_pack(&v, "t", get, &id, &bytes, "p").unwrap();
             prop_assert_eq!(&op.entries, &entries);

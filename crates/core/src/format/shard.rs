@@ -57,16 +57,10 @@ impl ShardHeader {
             hash: r.array()?,
         };
         if h.k == 0 || h.index as usize >= h.k as usize + h.m as usize {
-            return Err(r.err(format!(
-                "shard index {} outside k={} m={}",
-                h.index, h.k, h.m
-            )));
+            return Err(r.err(format!("shard index {} outside k={} m={}", h.index, h.k, h.m)));
         }
         if h.pack_length > (h.k as u64).saturating_mul(h.shard_length) {
-            return Err(r.err(format!(
-                "pack length {} exceeds k x shard length",
-                h.pack_length
-            )));
+            return Err(r.err(format!("pack length {} exceeds k x shard length", h.pack_length)));
         }
         Ok(h)
     }
@@ -78,18 +72,11 @@ impl ShardHeader {
         if payload.len() as u64 != h.shard_length {
             return Err(Error::corrupt(
                 "shard",
-                format!(
-                    "payload is {} bytes, header says {}",
-                    payload.len(),
-                    h.shard_length
-                ),
+                format!("payload is {} bytes, header says {}", payload.len(), h.shard_length),
             ));
         }
         if blake3::hash(payload) != blake3::Hash::from(h.hash) {
-            return Err(Error::corrupt(
-                "shard",
-                "payload hash mismatch (bit rot or tampering)",
-            ));
+            return Err(Error::corrupt("shard", "payload hash mismatch (bit rot or tampering)"));
         }
         Ok((h, payload))
     }
@@ -132,12 +119,7 @@ mod tests {
         for i in 0..obj.len() {
             let mut bad = obj.clone();
             bad[i] ^= 1;
-            assert!(
-                ShardHeader::parse_verified(&bad)
-                    .map(|(p, _)| p != h)
-                    .unwrap_or(true),
-                "flip at {i} undetected"
-            );
+            assert!(ShardHeader::parse_verified(&bad).map(|(p, _)| p != h).unwrap_or(true), "flip at {i} undetected");
         }
         assert!(ShardHeader::parse_verified(&obj[..obj.len() - 1]).is_err());
     }

@@ -49,13 +49,9 @@ impl Snapshot {
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Snapshot> {
-        let s: Snapshot = serde_json::from_slice(bytes)
-            .map_err(|e| Error::malformed("snapshot", e.to_string()))?;
+        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| Error::malformed("snapshot", e.to_string()))?;
         if s.version != 1 {
-            return Err(Error::malformed(
-                "snapshot",
-                format!("unsupported version {}", s.version),
-            ));
+            return Err(Error::malformed("snapshot", format!("unsupported version {}", s.version)));
         }
         s.tree_id()?;
         humantime::parse_rfc3339(&s.time)

@@ -14,20 +14,10 @@ fn aad(vault: &VaultId, tenant: &str, version: u32) -> Vec<u8> {
     w.into_vec()
 }
 
-pub fn wrap(
-    vault: &VaultId,
-    mk: &SecretKey,
-    tenant: &str,
-    version: u32,
-    tk: &SecretKey,
-) -> Vec<u8> {
+pub fn wrap(vault: &VaultId, mk: &SecretKey, tenant: &str, version: u32, tk: &SecretKey) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     fill_random(&mut nonce);
-    let sealed = mk.derive(&[], "mvault/v1/wrap").aead().seal(
-        nonce,
-        &aad(vault, tenant, version),
-        tk.expose(),
-    );
+    let sealed = mk.derive(&[], "mvault/v1/wrap").aead().seal(nonce, &aad(vault, tenant, version), tk.expose());
     let mut w = Writer::with_header(MAGIC, 1);
     w.u32(version).bytes(&nonce).bytes(&sealed);
     w.into_vec()
@@ -54,17 +44,9 @@ pub fn unwrap(
 ) -> Result<SecretKey> {
     let (version, nonce, wrapped) = parse(bytes).map_err(|e| e.in_object(object))?;
     if version != expected_version {
-        return Err(Error::corrupt(
-            object,
-            format!("holds key version {version}, expected {expected_version}"),
-        ));
+        return Err(Error::corrupt(object, format!("holds key version {version}, expected {expected_version}")));
     }
-    let plain = mk.derive(&[], "mvault/v1/wrap").aead().open(
-        nonce,
-        &aad(vault, tenant, version),
-        &wrapped,
-        object,
-    )?;
+    let plain = mk.derive(&[], "mvault/v1/wrap").aead().open(nonce, &aad(vault, tenant, version), &wrapped, object)?;
     let mut b = [0u8; 32];
     b.copy_from_slice(&plain);
     Ok(SecretKey::from_bytes(b))

@@ -46,14 +46,7 @@ pub fn encode(nodes: &[Node]) -> Vec<u8> {
             NodeKind::Dir { .. } => 1,
             NodeKind::Symlink { .. } => 2,
         };
-        w.u8(tag)
-            .bytes16(&n.name)
-            .u32(n.mode)
-            .i64(n.mtime_sec)
-            .u32(n.mtime_nsec)
-            .u64(n.size)
-            .u64(n.dev)
-            .u64(n.inode);
+        w.u8(tag).bytes16(&n.name).u32(n.mode).i64(n.mtime_sec).u32(n.mtime_nsec).u64(n.size).u64(n.dev).u64(n.inode);
         match &n.kind {
             NodeKind::File { chunks } => {
                 w.u32(chunks.len() as u32);
@@ -81,10 +74,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Node>> {
         let tag = r.u8()?;
         let name = r.bytes16()?.to_vec();
         if !valid_name(&name) {
-            return Err(r.err(format!(
-                "invalid entry name {:?}",
-                String::from_utf8_lossy(&name)
-            )));
+            return Err(r.err(format!("invalid entry name {:?}", String::from_utf8_lossy(&name))));
         }
         if let Some(prev) = out.last() {
             if prev.name >= name {
@@ -105,24 +95,11 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Node>> {
                 }
                 NodeKind::File { chunks }
             }
-            1 => NodeKind::Dir {
-                subtree: ChunkId(r.array()?),
-            },
-            2 => NodeKind::Symlink {
-                target: r.bytes16()?.to_vec(),
-            },
+            1 => NodeKind::Dir { subtree: ChunkId(r.array()?) },
+            2 => NodeKind::Symlink { target: r.bytes16()?.to_vec() },
             t => return Err(r.err(format!("unknown node kind {t}"))),
         };
-        out.push(Node {
-            name,
-            kind,
-            mode,
-            mtime_sec,
-            mtime_nsec,
-            size,
-            dev,
-            inode,
-        });
+        out.push(Node { name, kind, mode, mtime_sec, mtime_nsec, size, dev, inode });
     }
     r.finish()?;
     Ok(out)
@@ -135,14 +112,10 @@ mod tests {
 
     fn node() -> impl Strategy<Value = Node> {
         let kind = prop_oneof![
-            proptest::collection::vec(any::<[u8; 32]>(), 0..4).prop_map(|v| NodeKind::File {
-                chunks: v.into_iter().map(ChunkId).collect()
-            }),
-            any::<[u8; 32]>().prop_map(|c| NodeKind::Dir {
-                subtree: ChunkId(c)
-            }),
-            proptest::collection::vec(any::<u8>(), 0..40)
-                .prop_map(|t| NodeKind::Symlink { target: t }),
+            proptest::collection::vec(any::<[u8; 32]>(), 0..4)
+                .prop_map(|v| NodeKind::File { chunks: v.into_iter().map(ChunkId).collect() }),
+            any::<[u8; 32]>().prop_map(|c| NodeKind::Dir { subtree: ChunkId(c) }),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|t| NodeKind::Symlink { target: t }),
         ];
         (
             proptest::collection::vec(1u8..=255, 1..20),

@@ -17,10 +17,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn err(&self, reason: impl Into<String>) -> Error {
-        Error::malformed(
-            self.what,
-            format!("{} (at byte {})", reason.into(), self.pos),
-        )
+        Error::malformed(self.what, format!("{} (at byte {})", reason.into(), self.pos))
     }
 
     pub fn remaining(&self) -> usize {
@@ -29,10 +26,7 @@ impl<'a> Reader<'a> {
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(self.err(format!(
-                "truncated: need {n} bytes, {} left",
-                self.remaining()
-            )));
+            return Err(self.err(format!("truncated: need {n} bytes, {} left", self.remaining())));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -71,9 +65,7 @@ impl<'a> Reader<'a> {
 
     /// Check magic and version, the first five bytes of every format.
     pub fn header(&mut self, magic: &[u8; 4], version: u8) -> Result<()> {
-        let m = self
-            .take(4)
-            .map_err(|_| self.err("too short for a header"))?;
+        let m = self.take(4).map_err(|_| self.err("too short for a header"))?;
         if m != magic {
             return Err(self.err(format!(
                 "bad magic {:?}, expected {:?}",
@@ -83,9 +75,7 @@ impl<'a> Reader<'a> {
         }
         let v = self.u8()?;
         if v != version {
-            return Err(self.err(format!(
-                "unsupported format version {v} (this build reads {version})"
-            )));
+            return Err(self.err(format!("unsupported format version {v} (this build reads {version})")));
         }
         Ok(())
     }
@@ -95,10 +85,7 @@ impl<'a> Reader<'a> {
     pub fn count(&mut self, min_item: usize) -> Result<usize> {
         let n = self.u32()? as usize;
         if n.saturating_mul(min_item) > self.remaining() {
-            return Err(self.err(format!(
-                "count {n} does not fit in {} bytes",
-                self.remaining()
-            )));
+            return Err(self.err(format!("count {n} does not fit in {} bytes", self.remaining())));
         }
         Ok(n)
     }
