@@ -16,10 +16,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(!n.name.is_empty() && n.name != b"." && n.name != b".." && !n.name.contains(&b'/'));
         assert!(n.mtime_nsec < 1_000_000_000);
     }
-    assert!(
-        nodes.windows(2).all(|w| w[0].name < w[1].name),
-        "tree entries not strictly sorted"
-    );
+    assert!(nodes.windows(2).all(|w| w[0].name < w[1].name), "tree entries not strictly sorted");
     let re = tree::encode(&nodes);
     assert_eq!(re, data, "tree does not re-encode to the input");
     let again = tree::parse(&re).expect("re-encoded tree does not parse");
