@@ -6,6 +6,7 @@ pub mod check;
 pub mod chunker;
 pub mod crypto;
 pub mod dircmp;
+pub mod durability;
 pub mod error;
 pub mod format;
 pub mod ids;

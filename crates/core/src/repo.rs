@@ -109,7 +109,7 @@ impl Repo {
             stores: urls
                 .iter()
                 .enumerate()
-                .map(|(i, u)| StoreSpec { id: format!("s{i}"), url: u.clone(), domain: format!("d{i}"), weight: 1 })
+                .map(|(i, u)| StoreSpec::new(format!("s{i}"), u.clone(), format!("d{i}"), 1))
                 .collect(),
         };
         config.validate()?;

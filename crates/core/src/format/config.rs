@@ -31,15 +31,38 @@ impl Default for ChunkerParams {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StoreSpec {
     pub id: String,
     pub url: String,
+    /// Failure domain label: stores sharing one can fail together (a disk, a rack, a site).
     pub domain: String,
+    /// Share of capacity: placement gives a store shards in proportion to its weight.
     pub weight: u32,
+    /// Annual failure rate (a fraction) used by the durability model.
+    #[serde(default = "default_afr")]
+    pub afr: f64,
+    /// Probability that the store answers at a random moment, used by the availability model.
+    #[serde(default = "default_availability")]
+    pub availability: f64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// Backblaze's published annualized drive failure rate is about 1.4%; a store is assumed no better.
+pub fn default_afr() -> f64 {
+    0.014
+}
+
+pub fn default_availability() -> f64 {
+    0.999
+}
+
+impl StoreSpec {
+    pub fn new(id: String, url: String, domain: String, weight: u32) -> Self {
+        StoreSpec { id, url, domain, weight, afr: default_afr(), availability: default_availability() }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Config {
     pub vault_id: String,
     pub format_version: u32,
@@ -132,7 +155,7 @@ mod tests {
             redundancy: Redundancy { k: 1, m: 0 },
             chunker: ChunkerParams::default(),
             pack_size: 16 << 20,
-            stores: vec![StoreSpec { id: "s0".into(), url: "fs:/x".into(), domain: "d0".into(), weight: 1 }],
+            stores: vec![StoreSpec::new("s0".into(), "fs:/x".into(), "d0".into(), 1)],
         }
     }
 
