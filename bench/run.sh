@@ -114,7 +114,8 @@ run_tool restic
 run_tool mvault
 
 # --- 4. report -------------------------------------------------------------------------
-RESTIC_VERSION=$(restic version | head -n 1) MVAULT_VERSION=$("$MVAULT" --version) \
+RESTIC_VERSION=$(restic version | head -n 1) \
+    MVAULT_VERSION="$("$MVAULT" --version) (binary of $(date -r "$MVAULT" -Iseconds))" \
     SRC_BYTES=$SRC_BYTES SRC_FILES=$SRC_FILES BENCH_GIB=$BENCH_GIB LOADAVG=$LOADAVG \
     python3 - "$RESULTS" "$BENCH_DIR/results.json" <<'EOF'
 import json, os, sys, datetime

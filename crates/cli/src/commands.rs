@@ -16,12 +16,30 @@ use std::sync::atomic::Ordering;
 
 #[derive(Args)]
 pub struct InitArgs {
-    /// More stores for the vault, besides --vault (fs:/dir or a directory path).
-    #[arg(long = "store", value_name = "URL")]
-    pub stores: Vec<String>,
+    /// A store for the vault, repeatable: URL[#domain=D,weight=W,afr=P,availability=A]. URL is fs:/dir or a
+    /// directory path. --vault is a store too (unless listed here). Stores in one domain can fail together.
+    #[arg(long = "store", value_name = "URL[#domain=D,weight=W]")]
+    pub stores: Vec<mvault_core::store::StoreArg>,
+    /// Reed-Solomon: cut each pack into K data and M recovery shards, one per store; any K rebuild it.
+    #[arg(long, value_name = "K+M", conflicts_with = "replicas")]
+    pub ec: Option<String>,
     /// Keep N full copies of every pack, each on its own store (k=1, m=N-1).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub replicas: u8,
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<u8>,
+    /// Target pack size (default 16MiB; at least 1MiB). Smaller packs suit tests and tiny vaults.
+    #[arg(long, value_name = "BYTES", hide = true)]
+    pub pack_size: Option<String>,
+}
+
+/// Parse `K+M`.
+pub fn parse_ec(s: &str) -> Result<(u8, u8)> {
+    let bad = || Error::Usage(format!("--ec {s:?}: expected K+M such as 4+2"));
+    let (k, m) = s.split_once('+').ok_or_else(bad)?;
+    let (k, m): (u8, u8) = (k.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
+    if k == 0 || k as usize + m as usize > 64 {
+        return Err(bad());
+    }
+    Ok((k, m))
 }
 
 #[derive(Args)]
@@ -98,7 +116,7 @@ fn vault_loc(g: &Global) -> Result<String> {
     g.vault.clone().ok_or_else(|| Error::Usage("no vault given: pass --vault DIR or set MVAULT_VAULT".into()))
 }
 
-fn open(g: &Global) -> Result<Repo> {
+pub fn open(g: &Global) -> Result<Repo> {
     let loc = vault_loc(g)?;
     let pw = ui::passphrase(g.password_file.as_deref())?;
     let repo = Repo::open(&loc, &pw)?;
@@ -121,6 +139,12 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Restore(a) => restore(g, a),
         Command::Check(a) => check(g, a),
         Command::Key(k) => key(g, k),
+        Command::Store(c) => crate::heal_cmds::store(g, c),
+        Command::Scrub(a) => crate::heal_cmds::scrub(g, a),
+        Command::Repair(a) => crate::heal_cmds::repair(g, a),
+        Command::Rebalance(a) => crate::heal_cmds::rebalance(g, a),
+        Command::Status(a) => crate::heal_cmds::status(g, a),
+        Command::Durability(a) => crate::heal_cmds::durability(g, a),
     }
 }
 
@@ -128,10 +152,16 @@ fn init(g: &Global, a: InitArgs) -> Result<i32> {
     let loc = vault_loc(g)?;
     let pw = ui::passphrase(g.password_file.as_deref())?;
     ui::check_not_empty(&pw)?;
-    if a.replicas == 0 {
-        return Err(Error::Usage("--replicas must be at least 1".into()));
+    let (k, m) = match (&a.ec, a.replicas) {
+        (Some(ec), _) => parse_ec(ec)?,
+        (None, Some(0)) => return Err(Error::Usage("--replicas must be at least 1".into())),
+        (None, Some(n)) => (1, n - 1),
+        (None, None) => (1, 0),
+    };
+    let mut opts = InitOptions { k, m, extra_stores: a.stores, ..Default::default() };
+    if let Some(p) = &a.pack_size {
+        opts.pack_size = crate::heal_cmds::parse_size(p)?;
     }
-    let opts = InitOptions { m: a.replicas - 1, extra_stores: a.stores, ..Default::default() };
     let repo = Repo::init(&loc, &pw, &opts)?;
     if g.json {
         ui::print_json(

@@ -3,6 +3,7 @@
 
 mod commands;
 mod demo;
+mod heal_cmds;
 mod ui;
 
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +62,21 @@ pub enum Command {
     /// Manage the key files (passphrases) that open the vault.
     #[command(subcommand)]
     Key(commands::KeyCommand),
+    /// List, add or remove the stores that hold the vault's shards.
+    #[command(subcommand)]
+    Store(heal_cmds::StoreCommand),
+    /// Read every shard on every store and check its hash; --repair rebuilds what is missing or rotten.
+    Scrub(heal_cmds::ScrubArgs),
+    /// Rebuild shards that are missing (a lost store, a failed write) and copy metadata to every store.
+    Repair(heal_cmds::LimitArgs),
+    /// Move shards to the stores placement now picks (after `store add` or `store remove`).
+    Rebalance(heal_cmds::LimitArgs),
+    /// Each store's health, usage and fill, degraded packs, and the vault's durability.
+    Status(heal_cmds::StatusArgs),
+    /// How likely is loss: availability and yearly durability of a k+m layout, beside the naive product.
+    ///
+    /// Without --ec, the vault's own layout and store figures are used (needs --vault).
+    Durability(heal_cmds::DurabilityArgs),
 }
 
 fn main() {

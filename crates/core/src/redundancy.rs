@@ -25,18 +25,28 @@ fn score(pack: &PackId, store: &StoreSpec) -> f64 {
     -(store.weight.max(1) as f64) / u.ln()
 }
 
-/// Store indices for the `n` shards of `pack` (shard i goes to the i-th). Rounds over the rank order take at
-/// most one store per domain per round, so shards spread as evenly over domains as their number allows.
+/// Store indices for the `n` shards of `pack` (shard i goes to the i-th): stores in rank order, skipping any
+/// whose failure domain already holds its fair share, ceil(n / domains), of the pack's shards. With at least
+/// `n` domains every shard lands in its own domain; with fewer, shards spread as evenly as they can. The cap
+/// rarely binds otherwise, so each store's share of packs follows its weight.
 pub fn place(pack: &PackId, stores: &[StoreSpec], n: usize) -> Vec<usize> {
     let mut ranked: Vec<usize> = (0..stores.len()).collect();
     ranked.sort_by(|&a, &b| score(pack, &stores[b]).total_cmp(&score(pack, &stores[a])));
+    let domains: std::collections::HashSet<&str> = stores.iter().map(|s| s.domain.as_str()).collect();
+    let cap = n.div_ceil(domains.len().max(1));
+    let mut per_domain: HashMap<&str, usize> = HashMap::new();
     let mut picked = Vec::with_capacity(n);
-    while picked.len() < n.min(stores.len()) {
-        let mut round_domains = std::collections::HashSet::new();
-        for &i in &ranked {
-            if picked.len() < n && !picked.contains(&i) && round_domains.insert(stores[i].domain.as_str()) {
-                picked.push(i);
-            }
+    for &i in &ranked {
+        let d = per_domain.entry(stores[i].domain.as_str()).or_default();
+        if picked.len() < n && *d < cap {
+            *d += 1;
+            picked.push(i);
+        }
+    }
+    // Uneven domains can leave the cap unfillable: top up by rank.
+    for &i in &ranked {
+        if picked.len() < n && !picked.contains(&i) {
+            picked.push(i);
         }
     }
     picked
@@ -113,7 +123,8 @@ pub fn join(k: u8, m: u8, pack_len: usize, shards: &[Option<Vec<u8>>]) -> Result
     let mut data: Vec<Option<Vec<u8>>> = shards[..k as usize].to_vec();
     if data.iter().any(|s| s.is_none()) {
         let originals = data.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s.as_slice())));
-        let recovery = shards[k as usize..].iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s.as_slice())));
+        let recovery =
+            shards[k as usize..].iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s.as_slice())));
         let restored = reed_solomon_simd::decode(k as usize, m as usize, originals, recovery)
             .map_err(|e| Error::corrupt("pack", format!("Reed-Solomon decode: {e}")))?;
         for (i, s) in restored {
@@ -152,9 +163,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn stores(n: usize, domains: usize) -> Vec<StoreSpec> {
-        (0..n)
-            .map(|i| StoreSpec::new(format!("s{i}"), String::new(), format!("d{}", i % domains), 1))
-            .collect()
+        (0..n).map(|i| StoreSpec::new(format!("s{i}"), String::new(), format!("d{}", i % domains), 1)).collect()
     }
 
     #[test]
@@ -186,9 +195,10 @@ mod tests {
 
     #[test]
     fn adding_a_store_moves_about_its_share() {
-        let s6 = stores(6, 6);
+        // 6 stores in 3 domains, a 7th in a 4th domain: the set of stores per pack changes by about 1/7.
+        let s6 = stores(6, 3);
         let mut s7 = s6.clone();
-        s7.push(StoreSpec::new("s6".into(), String::new(), "d6".into(), 1));
+        s7.push(StoreSpec::new("s6".into(), String::new(), "d3".into(), 1));
         let (mut moved, total) = (0, 3000);
         for _ in 0..total / 6 {
             let p = PackId::random();
@@ -198,6 +208,15 @@ mod tests {
         }
         let frac = moved as f64 / total as f64;
         assert!((frac - 1.0 / 7.0).abs() < 0.03, "moved {frac}, ideal 1/7");
+        // and the 7 stores fill evenly
+        let mut count = [0usize; 7];
+        for _ in 0..7000 {
+            for i in place(&PackId::random(), &s7, 6) {
+                count[i] += 1;
+            }
+        }
+        let mean = count.iter().sum::<usize>() as f64 / 7.0;
+        assert!(count.iter().all(|&c| (c as f64 - mean).abs() < 0.05 * mean), "{count:?}");
     }
 
     proptest! {

@@ -7,15 +7,14 @@ use crate::format::config::{ChunkerParams, Config, Redundancy, StoreSpec, FORMAT
 use crate::format::index::Location;
 use crate::format::keyfile::KeyFile;
 use crate::format::object::{self, Kind};
-use crate::format::pack::{self, BlobContext, BlobEntry};
-use crate::format::shard::{self, ShardHeader};
 use crate::format::snapshot::Snapshot;
 use crate::format::{index, tenantkey, tree};
-use crate::ids::{ChunkId, ObjectId, PackId, SnapshotId, VaultId};
+use crate::ids::PackId;
+use crate::ids::{ChunkId, ObjectId, SnapshotId, VaultId};
 use crate::redundancy;
 use crate::store::{self, Store};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// The tenant of local (non-server) use.
 pub const DEFAULT_TENANT: &str = "default";
@@ -29,7 +28,7 @@ pub struct InitOptions {
     pub k: u8,
     pub m: u8,
     /// Additional store URLs beyond the location itself.
-    pub extra_stores: Vec<String>,
+    pub extra_stores: Vec<store::StoreArg>,
 }
 
 impl Default for InitOptions {
@@ -47,18 +46,20 @@ impl Default for InitOptions {
 
 pub struct Repo {
     pub location: String,
-    stores: Vec<Box<dyn Store>>,
+    pub(crate) stores: Vec<Box<dyn Store>>,
     pub config: Config,
     pub vault_id: VaultId,
     mk: SecretKey,
     /// The key file this session opened the vault with.
     pub key_id: String,
     pub tenant: String,
-    keys: BTreeMap<u32, TenantKeys>,
+    pub(crate) keys: BTreeMap<u32, TenantKeys>,
     index: HashMap<ChunkId, Location>,
     /// Index files that could not be read; their chunks are treated as absent (a backup re-stores them).
     pub index_errors: Vec<Error>,
-    pack_keys: Mutex<HashMap<PackId, Arc<crate::crypto::AeadKey>>>,
+    pub(crate) packs: crate::packio::PackCache,
+    /// Stores that failed an operation in this session: they count as down until the command ends.
+    pub(crate) down: Mutex<std::collections::HashSet<usize>>,
 }
 
 fn user_and_host() -> (String, String) {
@@ -79,20 +80,28 @@ pub fn now_rfc3339() -> String {
 /// Snapshots with their ids, oldest first.
 pub type SnapshotList = Vec<(SnapshotId, Snapshot)>;
 
-pub fn pack_path(tenant: &str, id: &PackId, shard: usize) -> String {
-    let h = id.to_hex();
-    format!("tenants/{tenant}/packs/{}/{h}.{shard}", &h[..2])
-}
+pub use crate::packio::pack_path;
 
 impl Repo {
     /// Make a new vault at `location` (and any extra stores), protected by `passphrase`.
     pub fn init(location: &str, passphrase: &[u8], opts: &InitOptions) -> Result<Repo> {
-        let mut urls = vec![store::normalize_url(location)?];
-        for u in &opts.extra_stores {
-            urls.push(store::normalize_url(u)?);
+        // The vault location is a store too, unless it is one of those listed.
+        let mut args: Vec<store::StoreArg> = Vec::new();
+        let loc_url = store::normalize_url(location)?;
+        if !opts.extra_stores.iter().any(|a| store::normalize_url(&a.url).ok().as_deref() == Some(&loc_url)) {
+            args.push(store::StoreArg { url: loc_url.clone(), ..Default::default() });
         }
+        for a in &opts.extra_stores {
+            let url = store::normalize_url(&a.url)?;
+            if args.iter().any(|b| b.url == url) {
+                return Err(Error::Usage(format!("store {url} is given twice")));
+            }
+            args.push(store::StoreArg { url, ..a.clone() });
+        }
+        let urls: Vec<String> = args.iter().map(|a| a.url.clone()).collect();
         let stores: Vec<Box<dyn Store>> = urls.iter().map(|u| store::open(u)).collect::<Result<_>>()?;
         for s in &stores {
+            s.create()?;
             if s.exists("config")? {
                 return Err(Error::AlreadyExists(s.url().to_string()));
             }
@@ -106,11 +115,7 @@ impl Repo {
             redundancy: Redundancy { k: opts.k, m: opts.m },
             chunker: opts.chunker,
             pack_size: opts.pack_size,
-            stores: urls
-                .iter()
-                .enumerate()
-                .map(|(i, u)| StoreSpec::new(format!("s{i}"), u.clone(), format!("d{i}"), 1))
-                .collect(),
+            stores: args.iter().enumerate().map(|(i, a)| a.to_spec(format!("s{i}"))).collect(),
         };
         config.validate()?;
         if (opts.k as usize + opts.m as usize) > stores.len() {
@@ -133,7 +138,8 @@ impl Repo {
             keys: BTreeMap::from([(1, TenantKeys::derive(1, &tk))]),
             index: HashMap::new(),
             index_errors: vec![],
-            pack_keys: Mutex::default(),
+            packs: Default::default(),
+            down: Mutex::default(),
             config,
             mk,
         };
@@ -155,6 +161,9 @@ impl Repo {
         let cfg_bytes = match first.get("config") {
             Ok(b) => b,
             Err(Error::NotFound(_)) => return Err(Error::NoVault(first.url().to_string())),
+            Err(Error::Store { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoVault(first.url().to_string()))
+            }
             Err(e) => return Err(e),
         };
         let (config, mac) = Config::parse(&cfg_bytes)
@@ -195,7 +204,8 @@ impl Repo {
             keys: BTreeMap::new(),
             index: HashMap::new(),
             index_errors: vec![],
-            pack_keys: Mutex::default(),
+            packs: Default::default(),
+            down: Mutex::default(),
             config,
             mk,
         };
@@ -236,16 +246,36 @@ impl Repo {
     // ---- metadata objects: on every store, read from the first copy that verifies ----
 
     pub fn write_meta(&self, path: &str, bytes: &[u8]) -> Result<()> {
-        for s in &self.stores {
-            s.put(path, bytes)?;
+        let mut written = 0;
+        let mut first_err = None;
+        for (i, s) in self.stores.iter().enumerate() {
+            if self.is_down(i) {
+                continue;
+            }
+            match s.put(path, bytes) {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    self.note_failure(i, &e);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        // Metadata lives on every store; enough copies to outlast m store losses make the write good,
+        // and `repair` copies it to the stores that missed it.
+        let quorum = (self.config.redundancy.m as usize + 1).min(self.stores.len());
+        if written < quorum {
+            return Err(first_err.unwrap_or_else(|| Error::Usage(format!("{path}: no store is up to write to"))));
         }
         Ok(())
     }
 
     pub fn read_meta<T>(&self, path: &str, parse: impl Fn(&[u8]) -> Result<T>) -> Result<T> {
         let mut first_err = None;
-        for s in &self.stores {
-            match s.get(path).and_then(|b| parse(&b)) {
+        for (i, s) in self.stores.iter().enumerate() {
+            if self.is_down(i) {
+                continue;
+            }
+            match s.get(path).inspect_err(|e| self.note_failure(i, e)).and_then(|b| parse(&b)) {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -257,17 +287,47 @@ impl Repo {
 
     pub fn list_meta(&self, prefix: &str) -> Result<Vec<String>> {
         let mut all = std::collections::BTreeSet::new();
-        for s in &self.stores {
-            all.extend(s.list(prefix)?.into_iter().filter(|n| !n.contains(".tmp-")));
+        let mut listed = 0;
+        let mut first_err = None;
+        for (i, s) in self.stores.iter().enumerate() {
+            if self.is_down(i) {
+                continue;
+            }
+            match s.list(prefix) {
+                Ok(names) => {
+                    listed += 1;
+                    all.extend(names.into_iter().filter(|n| !n.contains(".tmp-")));
+                }
+                Err(e) => {
+                    self.note_failure(i, &e);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if listed == 0 {
+            return Err(first_err.unwrap_or_else(|| Error::Usage("no store is up".into())));
         }
         Ok(all.into_iter().collect())
     }
 
     pub fn delete_meta(&self, path: &str) -> Result<()> {
-        for s in &self.stores {
-            s.delete(path)?;
+        for (i, s) in self.stores.iter().enumerate() {
+            if !self.is_down(i) {
+                s.delete(path).inspect_err(|e| self.note_failure(i, e))?;
+            }
         }
         Ok(())
+    }
+
+    /// A store that failed with anything but "no such object" is down for the rest of this command.
+    pub(crate) fn note_failure(&self, store: usize, e: &Error) {
+        if matches!(e, Error::Store { .. }) {
+            self.down.lock().expect("down set").insert(store);
+        }
+    }
+
+    pub fn is_down(&self, store: usize) -> bool {
+        self.down.lock().expect("down set").contains(&store)
     }
 
     fn open_object(&self, kind: Kind, path: &str, bytes: &[u8]) -> Result<Vec<u8>> {
@@ -322,169 +382,117 @@ impl Repo {
         Ok(bytes.len() as u64)
     }
 
-    // ---- packs ----
-
-    /// The (shard index, store index) pairs of a pack, in the order a reader tries them.
-    pub fn shard_places(&self, pack: &PackId) -> Vec<(usize, usize)> {
-        let r = &self.config.redundancy;
-        redundancy::place(pack, &self.config.stores, r.k as usize + r.m as usize).into_iter().enumerate().collect()
-    }
-
-    /// Shard and write a finished pack; returns the bytes written to stores.
-    pub fn write_pack(&self, id: &PackId, bytes: &[u8]) -> Result<u64> {
-        let r = &self.config.redundancy;
-        let payloads = redundancy::split(bytes, r.k, r.m)?;
-        let mut written = 0u64;
-        let mut ok = 0usize;
-        let mut first_err = None;
-        for (shard, store) in self.shard_places(id) {
-            let header = ShardHeader::new(*id, shard as u8, r.k, r.m, bytes.len() as u64, &payloads[shard]);
-            let obj = shard::encode(&header, &payloads[shard]);
-            match self.stores[store].put(&pack_path(&self.tenant, id, shard), &obj) {
-                Ok(()) => {
-                    ok += 1;
-                    written += obj.len() as u64;
-                }
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        let quorum = if r.m == 0 { r.k as usize } else { r.k as usize + 1 };
-        if ok < quorum {
-            return Err(first_err.unwrap_or_else(|| Error::Usage("no store to write to".into())));
-        }
-        Ok(written)
-    }
-
-    /// Read a whole shard object and check its header and hash.
-    pub fn read_shard(&self, pack: &PackId, shard: usize, store: usize) -> Result<(ShardHeader, Vec<u8>)> {
-        let path = pack_path(&self.tenant, pack, shard);
-        let name = format!("{}/{path}", self.stores[store].url());
-        let obj = self.stores[store].get(&path)?;
-        let (h, payload) = ShardHeader::parse_verified(&obj).map_err(|e| e.in_object(&name))?;
-        if h.pack_id != *pack || h.index as usize != shard {
-            return Err(Error::corrupt(&name, format!("holds shard {} of pack {}", h.index, h.pack_id)));
-        }
-        Ok((h, payload.to_vec()))
-    }
-
-    /// Read a whole pack (for `check --read-data`): the first shard set that verifies.
-    pub fn read_pack(&self, pack: &PackId) -> Result<Vec<u8>> {
-        let mut first_err = None;
-        for (shard, store) in self.shard_places(pack) {
-            match self.read_shard(pack, shard, store) {
-                Ok((_, payload)) if self.config.redundancy.k == 1 => return Ok(payload),
-                Ok(_) => unreachable!("k > 1 is rejected at init"),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        Err(first_err.unwrap_or_else(|| Error::NotFound(format!("pack {pack}"))))
-    }
-
-    /// Open a pack's table from its bytes.
-    pub fn open_pack(&self, id: &PackId, bytes: &[u8]) -> Result<pack::OpenedPack> {
-        pack::open_pack(&self.vault_id, &self.tenant, |v| self.keys.get(&v), id, bytes, &format!("pack {id}"))
-    }
-
-    pub fn blob_context<'a>(&'a self, pack: &'a PackId, key_version: u32) -> BlobContext<'a> {
-        BlobContext { vault: &self.vault_id, tenant: &self.tenant, key_version, pack }
-    }
-
-    /// The AEAD key of a pack, from its headers (read once per pack and cached).
-    fn pack_key(&self, pack: &PackId, shard: usize, store: usize) -> Result<(u32, Arc<crate::crypto::AeadKey>)> {
-        let path = pack_path(&self.tenant, pack, shard);
-        let name = format!("{}/{path}", self.stores[store].url());
-        let head = self.stores[store].get_range(&path, 0, (shard::HEADER_LEN + pack::HEADER_LEN) as u64)?;
-        let h = ShardHeader::parse(&head).map_err(|e| e.in_object(&name))?;
-        if h.pack_id != *pack || h.index as usize != shard {
-            return Err(Error::corrupt(&name, format!("holds shard {} of pack {}", h.index, h.pack_id)));
-        }
-        let (version, id, salt) = pack::parse_header(&head[shard::HEADER_LEN..]).map_err(|e| e.in_object(&name))?;
-        if id != *pack {
-            return Err(Error::corrupt(&name, format!("holds pack {id}")));
-        }
-        let keys =
-            self.keys.get(&version).ok_or_else(|| Error::corrupt(&name, format!("unknown key version {version}")))?;
-        let mut cache = self.pack_keys.lock().expect("pack key cache");
-        let key = cache.entry(*pack).or_insert_with(|| Arc::new(keys.pack_key(&salt))).clone();
-        Ok((version, key))
-    }
-
-    /// Read, decrypt, decode and verify one blob: the plaintext is exactly what was backed up, or an error.
-    pub fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
-        let loc = *self.index.get(id).ok_or_else(|| Error::NotFound(format!("chunk {id}: not in the index")))?;
-        let mut first_err = None;
-        for (shard, store) in self.shard_places(&loc.pack) {
-            match self.read_blob_at(id, &loc, shard, store) {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    // A bad cached key would fail every shard; drop it so the next try reads headers afresh.
-                    self.pack_keys.lock().expect("pack key cache").remove(&loc.pack);
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        Err(first_err.unwrap_or_else(|| Error::NotFound(format!("pack {}", loc.pack))))
-    }
-
-    fn read_blob_at(&self, id: &ChunkId, loc: &Location, shard: usize, store: usize) -> Result<Vec<u8>> {
-        let (version, key) = self.pack_key(&loc.pack, shard, store)?;
-        let path = pack_path(&self.tenant, &loc.pack, shard);
-        let name = format!("{}/{path} blob {id}", self.stores[store].url());
-        let ct =
-            self.stores[store].get_range(&path, (shard::HEADER_LEN as u64) + loc.offset as u64, loc.length as u64)?;
-        let entry = BlobEntry {
-            blob_type: loc.blob_type,
-            codec: loc.codec,
-            id: *id,
-            offset: loc.offset,
-            length: loc.length,
-            raw_length: loc.raw_length,
-        };
-        let enc = pack::open_blob(&key, &self.blob_context(&loc.pack, version), loc.index, &entry, &ct, &name)?;
-        let plain = pack::decode(loc.codec, enc, loc.raw_length, &name)?;
-        self.verify_chunk(id, &plain, version, &name)?;
-        Ok(plain)
-    }
-
-    /// End-to-end check: the keyed hash of the plaintext must be the ChunkId.
-    pub fn verify_chunk(&self, id: &ChunkId, plain: &[u8], version: u32, name: &str) -> Result<()> {
-        let keys =
-            self.keys.get(&version).ok_or_else(|| Error::corrupt(name, format!("unknown key version {version}")))?;
-        if keys.chunk_id(plain) != *id {
-            return Err(Error::corrupt(name, "plaintext does not hash to its ChunkId"));
-        }
-        Ok(())
-    }
-
-    /// All pack ids present on the stores.
-    pub fn list_packs(&self) -> Result<std::collections::BTreeSet<PackId>> {
-        let mut out = std::collections::BTreeSet::new();
-        for s in &self.stores {
-            for name in s.list(&format!("tenants/{}/packs", self.tenant))? {
-                let file = name.rsplit('/').next().unwrap_or("");
-                if let Some((hexid, _)) = file.split_once('.') {
-                    if !file.contains(".tmp-") {
-                        if let Ok(id) = PackId::from_hex(hexid) {
-                            out.insert(id);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// Leftover temporary objects of killed writers.
     pub fn list_temporaries(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for s in &self.stores {
-            out.extend(s.list("")?.into_iter().filter(|n| n.contains(".tmp-")).map(|n| format!("{}/{n}", s.url())));
+        for (i, s) in self.stores.iter().enumerate() {
+            if !self.is_down(i) {
+                out.extend(s.list("")?.into_iter().filter(|n| n.contains(".tmp-")).map(|n| format!("{}/{n}", s.url())));
+            }
         }
         Ok(out)
+    }
+
+    // ---- the store set ----
+
+    /// Write the config (MAC'd by the master key) to every store that is up.
+    pub fn save_config(&self) -> Result<()> {
+        self.write_meta("config", &self.config.to_bytes(&self.mk))
+    }
+
+    /// Every metadata object name (what each store holds a copy of).
+    pub fn metadata_names(&self) -> Result<Vec<String>> {
+        let mut names = self.list_meta("keys")?;
+        for sub in ["keys", "index", "snapshots", "degraded"] {
+            names.extend(self.list_meta(&format!("tenants/{}/{sub}", self.tenant))?);
+        }
+        Ok(names)
+    }
+
+    /// Add a store: copy the metadata to it, then record it in the config on every store. Shards move to it
+    /// with `rebalance`.
+    pub fn add_store(&mut self, arg: &store::StoreArg) -> Result<StoreSpec> {
+        let url = store::normalize_url(&arg.url)?;
+        if self.config.stores.iter().any(|s| s.url == url) {
+            return Err(Error::Usage(format!("{url} is already a store of this vault")));
+        }
+        let st = store::open(&url)?;
+        st.create()?;
+        if st.exists("config")? {
+            return Err(Error::AlreadyExists(url));
+        }
+        let id = (0..)
+            .map(|i| format!("s{i}"))
+            .find(|id| !self.config.stores.iter().any(|s| &s.id == id))
+            .expect("a free id");
+        let spec = store::StoreArg { url, ..arg.clone() }.to_spec(id);
+        for name in self.metadata_names()? {
+            let bytes = self.read_meta(&name, |b| Ok(b.to_vec()))?;
+            st.put(&name, &bytes)?;
+        }
+        self.stores.push(st);
+        self.config.stores.push(spec.clone());
+        // The config goes last: until it names the new store, the store is only an unused copy of metadata.
+        self.save_config()?;
+        Ok(spec)
+    }
+
+    /// Remove a store. Unless `force`, first copy each of its shards to the store that placement picks
+    /// without it, so no pack loses redundancy; with `force` (a dead store) the shards are rebuilt by `repair`.
+    /// Returns the number of shards moved.
+    pub fn remove_store(&mut self, id: &str, force: bool) -> Result<u64> {
+        let idx =
+            self.config.stores.iter().position(|s| s.id == id).ok_or_else(|| Error::NotFound(format!("store {id}")))?;
+        if self.config.stores.len() - 1 < self.shard_count() {
+            return Err(Error::Usage(format!(
+                "removing {id} would leave {} stores for {} shards per pack",
+                self.config.stores.len() - 1,
+                self.shard_count()
+            )));
+        }
+        let mut remaining = self.config.stores.clone();
+        remaining.remove(idx);
+        let old_index = |j: usize| if j < idx { j } else { j + 1 };
+        let mut moved = 0;
+        if !force {
+            let inventory = self.shard_inventory()?;
+            for (pack, copies) in &inventory {
+                let on_it: Vec<usize> = copies.iter().filter(|c| c.1 == idx).map(|c| c.0).collect();
+                if on_it.is_empty() {
+                    continue;
+                }
+                let new_place = redundancy::place(pack, &remaining, self.shard_count());
+                for shard in on_it {
+                    let target = old_index(new_place[shard]);
+                    if copies.iter().any(|c| c.0 == shard && c.1 == target) {
+                        continue;
+                    }
+                    let obj = match self.read_shard(pack, shard, idx) {
+                        Ok((h, payload)) => crate::format::shard::encode(&h, &payload),
+                        Err(_) => self.rebuild_shard(pack, shard)?,
+                    };
+                    self.stores[target].put(&crate::packio::pack_path(&self.tenant, pack, shard), &obj)?;
+                    moved += 1;
+                }
+            }
+        }
+        let gone = self.stores.remove(idx);
+        self.config.stores.remove(idx);
+        self.down.lock().expect("down set").clear();
+        self.save_config()?;
+        // The removed store must not open as this vault with an old store list.
+        let _ = gone.delete("config");
+        Ok(moved)
+    }
+
+    /// One shard object rebuilt from the pack's other shards.
+    pub fn rebuild_shard(&self, pack: &PackId, shard: usize) -> Result<Vec<u8>> {
+        let bytes = self.rebuild_pack(pack)?;
+        let r = &self.config.redundancy;
+        let payloads = redundancy::split(&bytes, r.k, r.m)?;
+        let h =
+            crate::format::shard::ShardHeader::new(*pack, shard as u8, r.k, r.m, bytes.len() as u64, &payloads[shard]);
+        Ok(crate::format::shard::encode(&h, &payloads[shard]))
     }
 
     // ---- trees ----

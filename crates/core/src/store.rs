@@ -21,6 +21,12 @@ pub trait Store: Send + Sync {
     /// Every object name under `prefix` (a directory-like prefix without trailing slash), recursively.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
     fn exists(&self, path: &str) -> Result<bool>;
+    /// Prepare an empty store (make the directory, the bucket prefix...). Only `init` and `store add` call it.
+    fn create(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Every object under `prefix` with its size in bytes.
+    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>>;
 }
 
 /// Open a store from a URL: `fs:/dir`, a plain directory path, or `memory:NAME` (tests).
@@ -41,6 +47,77 @@ pub fn open(url: &str) -> Result<Box<dyn Store>> {
     Ok(Box::new(FsStore { root: abs.clone(), url: format!("fs:{}", abs.display()) }))
 }
 
+/// A store as given on the command line: `URL[#domain=D,weight=W,afr=P,availability=A]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoreArg {
+    pub url: String,
+    pub domain: Option<String>,
+    pub weight: Option<u32>,
+    pub afr: Option<f64>,
+    pub availability: Option<f64>,
+}
+
+impl std::str::FromStr for StoreArg {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<StoreArg> {
+        let (url, opts) = match s.rsplit_once('#') {
+            Some((u, o)) if o.contains('=') => (u, o),
+            _ => (s, ""),
+        };
+        let mut a = StoreArg { url: url.to_string(), ..Default::default() };
+        for kv in opts.split(',').filter(|kv| !kv.is_empty()) {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| Error::Usage(format!("store {s:?}: expected key=value, got {kv:?}")))?;
+            let bad = |what: &str| Error::Usage(format!("store {s:?}: {k}={v:?} is not {what}"));
+            match k {
+                "domain" if !v.is_empty() => a.domain = Some(v.to_string()),
+                "weight" => {
+                    a.weight = Some(v.parse().ok().filter(|w| *w > 0).ok_or_else(|| bad("a positive integer"))?)
+                }
+                "afr" => {
+                    a.afr = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|x: &f64| (0.0..=10.0).contains(x))
+                            .ok_or_else(|| bad("a rate between 0 and 10"))?,
+                    )
+                }
+                "availability" => {
+                    a.availability = Some(
+                        v.parse().ok().filter(|x: &f64| (0.0..=1.0).contains(x)).ok_or_else(|| bad("a probability"))?,
+                    )
+                }
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "store {s:?}: unknown option {k:?} (domain, weight, afr, availability)"
+                    )))
+                }
+            }
+        }
+        Ok(a)
+    }
+}
+
+impl StoreArg {
+    /// The config entry for this store; a store without a domain is its own failure domain.
+    pub fn to_spec(&self, id: String) -> crate::format::config::StoreSpec {
+        let mut s = crate::format::config::StoreSpec::new(
+            id.clone(),
+            self.url.clone(),
+            self.domain.clone().unwrap_or(id),
+            self.weight.unwrap_or(1),
+        );
+        if let Some(a) = self.afr {
+            s.afr = a;
+        }
+        if let Some(a) = self.availability {
+            s.availability = a;
+        }
+        s
+    }
+}
+
 /// Normalise a user-given location to the URL recorded in the config.
 pub fn normalize_url(url: &str) -> Result<String> {
     Ok(open(url)?.url().to_string())
@@ -56,6 +133,11 @@ impl FsStore {
         self.root.join(path)
     }
     fn err(&self, op: &'static str, path: &str, e: std::io::Error) -> Error {
+        // A missing root is a store outage (an unmounted disk, a removed directory), not a missing object.
+        if e.kind() == std::io::ErrorKind::NotFound && !self.root.is_dir() {
+            let gone = std::io::Error::new(std::io::ErrorKind::NotFound, "the store's directory is gone (store down)");
+            return Error::Store { store: self.url.clone(), op, path: path.to_string(), source: gone };
+        }
         if e.kind() == std::io::ErrorKind::NotFound && op != "put" {
             return Error::NotFound(format!("{}/{path}", self.url));
         }
@@ -91,6 +173,9 @@ impl Store for FsStore {
     }
 
     fn put(&self, path: &str, bytes: &[u8]) -> Result<()> {
+        if !self.root.is_dir() {
+            return Err(self.err("put", path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
         let full = self.full(path);
         let dir = full.parent().expect("object paths have a parent");
         fs::create_dir_all(dir).map_err(|e| self.err("put", path, e))?;
@@ -124,6 +209,22 @@ impl Store for FsStore {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self.list_sized(prefix)?.into_iter().map(|(n, _)| n).collect())
+    }
+
+    fn create(&self) -> Result<()> {
+        fs::create_dir_all(&self.root).map_err(|e| Error::Store {
+            store: self.url.clone(),
+            op: "create",
+            path: String::new(),
+            source: e,
+        })
+    }
+
+    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        if !self.root.is_dir() {
+            return Err(self.err("list", prefix, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
         let mut out = Vec::new();
         let mut stack = vec![prefix.trim_end_matches('/').to_string()];
         while let Some(rel) = stack.pop() {
@@ -140,7 +241,8 @@ impl Store for FsStore {
                 if ft.is_dir() {
                     stack.push(child);
                 } else {
-                    out.push(child);
+                    let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
+                    out.push((child, size));
                 }
             }
         }
@@ -202,8 +304,16 @@ impl Store for MemoryStore {
         Ok(())
     }
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self.list_sized(prefix)?.into_iter().map(|(n, _)| n).collect())
+    }
+    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let p = format!("{}/", prefix.trim_end_matches('/'));
-        Ok(self.map().keys().filter(|k| prefix.is_empty() || k.starts_with(&p)).cloned().collect())
+        Ok(self
+            .map()
+            .iter()
+            .filter(|(k, _)| prefix.is_empty() || k.starts_with(&p))
+            .map(|(k, v)| (k.clone(), v.len() as u64))
+            .collect())
     }
     fn exists(&self, path: &str) -> Result<bool> {
         Ok(self.map().contains_key(path))
@@ -229,7 +339,27 @@ mod tests {
     #[test]
     fn fs_store_contract() {
         let d = tempfile::tempdir().unwrap();
-        exercise(&*open(d.path().to_str().unwrap()).unwrap());
+        let s = open(d.path().join("store").to_str().unwrap()).unwrap();
+        assert!(matches!(s.put("a", b"x"), Err(Error::Store { .. })), "a store never created is down");
+        s.create().unwrap();
+        exercise(&*s);
+        std::fs::remove_dir_all(d.path().join("store")).unwrap();
+        assert!(matches!(s.get("a/b/c"), Err(Error::Store { .. })), "a removed store is down, not empty");
+        assert!(matches!(s.put("a/b/c", b"x"), Err(Error::Store { .. })), "writes must not recreate a removed store");
+        assert!(s.list("a").is_err());
+    }
+
+    #[test]
+    fn store_args_parse() {
+        let a: StoreArg = "fs:/x/y#domain=rack1,weight=3,afr=0.02".parse().unwrap();
+        assert_eq!(
+            (a.url.as_str(), a.domain.as_deref(), a.weight, a.afr),
+            ("fs:/x/y", Some("rack1"), Some(3), Some(0.02))
+        );
+        let b: StoreArg = "/plain/dir".parse().unwrap();
+        assert_eq!(b.url, "/plain/dir");
+        assert!("fs:/x#weight=0".parse::<StoreArg>().is_err());
+        assert!("fs:/x#colour=red".parse::<StoreArg>().is_err());
     }
 
     #[test]

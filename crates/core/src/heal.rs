@@ -1,0 +1,490 @@
+//! Keeping redundancy whole: `scrub` (read every shard, check its hash), `repair` (rebuild missing or rotten
+//! shards onto their stores, copy metadata to stores that miss it), `rebalance` (move shards to where
+//! placement now puts them) and `status`.
+//!
+//! Every step is idempotent and commits shard by shard (write the new copy, then delete the old one), so an
+//! interrupted run, even one killed with SIGKILL, is simply run again and carries on.
+
+use crate::durability::{self, Durability};
+use crate::error::{Error, Result};
+use crate::format::shard::{self, ShardHeader};
+use crate::ids::PackId;
+use crate::packio::{pack_path, ShardStatus};
+use crate::redundancy;
+use crate::repo::Repo;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+pub struct Progress {
+    pub done: AtomicU64,
+    pub total: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShardProblem {
+    pub pack: String,
+    pub shard: usize,
+    pub store: Option<String>,
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct HealReport {
+    pub packs: u64,
+    pub shards_checked: u64,
+    pub missing: Vec<ShardProblem>,
+    pub corrupt: Vec<ShardProblem>,
+    /// Packs that have fewer than k good shards: data loss unless a store comes back.
+    pub unrecoverable: Vec<String>,
+    pub shards_repaired: u64,
+    pub shards_moved: u64,
+    pub bytes_written: u64,
+    pub metadata_copied: u64,
+    pub seconds: f64,
+}
+
+/// Bytes-per-second throttle for background work (`--limit`).
+pub struct Throttle {
+    limit: Option<u64>,
+    start: Instant,
+    bytes: u64,
+}
+
+impl Throttle {
+    pub fn new(limit: Option<u64>) -> Self {
+        Throttle { limit, start: Instant::now(), bytes: 0 }
+    }
+    pub fn account(&mut self, n: u64) {
+        self.bytes += n;
+        if let Some(l) = self.limit.filter(|l| *l > 0) {
+            let due = Duration::from_secs_f64(self.bytes as f64 / l as f64);
+            if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
+impl Repo {
+    fn problem(&self, pack: &PackId, shard: usize, store: Option<usize>, reason: String) -> ShardProblem {
+        ShardProblem {
+            pack: pack.to_hex(),
+            shard,
+            store: store.map(|s| self.config.stores[s].id.clone()),
+            path: pack_path(&self.tenant, pack, shard),
+            reason,
+        }
+    }
+
+    /// Every pack the vault knows of: named by the index or present on a store.
+    fn all_packs(&self, inventory: &HashMap<PackId, Vec<(usize, usize, u64)>>) -> BTreeSet<PackId> {
+        let mut packs: BTreeSet<PackId> = inventory.keys().copied().collect();
+        packs.extend(self.index().values().map(|l| l.pack));
+        packs
+    }
+
+    /// Check every shard copy of one pack as found in the inventory.
+    fn scrub_pack(&self, pack: &PackId, copies: &[(usize, usize, u64)], r: &mut HealReport) -> ShardStatus {
+        let mut st = ShardStatus::default();
+        for shard in 0..self.shard_count() {
+            let mut ok = false;
+            for &(s, store, _) in copies.iter().filter(|c| c.0 == shard) {
+                r.shards_checked += 1;
+                match self.read_shard(pack, s, store) {
+                    Ok(_) => {
+                        ok = true;
+                        st.good.push((s, store));
+                    }
+                    Err(e) => {
+                        st.corrupt.push((s, store, e.to_string()));
+                        r.corrupt.push(self.problem(pack, s, Some(store), e.to_string()));
+                    }
+                }
+            }
+            if !ok {
+                st.missing.push(shard);
+                if !copies.iter().any(|c| c.0 == shard) {
+                    r.missing.push(self.problem(pack, shard, None, "on no store that is up".into()));
+                }
+            }
+        }
+        st
+    }
+
+    /// Where a rebuilt shard goes: its placed store if up and free, else a free store of the pack's placed
+    /// set, else the best-ranked up store holding no shard of this pack (rebalance moves it home later).
+    fn repair_target(&self, pack: &PackId, shard: usize, holding: &BTreeSet<usize>) -> Option<usize> {
+        let placement = self.placement(pack);
+        let free = |s: &usize| !self.is_down(*s) && !holding.contains(s);
+        std::iter::once(placement[shard])
+            .chain(placement.iter().copied())
+            .chain(redundancy::place(pack, &self.config.stores, self.config.stores.len()))
+            .find(free)
+    }
+
+    /// Rebuild the bad shards of one pack; returns bytes written.
+    fn repair_pack(&self, pack: &PackId, st: &ShardStatus, r: &mut HealReport, throttle: &mut Throttle) -> Result<u64> {
+        let bad: BTreeSet<usize> = st.missing.iter().copied().collect();
+        if bad.is_empty() {
+            return Ok(0);
+        }
+        let good_shards: BTreeSet<usize> = st.good.iter().map(|g| g.0).collect();
+        if good_shards.len() < self.k() as usize {
+            r.unrecoverable.push(pack.to_hex());
+            return Ok(0);
+        }
+        let bytes = self.rebuild_pack(pack)?;
+        let k = self.k();
+        let m = self.config.redundancy.m;
+        let payloads = redundancy::split(&bytes, k, m)?;
+        let mut holding: BTreeSet<usize> = st.good.iter().map(|g| g.1).collect();
+        let mut written = 0;
+        for &shard in &bad {
+            let Some(target) = self.repair_target(pack, shard, &holding) else {
+                return Err(Error::Usage(format!("pack {pack}: no store is up to take shard {shard}")));
+            };
+            let header = ShardHeader::new(*pack, shard as u8, k, m, bytes.len() as u64, &payloads[shard]);
+            let obj = shard::encode(&header, &payloads[shard]);
+            self.stores[target]
+                .put(&pack_path(&self.tenant, pack, shard), &obj)
+                .inspect_err(|e| self.note_failure(target, e))?;
+            holding.insert(target);
+            written += obj.len() as u64;
+            r.shards_repaired += 1;
+            throttle.account(obj.len() as u64);
+        }
+        // Rotten copies that were not overwritten in place go away once a good copy exists.
+        for (shard, store, _) in &st.corrupt {
+            if self.placement(pack).get(*shard) != Some(store) || self.is_down(*store) {
+                let _ = self.stores[*store].delete(&pack_path(&self.tenant, pack, *shard));
+            }
+        }
+        self.clear_degraded(pack)?;
+        Ok(written)
+    }
+
+    /// Copy every metadata object to the stores that are up and lack it.
+    fn sync_metadata(&self, r: &mut HealReport) -> Result<()> {
+        let mut prefixes = vec!["keys".to_string()];
+        for sub in ["keys", "index", "snapshots", "degraded"] {
+            prefixes.push(format!("tenants/{}/{sub}", self.tenant));
+        }
+        let mut names = vec!["config".to_string()];
+        for p in &prefixes {
+            names.extend(self.list_meta(p)?);
+        }
+        for name in names {
+            let bytes = self.read_meta(&name, |b| Ok(b.to_vec()))?;
+            for (i, s) in self.stores.iter().enumerate() {
+                if self.is_down(i) {
+                    continue;
+                }
+                let there =
+                    if name == "config" { s.get(&name).ok().as_deref() == Some(&bytes[..]) } else { s.exists(&name)? };
+                if !there {
+                    s.put(&name, &bytes).inspect_err(|e| self.note_failure(i, e))?;
+                    r.metadata_copied += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Read every shard and check it; with `repair`, rebuild what is missing or rotten and copy metadata to
+    /// stores that miss it.
+    pub fn scrub(&self, repair: bool, limit: Option<u64>, progress: &Progress) -> Result<HealReport> {
+        let start = Instant::now();
+        let mut r = HealReport::default();
+        let inventory = self.shard_inventory()?;
+        let packs = self.all_packs(&inventory);
+        progress.total.store(packs.len() as u64, Ordering::Relaxed);
+        let mut throttle = Throttle::new(limit);
+        for pack in &packs {
+            let copies = inventory.get(pack).map(Vec::as_slice).unwrap_or(&[]);
+            let st = self.scrub_pack(pack, copies, &mut r);
+            if st.good.iter().map(|g| g.0).collect::<BTreeSet<_>>().len() < self.k() as usize {
+                r.unrecoverable.push(pack.to_hex());
+            } else if repair {
+                r.bytes_written += self.repair_pack(pack, &st, &mut r, &mut throttle)?;
+            }
+            r.packs += 1;
+            progress.done.fetch_add(1, Ordering::Relaxed);
+            progress.bytes.fetch_add(copies.iter().map(|c| c.2).sum(), Ordering::Relaxed);
+        }
+        r.unrecoverable.dedup();
+        if repair {
+            self.sync_metadata(&mut r)?;
+        }
+        r.seconds = start.elapsed().as_secs_f64();
+        Ok(r)
+    }
+
+    /// Rebuild missing shards without reading the healthy ones: shards absent from the inventory (a lost store,
+    /// a failed write) are rebuilt; use `scrub --repair` to also find rotten ones.
+    pub fn repair(&self, limit: Option<u64>, progress: &Progress) -> Result<HealReport> {
+        let start = Instant::now();
+        let mut r = HealReport::default();
+        let inventory = self.shard_inventory()?;
+        let packs = self.all_packs(&inventory);
+        progress.total.store(packs.len() as u64, Ordering::Relaxed);
+        let mut throttle = Throttle::new(limit);
+        for pack in &packs {
+            let copies = inventory.get(pack).map(Vec::as_slice).unwrap_or(&[]);
+            let present: BTreeSet<usize> = copies.iter().map(|c| c.0).collect();
+            let missing: Vec<usize> = (0..self.shard_count()).filter(|s| !present.contains(s)).collect();
+            if !missing.is_empty() {
+                for &s in &missing {
+                    r.missing.push(self.problem(pack, s, None, "on no store that is up".into()));
+                }
+                let st = ShardStatus { good: copies.iter().map(|c| (c.0, c.1)).collect(), missing, corrupt: vec![] };
+                match self.repair_pack(pack, &st, &mut r, &mut throttle) {
+                    Ok(n) => r.bytes_written += n,
+                    // A rotten shard among the ones we relied on: the full scrub sorts it out.
+                    Err(Error::Corrupt { .. }) => {
+                        let st = self.scrub_pack(pack, copies, &mut r);
+                        r.bytes_written += self.repair_pack(pack, &st, &mut r, &mut throttle)?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            r.packs += 1;
+            progress.done.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sync_metadata(&mut r)?;
+        r.seconds = start.elapsed().as_secs_f64();
+        Ok(r)
+    }
+
+    /// Move shards so each pack sits on the set of stores placement now names (after stores are added or
+    /// removed). Set-based: a shard already on a store of the set stays there, so adding one store moves
+    /// only the shards that store takes over, about 1/n of them.
+    pub fn rebalance(&self, limit: Option<u64>, progress: &Progress) -> Result<HealReport> {
+        let start = Instant::now();
+        let mut r = HealReport::default();
+        let inventory = self.shard_inventory()?;
+        progress.total.store(inventory.len() as u64, Ordering::Relaxed);
+        let mut throttle = Throttle::new(limit);
+        for (pack, copies) in &inventory {
+            self.rebalance_pack(pack, copies, &mut r, &mut throttle)?;
+            r.packs += 1;
+            progress.done.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sync_metadata(&mut r)?;
+        r.seconds = start.elapsed().as_secs_f64();
+        Ok(r)
+    }
+
+    fn rebalance_pack(
+        &self,
+        pack: &PackId,
+        copies: &[(usize, usize, u64)],
+        r: &mut HealReport,
+        throttle: &mut Throttle,
+    ) -> Result<()> {
+        let placement = self.placement(pack);
+        let set: BTreeSet<usize> = placement.iter().copied().collect();
+        let holders = |shard: usize| copies.iter().filter(move |c| c.0 == shard).map(|c| c.1);
+        // Keep shards that already sit on a store of the set, one shard per store, the placed store first.
+        let mut keep: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut occupied: BTreeSet<usize> = BTreeSet::new();
+        for (shard, &home) in placement.iter().enumerate() {
+            let mut held: Vec<usize> = holders(shard).filter(|s| set.contains(s) && !occupied.contains(s)).collect();
+            held.sort_by_key(|&s| s != home);
+            if let Some(&s) = held.first() {
+                keep.insert(shard, s);
+                occupied.insert(s);
+            }
+        }
+        // Move the others onto free stores of the set, copying from a verified copy.
+        for (shard, &home) in placement.iter().enumerate() {
+            if keep.contains_key(&shard) {
+                continue;
+            }
+            let free = |s: &usize| !self.is_down(*s) && !occupied.contains(s);
+            let Some(target) = std::iter::once(home).chain(placement.iter().copied()).find(free) else { continue };
+            let Some((h, payload)) = holders(shard).find_map(|from| self.read_shard(pack, shard, from).ok()) else {
+                if holders(shard).next().is_some() {
+                    r.corrupt.push(self.problem(
+                        pack,
+                        shard,
+                        None,
+                        "no verifiable copy to move (run scrub --repair)".into(),
+                    ));
+                }
+                continue;
+            };
+            let obj = shard::encode(&h, &payload);
+            self.stores[target]
+                .put(&pack_path(&self.tenant, pack, shard), &obj)
+                .inspect_err(|e| self.note_failure(target, e))?;
+            r.bytes_written += obj.len() as u64;
+            r.shards_moved += 1;
+            throttle.account(obj.len() as u64);
+            keep.insert(shard, target);
+            occupied.insert(target);
+        }
+        // Drop every other copy of a kept shard, once the kept copy is known good.
+        for (&shard, &kept) in &keep {
+            let extras: Vec<usize> = holders(shard).filter(|s| *s != kept).collect();
+            if extras.is_empty() || self.read_shard(pack, shard, kept).is_err() {
+                continue;
+            }
+            for from in extras {
+                self.stores[from]
+                    .delete(&pack_path(&self.tenant, pack, shard))
+                    .inspect_err(|e| self.note_failure(from, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Health, usage and fill of every store, the degraded packs, and the durability of the real layout.
+    pub fn status(&self, repair_days: f64) -> Result<Status> {
+        let mut stores = Vec::new();
+        let mut usage = vec![0u64; self.stores.len()];
+        let mut shards = vec![0u64; self.stores.len()];
+        let mut up = vec![false; self.stores.len()];
+        for (i, s) in self.stores.iter().enumerate() {
+            match s.list_sized("") {
+                Ok(objs) => {
+                    up[i] = !self.is_down(i);
+                    usage[i] = objs.iter().map(|o| o.1).sum();
+                    shards[i] =
+                        objs.iter().filter(|o| o.0.contains("/packs/") && !o.0.contains(".tmp-")).count() as u64;
+                }
+                Err(e) => self.note_failure(i, &e),
+            }
+        }
+        let total_usage: u64 = usage.iter().sum();
+        let total_weight: u64 = self.config.stores.iter().map(|s| s.weight.max(1) as u64).sum();
+        for (i, spec) in self.config.stores.iter().enumerate() {
+            let share = spec.weight.max(1) as f64 / total_weight as f64;
+            let fill = if total_usage == 0 { 0.0 } else { usage[i] as f64 / total_usage as f64 / share };
+            stores.push(StoreStatus {
+                id: spec.id.clone(),
+                url: spec.url.clone(),
+                domain: spec.domain.clone(),
+                weight: spec.weight,
+                up: up[i],
+                bytes: usage[i],
+                shards: shards[i],
+                fill_ratio: fill,
+                afr: spec.afr,
+                availability: spec.availability,
+            });
+        }
+        let inventory = self.shard_inventory()?;
+        let n = self.shard_count();
+        let mut degraded = BTreeSet::new();
+        let mut lost = BTreeSet::new();
+        for pack in self.all_packs(&inventory) {
+            let present: BTreeSet<usize> = inventory.get(&pack).into_iter().flatten().map(|c| c.0).collect();
+            if present.len() < n {
+                degraded.insert(pack);
+            }
+            if present.len() < self.k() as usize {
+                lost.insert(pack);
+            }
+        }
+        degraded.extend(self.degraded_log().unwrap_or_default());
+        let layout = self.layout_durability(inventory.keys(), repair_days);
+        Ok(Status {
+            k: self.k(),
+            m: self.config.redundancy.m,
+            stores,
+            packs: inventory.len() as u64,
+            degraded_packs: degraded.len() as u64,
+            unreadable_packs: lost.len() as u64,
+            durability: layout,
+        })
+    }
+
+    /// Durability of the worst-placed pack set, from each store's AFR and availability.
+    pub fn layout_durability<'a>(&self, packs: impl Iterator<Item = &'a PackId>, repair_days: f64) -> LayoutDurability {
+        let k = self.k() as usize;
+        let mut sets: BTreeSet<Vec<usize>> = packs
+            .map(|p| {
+                let mut s = self.placement(p);
+                s.sort_unstable();
+                s
+            })
+            .collect();
+        if sets.is_empty() {
+            // No data yet: judge the layout a first pack would get.
+            let mut s = self.placement(&PackId([0; 16]));
+            s.sort_unstable();
+            sets.insert(s);
+        }
+        let specs = &self.config.stores;
+        let mut worst: Option<(Durability, f64)> = None;
+        for set in &sets {
+            let afr: Vec<f64> = set.iter().map(|&i| specs[i].afr).collect();
+            let avail: Vec<f64> = set.iter().map(|&i| specs[i].availability).collect();
+            let d = durability::yearly(&afr, k, repair_days);
+            let a = durability::availability(&avail, k);
+            if worst.as_ref().is_none_or(|(w, _)| d.loss_per_year > w.loss_per_year) {
+                worst = Some((d, a));
+            }
+        }
+        let (yearly, availability) = worst.expect("at least one placement set");
+        let all: Vec<f64> = specs.iter().map(|s| s.availability).collect();
+        LayoutDurability {
+            placement_sets: sets.len() as u64,
+            availability,
+            availability_nines: durability::nines_of(availability),
+            naive_product: durability::naive_product(&all),
+            naive_product_nines: durability::nines_of(durability::naive_product(&all)),
+            domain_tolerance: sets
+                .iter()
+                .map(|s| redundancy::domain_tolerance(specs, s, self.config.redundancy.m as usize))
+                .min()
+                .unwrap_or(0),
+            yearly,
+        }
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct StoreStatus {
+    pub id: String,
+    pub url: String,
+    pub domain: String,
+    pub weight: u32,
+    pub up: bool,
+    pub bytes: u64,
+    pub shards: u64,
+    /// Share of the bytes this store holds divided by its share of the weight: 1.0 is perfectly even.
+    pub fill_ratio: f64,
+    pub afr: f64,
+    pub availability: f64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct LayoutDurability {
+    /// Distinct sets of stores that packs are placed on.
+    pub placement_sets: u64,
+    /// P(at least k of a pack's k+m stores are up), for the worst set.
+    pub availability: f64,
+    pub availability_nines: f64,
+    /// P(every store is up): what a vault without redundancy would have.
+    pub naive_product: f64,
+    pub naive_product_nines: f64,
+    /// Whole failure domains a pack survives losing.
+    pub domain_tolerance: usize,
+    pub yearly: Durability,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Status {
+    pub k: u8,
+    pub m: u8,
+    pub stores: Vec<StoreStatus>,
+    pub packs: u64,
+    pub degraded_packs: u64,
+    pub unreadable_packs: u64,
+    pub durability: LayoutDurability,
+}

@@ -1,0 +1,411 @@
+//! Packs on stores: writing a pack as `k + m` shards in parallel with a write quorum, and reading blobs back.
+//!
+//! Healthy reads take the blob's byte range straight from the data shard(s) that hold it: no decoding, no
+//! shard hash (the blob's AEAD tag and ChunkId check cover its bytes). When that fails (a store is down, a
+//! shard is missing, a tag or ChunkId does not verify) the reader fetches whole shards, keeps the ones whose
+//! header and BLAKE3 hash verify, rebuilds the pack from any `k` of them and keeps it in a small cache, so a
+//! degraded restore reads each pack once rather than once per blob.
+
+use crate::crypto::AeadKey;
+use crate::error::{Error, Result};
+use crate::format::index::Location;
+use crate::format::pack::{self, BlobContext, BlobEntry};
+use crate::format::shard::{self, ShardHeader};
+use crate::ids::{ChunkId, PackId};
+use crate::redundancy;
+use crate::repo::Repo;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// Rebuilt packs kept for degraded reads (each at most ~21 MiB).
+const REBUILT_PACKS_KEPT: usize = 4;
+
+/// What a reader needs to know about a pack once: its key and length.
+pub(crate) struct PackInfo {
+    key_version: u32,
+    key: AeadKey,
+    pack_len: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct PackCache {
+    info: Mutex<HashMap<PackId, Arc<PackInfo>>>,
+    rebuilt: Mutex<VecDeque<(PackId, Arc<Vec<u8>>)>>,
+}
+
+pub fn pack_path(tenant: &str, id: &PackId, shard: usize) -> String {
+    let h = id.to_hex();
+    format!("tenants/{tenant}/packs/{}/{h}.{shard}", &h[..2])
+}
+
+/// How one pack's shards stand, as found by reading them all.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ShardStatus {
+    /// Shards whose header and hash verify, with the store each was found on.
+    pub good: Vec<(usize, usize)>,
+    /// Shards found nowhere (or only on stores that are down).
+    pub missing: Vec<usize>,
+    /// Shards that exist but fail their header or hash check: (shard, store, reason).
+    pub corrupt: Vec<(usize, usize, String)>,
+}
+
+impl Repo {
+    pub fn k(&self) -> u8 {
+        self.config.redundancy.k
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.config.redundancy.k as usize + self.config.redundancy.m as usize
+    }
+
+    /// The store each shard of a pack belongs on (shard i on the i-th).
+    pub fn placement(&self, pack: &PackId) -> Vec<usize> {
+        redundancy::place(pack, &self.config.stores, self.shard_count())
+    }
+
+    /// Stores to try for a shard: its placed store first, then the rest of the pack's placed set, then every
+    /// other store that is up (rebalance and repair keep shards within the set but not always on their own
+    /// placed store, and a store change may not have been followed yet).
+    pub(crate) fn shard_candidates(&self, pack: &PackId, shard: usize) -> Vec<usize> {
+        let placement = self.placement(pack);
+        let mut out: Vec<usize> = placement.get(shard).copied().into_iter().collect();
+        for i in placement.iter().copied().chain(0..self.stores.len()) {
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+        out.retain(|i| !self.is_down(*i));
+        out
+    }
+
+    /// Shard and write a finished pack, all shards in parallel. Succeeds once `k + 1` shards (all of them
+    /// when `m = 0`) are durable; missing shards are recorded in the degraded log for `repair`.
+    /// Returns the bytes written to stores.
+    pub fn write_pack(&self, id: &PackId, bytes: &[u8]) -> Result<u64> {
+        let r = &self.config.redundancy;
+        let payloads = redundancy::split(bytes, r.k, r.m)?;
+        let placement = self.placement(id);
+        let results: Vec<Result<u64>> = std::thread::scope(|s| {
+            let handles: Vec<_> = placement
+                .iter()
+                .enumerate()
+                .map(|(shard, &store)| {
+                    let payload = &payloads[shard];
+                    s.spawn(move || {
+                        if self.is_down(store) {
+                            return Err(Error::Store {
+                                store: self.stores[store].url().to_string(),
+                                op: "put",
+                                path: pack_path(&self.tenant, id, shard),
+                                source: std::io::Error::other("store is down"),
+                            });
+                        }
+                        let header = ShardHeader::new(*id, shard as u8, r.k, r.m, bytes.len() as u64, payload);
+                        let obj = shard::encode(&header, payload);
+                        self.stores[store]
+                            .put(&pack_path(&self.tenant, id, shard), &obj)
+                            .inspect_err(|e| self.note_failure(store, e))
+                            .map(|()| obj.len() as u64)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("shard writer panicked")).collect()
+        });
+        let written: u64 = results.iter().filter_map(|r| r.as_ref().ok()).sum();
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        let quorum = if r.m == 0 { r.k as usize } else { r.k as usize + 1 };
+        let missing: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
+        if ok < quorum {
+            let first = results.into_iter().find_map(|r| r.err()).expect("a failed shard");
+            return Err(first);
+        }
+        if !missing.is_empty() {
+            self.log_degraded(id, &missing)?;
+        }
+        Ok(written)
+    }
+
+    fn degraded_path(&self, id: &PackId) -> String {
+        format!("tenants/{}/degraded/{id}", self.tenant)
+    }
+
+    /// Record that a pack was written with shards missing (plaintext: it names only a pack and shard numbers,
+    /// which the pack's file names already show).
+    fn log_degraded(&self, id: &PackId, missing: &[usize]) -> Result<()> {
+        let body = serde_json::to_vec(
+            &serde_json::json!({ "pack": id.to_hex(), "missing_shards": missing, "time": crate::repo::now_rfc3339() }),
+        )
+        .expect("json");
+        self.write_meta(&self.degraded_path(id), &body)
+    }
+
+    /// Packs with an entry in the degraded-write log.
+    pub fn degraded_log(&self) -> Result<Vec<PackId>> {
+        let names = self.list_meta(&format!("tenants/{}/degraded", self.tenant))?;
+        Ok(names.iter().filter_map(|n| n.rsplit('/').next()).filter_map(|h| PackId::from_hex(h).ok()).collect())
+    }
+
+    pub(crate) fn clear_degraded(&self, id: &PackId) -> Result<()> {
+        self.delete_meta(&self.degraded_path(id))
+    }
+
+    /// Read a whole shard object from one store and check its header and hash.
+    pub fn read_shard(&self, pack: &PackId, shard: usize, store: usize) -> Result<(ShardHeader, Vec<u8>)> {
+        let path = pack_path(&self.tenant, pack, shard);
+        let name = format!("{}/{path}", self.stores[store].url());
+        let obj = self.stores[store].get(&path).inspect_err(|e| self.note_failure(store, e))?;
+        let (h, payload) = ShardHeader::parse_verified(&obj).map_err(|e| e.in_object(&name))?;
+        if h.pack_id != *pack || h.index as usize != shard || h.k != self.k() {
+            return Err(Error::corrupt(&name, format!("holds shard {} of pack {} (k={})", h.index, h.pack_id, h.k)));
+        }
+        Ok((h, payload.to_vec()))
+    }
+
+    /// Find and verify every shard of a pack.
+    pub fn shard_status(&self, pack: &PackId) -> ShardStatus {
+        let mut st = ShardStatus::default();
+        for shard in 0..self.shard_count() {
+            let mut found = false;
+            for store in self.shard_candidates(pack, shard) {
+                match self.read_shard(pack, shard, store) {
+                    Ok(_) => {
+                        st.good.push((shard, store));
+                        found = true;
+                        break;
+                    }
+                    Err(Error::NotFound(_)) | Err(Error::Store { .. }) => {}
+                    Err(e) => st.corrupt.push((shard, store, e.to_string())),
+                }
+            }
+            if !found {
+                st.missing.push(shard);
+            }
+        }
+        st
+    }
+
+    /// Rebuild a whole pack from any `k` good shards. Shards are read data-first, stopping at `k` good ones.
+    pub fn rebuild_pack(&self, pack: &PackId) -> Result<Vec<u8>> {
+        let n = self.shard_count();
+        let k = self.k() as usize;
+        let mut shards: Vec<Option<Vec<u8>>> = vec![None; n];
+        let mut pack_len = None;
+        let mut good = 0;
+        let mut first_err = None;
+        for (shard, slot) in shards.iter_mut().enumerate() {
+            if good == k {
+                break;
+            }
+            for store in self.shard_candidates(pack, shard) {
+                match self.read_shard(pack, shard, store) {
+                    Ok((h, payload)) => {
+                        pack_len = Some(h.pack_length);
+                        *slot = Some(payload);
+                        good += 1;
+                        break;
+                    }
+                    Err(e) => {
+                        if !matches!(e, Error::NotFound(_)) {
+                            first_err.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+        }
+        let Some(pack_len) = pack_len.filter(|_| good >= k) else {
+            return Err(first_err.unwrap_or_else(|| {
+                Error::corrupt(format!("pack {pack}"), format!("only {good} of the {k} shards needed are readable"))
+            }));
+        };
+        redundancy::join(self.k(), self.config.redundancy.m, pack_len as usize, &shards)
+            .map_err(|e| e.in_object(&format!("pack {pack}")))
+    }
+
+    /// The whole pack, verified shard by shard (for `check --read-data`, repair and rebalance).
+    pub fn read_pack(&self, pack: &PackId) -> Result<Vec<u8>> {
+        self.rebuild_pack(pack)
+    }
+
+    fn rebuilt(&self, pack: &PackId) -> Result<Arc<Vec<u8>>> {
+        if let Some((_, b)) = self.packs.rebuilt.lock().expect("cache").iter().find(|(p, _)| p == pack) {
+            return Ok(b.clone());
+        }
+        let bytes = Arc::new(self.rebuild_pack(pack)?);
+        let mut cache = self.packs.rebuilt.lock().expect("cache");
+        if cache.len() >= REBUILT_PACKS_KEPT {
+            cache.pop_front();
+        }
+        cache.push_back((*pack, bytes.clone()));
+        Ok(bytes)
+    }
+
+    /// Pack bytes `offset..offset+len` read directly from the data shards that hold them.
+    fn read_direct(&self, pack: &PackId, pack_len: u64, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let k = self.k();
+        let mut out = Vec::with_capacity(len as usize);
+        for (shard, off, l) in redundancy::data_ranges(offset, len, pack_len, k) {
+            // With replication every shard is a full copy, so any of them will do.
+            let shards: Vec<usize> = if k == 1 { (0..self.shard_count()).collect() } else { vec![shard] };
+            let mut got = None;
+            let mut first_err = None;
+            'shards: for s in shards {
+                for store in self.shard_candidates(pack, s) {
+                    let path = pack_path(&self.tenant, pack, s);
+                    match self.stores[store].get_range(&path, shard::HEADER_LEN as u64 + off, l) {
+                        Ok(b) => {
+                            got = Some(b);
+                            break 'shards;
+                        }
+                        Err(e) => {
+                            self.note_failure(store, &e);
+                            first_err.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+            match got {
+                Some(b) => out.extend_from_slice(&b),
+                None => return Err(first_err.unwrap_or_else(|| Error::NotFound(format!("pack {pack} shard {shard}")))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Key and length of a pack, from any shard header and the pack header (cached per pack).
+    fn pack_info(&self, pack: &PackId) -> Result<Arc<PackInfo>> {
+        if let Some(i) = self.packs.info.lock().expect("cache").get(pack) {
+            return Ok(i.clone());
+        }
+        let name = format!("pack {pack}");
+        let mut pack_len = None;
+        'find: for shard in 0..self.shard_count() {
+            for store in self.shard_candidates(pack, shard) {
+                let path = pack_path(&self.tenant, pack, shard);
+                if let Ok(head) = self.stores[store].get_range(&path, 0, shard::HEADER_LEN as u64) {
+                    if let Ok(h) = ShardHeader::parse(&head) {
+                        if h.pack_id == *pack && h.k == self.k() {
+                            pack_len = Some(h.pack_length);
+                            break 'find;
+                        }
+                    }
+                }
+            }
+        }
+        let pack_len = pack_len.ok_or_else(|| Error::NotFound(format!("{name}: no readable shard on any store")))?;
+        let head = match self.read_direct(pack, pack_len, 0, pack::HEADER_LEN as u64) {
+            Ok(h) if pack::parse_header(&h).is_ok_and(|(_, id, _)| id == *pack) => h,
+            _ => self.rebuilt(pack)?[..pack::HEADER_LEN.min(pack_len as usize)].to_vec(),
+        };
+        let (key_version, id, salt) = pack::parse_header(&head).map_err(|e| e.in_object(&name))?;
+        if id != *pack {
+            return Err(Error::corrupt(&name, format!("holds pack {id}")));
+        }
+        let keys = self
+            .keys
+            .get(&key_version)
+            .ok_or_else(|| Error::corrupt(&name, format!("unknown key version {key_version}")))?;
+        let info = Arc::new(PackInfo { key_version, key: keys.pack_key(&salt), pack_len });
+        self.packs.info.lock().expect("cache").insert(*pack, info.clone());
+        Ok(info)
+    }
+
+    pub fn blob_context<'a>(&'a self, pack: &'a PackId, key_version: u32) -> BlobContext<'a> {
+        BlobContext { vault: &self.vault_id, tenant: &self.tenant, key_version, pack }
+    }
+
+    fn decrypt_blob(&self, id: &ChunkId, loc: &Location, info: &PackInfo, ct: &[u8]) -> Result<Vec<u8>> {
+        let name = format!("pack {} blob {id}", loc.pack);
+        let entry = BlobEntry {
+            blob_type: loc.blob_type,
+            codec: loc.codec,
+            id: *id,
+            offset: loc.offset,
+            length: loc.length,
+            raw_length: loc.raw_length,
+        };
+        let enc =
+            pack::open_blob(&info.key, &self.blob_context(&loc.pack, info.key_version), loc.index, &entry, ct, &name)?;
+        let plain = pack::decode(loc.codec, enc, loc.raw_length, &name)?;
+        self.verify_chunk(id, &plain, info.key_version, &name)?;
+        Ok(plain)
+    }
+
+    /// Read, decrypt, decode and verify one blob: the plaintext is exactly what was backed up, or an error.
+    pub fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let loc = *self.lookup(id).ok_or_else(|| Error::NotFound(format!("chunk {id}: not in the index")))?;
+        let info = self.pack_info(&loc.pack)?;
+        let end = loc.offset as u64 + loc.length as u64;
+        if end > info.pack_len {
+            return Err(Error::corrupt(format!("pack {}", loc.pack), format!("blob {id} lies beyond the pack's end")));
+        }
+        let direct = self
+            .read_direct(&loc.pack, info.pack_len, loc.offset as u64, loc.length as u64)
+            .and_then(|ct| self.decrypt_blob(id, &loc, &info, &ct));
+        match direct {
+            Ok(plain) => Ok(plain),
+            Err(direct_err) => {
+                // Degraded: rebuild the pack from verified shards and take the blob from it.
+                let pack = self.rebuilt(&loc.pack).map_err(|e| match e {
+                    Error::NotFound(_) => direct_err,
+                    other => other,
+                })?;
+                self.decrypt_blob(id, &loc, &info, &pack[loc.offset as usize..end as usize])
+            }
+        }
+    }
+
+    /// Open a pack's table from its bytes.
+    pub fn open_pack(&self, id: &PackId, bytes: &[u8]) -> Result<pack::OpenedPack> {
+        pack::open_pack(&self.vault_id, &self.tenant, |v| self.keys.get(&v), id, bytes, &format!("pack {id}"))
+    }
+
+    /// End-to-end check: the keyed hash of the plaintext must be the ChunkId.
+    pub fn verify_chunk(&self, id: &ChunkId, plain: &[u8], version: u32, name: &str) -> Result<()> {
+        let keys =
+            self.keys.get(&version).ok_or_else(|| Error::corrupt(name, format!("unknown key version {version}")))?;
+        if keys.chunk_id(plain) != *id {
+            return Err(Error::corrupt(name, "plaintext does not hash to its ChunkId"));
+        }
+        Ok(())
+    }
+
+    /// Every shard object on the stores that are up: pack -> [(shard, store, size)].
+    pub fn shard_inventory(&self) -> Result<HashMap<PackId, Vec<(usize, usize, u64)>>> {
+        let mut out: HashMap<PackId, Vec<(usize, usize, u64)>> = HashMap::new();
+        let prefix = format!("tenants/{}/packs", self.tenant);
+        let mut listed = 0;
+        for (i, s) in self.stores.iter().enumerate() {
+            if self.is_down(i) {
+                continue;
+            }
+            let names = match s.list_sized(&prefix) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.note_failure(i, &e);
+                    continue;
+                }
+            };
+            listed += 1;
+            for (name, size) in names {
+                let file = name.rsplit('/').next().unwrap_or("");
+                if file.contains(".tmp-") {
+                    continue;
+                }
+                if let Some((hexid, shard)) = file.split_once('.') {
+                    if let (Ok(id), Ok(shard)) = (PackId::from_hex(hexid), shard.parse::<usize>()) {
+                        out.entry(id).or_default().push((shard, i, size));
+                    }
+                }
+            }
+        }
+        if listed == 0 {
+            return Err(Error::Usage("no store is up".into()));
+        }
+        Ok(out)
+    }
+
+    /// All pack ids present on the stores.
+    pub fn list_packs(&self) -> Result<std::collections::BTreeSet<PackId>> {
+        Ok(self.shard_inventory()?.into_keys().collect())
+    }
+}
