@@ -9,10 +9,10 @@ use crate::durability::{self, Durability};
 use crate::error::{Error, Result};
 use crate::format::shard::{self, ShardHeader};
 use crate::ids::PackId;
-use crate::packio::{pack_path, ShardStatus};
+use crate::packio::{pack_path, Inventory, ShardCopy, ShardStatus};
 use crate::redundancy;
 use crate::repo::Repo;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -81,14 +81,14 @@ impl Repo {
     }
 
     /// Every pack the vault knows of: named by the index or present on a store.
-    fn all_packs(&self, inventory: &HashMap<PackId, Vec<(usize, usize, u64)>>) -> BTreeSet<PackId> {
+    fn all_packs(&self, inventory: &Inventory) -> BTreeSet<PackId> {
         let mut packs: BTreeSet<PackId> = inventory.keys().copied().collect();
         packs.extend(self.index().values().map(|l| l.pack));
         packs
     }
 
     /// Check every shard copy of one pack as found in the inventory.
-    fn scrub_pack(&self, pack: &PackId, copies: &[(usize, usize, u64)], r: &mut HealReport) -> ShardStatus {
+    fn scrub_pack(&self, pack: &PackId, copies: &[ShardCopy], r: &mut HealReport) -> ShardStatus {
         let mut st = ShardStatus::default();
         for shard in 0..self.shard_count() {
             let mut ok = false;
@@ -281,7 +281,7 @@ impl Repo {
     fn rebalance_pack(
         &self,
         pack: &PackId,
-        copies: &[(usize, usize, u64)],
+        copies: &[ShardCopy],
         r: &mut HealReport,
         throttle: &mut Throttle,
     ) -> Result<()> {

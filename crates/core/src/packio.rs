@@ -33,6 +33,11 @@ pub(crate) struct PackCache {
     rebuilt: Mutex<VecDeque<(PackId, Arc<Vec<u8>>)>>,
 }
 
+/// One shard object found on a store: (shard index, store index, size in bytes).
+pub type ShardCopy = (usize, usize, u64);
+/// Every shard object on the stores, by pack.
+pub type Inventory = HashMap<PackId, Vec<ShardCopy>>;
+
 pub fn pack_path(tenant: &str, id: &PackId, shard: usize) -> String {
     let h = id.to_hex();
     format!("tenants/{tenant}/packs/{}/{h}.{shard}", &h[..2])
@@ -370,8 +375,8 @@ impl Repo {
     }
 
     /// Every shard object on the stores that are up: pack -> [(shard, store, size)].
-    pub fn shard_inventory(&self) -> Result<HashMap<PackId, Vec<(usize, usize, u64)>>> {
-        let mut out: HashMap<PackId, Vec<(usize, usize, u64)>> = HashMap::new();
+    pub fn shard_inventory(&self) -> Result<Inventory> {
+        let mut out: Inventory = HashMap::new();
         let prefix = format!("tenants/{}/packs", self.tenant);
         let mut listed = 0;
         for (i, s) in self.stores.iter().enumerate() {

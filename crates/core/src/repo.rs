@@ -461,12 +461,23 @@ impl Repo {
                 if on_it.is_empty() {
                     continue;
                 }
-                let new_place = redundancy::place(pack, &remaining, self.shard_count());
+                let new_place: Vec<usize> =
+                    redundancy::place(pack, &remaining, self.shard_count()).into_iter().map(old_index).collect();
+                let mut holding: std::collections::BTreeSet<usize> =
+                    copies.iter().map(|c| c.1).filter(|s| *s != idx).collect();
                 for shard in on_it {
-                    let target = old_index(new_place[shard]);
-                    if copies.iter().any(|c| c.0 == shard && c.1 == target) {
-                        continue;
+                    if copies.iter().any(|c| c.0 == shard && c.1 != idx) {
+                        continue; // another copy of this shard survives elsewhere
                     }
+                    // Set-based, as rebalance: a store of the new set that holds no shard of this pack.
+                    let free = |s: &usize| !holding.contains(s) && !self.is_down(*s);
+                    let Some(target) = std::iter::once(new_place[shard]).chain(new_place.iter().copied()).find(free)
+                    else {
+                        return Err(Error::Usage(format!(
+                            "pack {pack}: no store can take shard {shard} of store {id}"
+                        )));
+                    };
+                    holding.insert(target);
                     let obj = match self.read_shard(pack, shard, idx) {
                         Ok((h, payload)) => crate::format::shard::encode(&h, &payload),
                         Err(_) => self.rebuild_shard(pack, shard)?,
