@@ -15,6 +15,7 @@ pub mod model;
 pub mod packio;
 pub mod redundancy;
 pub mod repo;
+pub mod remote;
 pub mod restore;
 pub mod store;
 

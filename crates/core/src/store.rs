@@ -5,11 +5,9 @@
 //! rename + fsync of the directory, so a SIGKILL or power cut never leaves a half object under its name.
 
 use crate::error::{Error, Result};
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 pub trait Store: Send + Sync {
     /// The URL this store was opened from, for messages.
@@ -29,15 +27,21 @@ pub trait Store: Send + Sync {
     fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>>;
 }
 
-/// Open a store from a URL: `fs:/dir`, a plain directory path, or `memory:NAME` (tests).
+/// Open a store from a URL:
+/// - `fs:/dir` or a plain directory path: a local directory (our own atomic, fsync'ed writer);
+/// - `s3://BUCKET[/PREFIX]?endpoint=URL&region=R`: an S3 bucket through OpenDAL; credentials come from the
+///   environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, or the usual AWS config), never the vault;
+/// - `hdfs://NAMENODE:PORT/PATH`: HDFS through OpenDAL's native (no JVM) client;
+/// - `memory:NAME`: an in-process store for tests (same name, same objects, within one process).
 pub fn open(url: &str) -> Result<Box<dyn Store>> {
     if let Some(name) = url.strip_prefix("memory:") {
-        return Ok(Box::new(MemoryStore::named(name)));
+        return Ok(Box::new(crate::remote::memory(name)?));
+    }
+    if url.starts_with("s3://") || url.starts_with("hdfs://") {
+        return Ok(Box::new(crate::remote::open(url)?));
     }
     if let Some((scheme, _)) = url.split_once("://") {
-        return Err(Error::Usage(format!(
-            "store URL {url:?}: scheme {scheme:?} is not supported yet (use fs: or a directory path)"
-        )));
+        return Err(Error::Usage(format!("store URL {url:?}: unknown scheme {scheme:?} (use fs:, s3://, hdfs:// or memory:)")));
     }
     let path = url.strip_prefix("fs:").unwrap_or(url);
     if path.is_empty() {
@@ -259,67 +263,6 @@ impl Store for FsStore {
     }
 }
 
-/// An in-process store for tests. Stores with the same name share their objects within one process.
-pub struct MemoryStore {
-    url: String,
-    objects: std::sync::Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
-}
-
-type Shared = std::sync::Arc<Mutex<BTreeMap<String, Vec<u8>>>>;
-
-impl MemoryStore {
-    pub fn named(name: &str) -> Self {
-        static REGISTRY: Mutex<BTreeMap<String, Shared>> = Mutex::new(BTreeMap::new());
-        let mut reg = REGISTRY.lock().expect("memory store registry");
-        let objects = reg.entry(name.to_string()).or_default().clone();
-        MemoryStore { url: format!("memory:{name}"), objects }
-    }
-    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
-        self.objects.lock().expect("memory store lock")
-    }
-}
-
-impl Store for MemoryStore {
-    fn url(&self) -> &str {
-        &self.url
-    }
-    fn get(&self, path: &str) -> Result<Vec<u8>> {
-        self.map().get(path).cloned().ok_or_else(|| Error::NotFound(format!("{}/{path}", self.url)))
-    }
-    fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let m = self.map();
-        let v = m.get(path).ok_or_else(|| Error::NotFound(format!("{}/{path}", self.url)))?;
-        let end = offset.checked_add(len).filter(|e| *e <= v.len() as u64);
-        match end {
-            Some(end) => Ok(v[offset as usize..end as usize].to_vec()),
-            None => Err(Error::corrupt(format!("{}/{path}", self.url), "range beyond end of object")),
-        }
-    }
-    fn put(&self, path: &str, bytes: &[u8]) -> Result<()> {
-        self.map().insert(path.to_string(), bytes.to_vec());
-        Ok(())
-    }
-    fn delete(&self, path: &str) -> Result<()> {
-        self.map().remove(path);
-        Ok(())
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        Ok(self.list_sized(prefix)?.into_iter().map(|(n, _)| n).collect())
-    }
-    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
-        let p = format!("{}/", prefix.trim_end_matches('/'));
-        Ok(self
-            .map()
-            .iter()
-            .filter(|(k, _)| prefix.is_empty() || k.starts_with(&p))
-            .map(|(k, v)| (k.clone(), v.len() as u64))
-            .collect())
-    }
-    fn exists(&self, path: &str) -> Result<bool> {
-        Ok(self.map().contains_key(path))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,5 +308,10 @@ mod tests {
     #[test]
     fn memory_store_contract() {
         exercise(&*open("memory:store-contract").unwrap());
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused() {
+        assert!(matches!(open("ftp://x/y"), Err(Error::Usage(_))));
     }
 }
