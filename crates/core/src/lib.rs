@@ -14,8 +14,8 @@ pub mod ids;
 pub mod model;
 pub mod packio;
 pub mod redundancy;
-pub mod repo;
 pub mod remote;
+pub mod repo;
 pub mod restore;
 pub mod store;
 

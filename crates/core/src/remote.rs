@@ -38,6 +38,9 @@ fn layered(op: Operator) -> Operator {
 
 /// Parse `s3://bucket/prefix?endpoint=...&region=...` or `hdfs://host:port/path`.
 pub fn open(url: &str) -> Result<OpendalStore> {
+    // OpenDAL's process-wide HTTP transport (reqwest), installed once.
+    static HTTP: std::sync::Once = std::sync::Once::new();
+    HTTP.call_once(opendal::install_default);
     let bad = |why: &str| Error::Usage(format!("store URL {url:?}: {why}"));
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut params: BTreeMap<&str, &str> = BTreeMap::new();
@@ -57,7 +60,9 @@ pub fn open(url: &str) -> Result<OpendalStore> {
         }
         for k in params.keys() {
             if !["endpoint", "region"].contains(k) {
-                return Err(bad(&format!("unknown parameter {k:?} (endpoint, region); credentials come from the environment")));
+                return Err(bad(&format!(
+                    "unknown parameter {k:?} (endpoint, region); credentials come from the environment"
+                )));
             }
         }
         // Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the AWS config files), loaded by OpenDAL.
@@ -65,12 +70,14 @@ pub fn open(url: &str) -> Result<OpendalStore> {
         Operator::new(b).map_err(|e| bad(&e.to_string()))?
     } else if let Some(rest) = base.strip_prefix("hdfs://") {
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let b = opendal::services::HdfsNative::default().name_node(&format!("hdfs://{authority}")).root(&format!("/{path}"));
+        let b = opendal::services::HdfsNative::default()
+            .name_node(&format!("hdfs://{authority}"))
+            .root(&format!("/{path}"));
         Operator::new(b).map_err(|e| bad(&e.to_string()))?
     } else {
         return Err(bad("not an s3:// or hdfs:// URL"));
     };
-    Ok(OpendalStore { url: base.to_string(), op: layered(op) })
+    Ok(OpendalStore { url: url.to_string(), op: layered(op) })
 }
 
 /// A named in-memory store: every open of the same name in this process sees the same objects.
@@ -94,7 +101,12 @@ impl OpendalStore {
         if e.kind() == opendal::ErrorKind::NotFound {
             return Error::NotFound(format!("{}/{path}", self.url));
         }
-        Error::Store { store: self.url.clone(), op, path: path.to_string(), source: std::io::Error::other(e.to_string()) }
+        Error::Store {
+            store: self.url.clone(),
+            op,
+            path: path.to_string(),
+            source: std::io::Error::other(e.to_string()),
+        }
     }
 }
 
@@ -113,7 +125,10 @@ impl Store for OpendalStore {
             .map_err(|e| self.err("get", path, e))?
             .to_vec();
         if b.len() as u64 != len {
-            return Err(Error::corrupt(format!("{}/{path}", self.url), format!("truncated: wanted {len} bytes at {offset}, got {}", b.len())));
+            return Err(Error::corrupt(
+                format!("{}/{path}", self.url),
+                format!("truncated: wanted {len} bytes at {offset}, got {}", b.len()),
+            ));
         }
         Ok(b)
     }
@@ -157,7 +172,10 @@ impl Store for OpendalStore {
 
     fn create(&self) -> Result<()> {
         // Buckets and HDFS directories are made by their owners; check that this one answers.
-        runtime().block_on(self.op.list_with("/").limit(1).into_future()).map(|_| ()).map_err(|e| self.err("check", "/", e))
+        runtime()
+            .block_on(self.op.list_with("/").limit(1).into_future())
+            .map(|_| ())
+            .map_err(|e| self.err("check", "/", e))
     }
 }
 

@@ -41,7 +41,9 @@ pub fn open(url: &str) -> Result<Box<dyn Store>> {
         return Ok(Box::new(crate::remote::open(url)?));
     }
     if let Some((scheme, _)) = url.split_once("://") {
-        return Err(Error::Usage(format!("store URL {url:?}: unknown scheme {scheme:?} (use fs:, s3://, hdfs:// or memory:)")));
+        return Err(Error::Usage(format!(
+            "store URL {url:?}: unknown scheme {scheme:?} (use fs:, s3://, hdfs:// or memory:)"
+        )));
     }
     let path = url.strip_prefix("fs:").unwrap_or(url);
     if path.is_empty() {
