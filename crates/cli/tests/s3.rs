@@ -96,3 +96,59 @@ fn ec_over_garage_and_fs_loses_nothing_when_a_garage_dies_mid_backup_and_mid_res
     s3_ok(fs2.to_str().unwrap(), &["restore", "latest", "--target", target2.to_str().unwrap(), "--verify"]);
     dircmp::compare(&src, &restored(&target2, &src)).unwrap();
 }
+
+#[test]
+fn s3_credentials_come_from_the_environment_or_local_settings_never_the_vault() {
+    let t = tempfile::tempdir().unwrap();
+    let g = Garage::start(&t.path().join("garage"));
+    g.bucket("mvault-settings");
+    let s3 = g.url("mvault-settings", "v");
+    // an fs store beside the bucket, so the config every store holds can be searched as plain bytes
+    let local = t.path().join("local");
+    let vault = local.to_str().unwrap().to_string();
+    let env = |c: &mut std::process::Command| {
+        c.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").env("MVAULT_CONFIG_DIR", t.path());
+    };
+    // without credentials: a clear error naming the store
+    let mut c = cmd(Path::new(&vault), &["init", "--replicas", "2", "--store", &s3]);
+    env(&mut c);
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("s3://mvault-settings"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // from the local settings file
+    std::fs::write(
+        t.path().join("stores.json"),
+        format!(
+            r#"{{ "s3": {{ "mvault-settings": {{ "access_key_id": "{}", "secret_access_key": "{}" }} }} }}"#,
+            garage::KEY_ID,
+            garage::SECRET
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = cmd(Path::new(&vault), args);
+        env(&mut c);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["init", "--replicas", "2", "--store", &s3]);
+    let src = t.path().join("src");
+    sample_tree(&src);
+    run(&["backup", src.to_str().unwrap()]);
+    // the credentials are nowhere in the vault: the local store holds the same config and metadata as the bucket
+    for id_or_secret in [garage::KEY_ID, garage::SECRET] {
+        let found = std::process::Command::new("grep").args(["-r", "-l", id_or_secret]).arg(&local).output().unwrap();
+        assert!(found.stdout.is_empty(), "credentials stored in the vault: {}", String::from_utf8_lossy(&found.stdout));
+    }
+    std::fs::remove_dir_all(&local).unwrap();
+    // the bucket alone holds a whole copy
+    let target = t.path().join("out");
+    let mut c = cmd(Path::new(&s3), &["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]);
+    env(&mut c);
+    assert!(c.output().unwrap().status.success());
+    mvault_core::dircmp::compare(&src, &restored(&target, &src)).unwrap();
+}

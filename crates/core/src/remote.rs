@@ -65,7 +65,13 @@ pub fn open(url: &str) -> Result<OpendalStore> {
                 )));
             }
         }
-        // Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the AWS config files), loaded by OpenDAL.
+        // Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the AWS config files), loaded by OpenDAL,
+        // else this machine's local settings for the bucket. Never the vault.
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            if let Some((id, secret)) = local_credentials(bucket)? {
+                b = b.access_key_id(&id).secret_access_key(&secret);
+            }
+        }
         b = b.disable_ec2_metadata();
         Operator::new(b).map_err(|e| bad(&e.to_string()))?
     } else if let Some(rest) = base.strip_prefix("hdfs://") {
@@ -78,6 +84,35 @@ pub fn open(url: &str) -> Result<OpendalStore> {
         return Err(bad("not an s3:// or hdfs:// URL"));
     };
     Ok(OpendalStore { url: url.to_string(), op: layered(op) })
+}
+
+/// The local settings file: `$MVAULT_CONFIG_DIR/stores.json`, else `$XDG_CONFIG_HOME/mvault/stores.json`,
+/// else `~/.config/mvault/stores.json`. It maps an S3 bucket to its credentials:
+/// `{ "s3": { "BUCKET": { "access_key_id": "...", "secret_access_key": "..." } } }`.
+pub fn settings_path() -> Option<std::path::PathBuf> {
+    if let Some(d) = std::env::var_os("MVAULT_CONFIG_DIR") {
+        return Some(std::path::PathBuf::from(d).join("stores.json"));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config")))?;
+    Some(base.join("mvault").join("stores.json"))
+}
+
+fn local_credentials(bucket: &str) -> Result<Option<(String, String)>> {
+    let Some(path) = settings_path() else { return Ok(None) };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::malformed(path.display().to_string(), e.to_string()))?;
+    let entry = &v["s3"][bucket];
+    match (entry["access_key_id"].as_str(), entry["secret_access_key"].as_str()) {
+        (Some(id), Some(secret)) => Ok(Some((id.to_string(), secret.to_string()))),
+        _ => Ok(None),
+    }
 }
 
 /// A named in-memory store: every open of the same name in this process sees the same objects.
