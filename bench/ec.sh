@@ -230,14 +230,14 @@ rm -rf "$TARGET"
 
 # --- 5. report ----------------------------------------------------------------------------
 mib() { div "$1" 1048576 1 %.1f; }
-row() { printf '| %-38s | %-14s | %-22s | %-16s |\n' "$@"; }
+row() { printf '| %-38s | %-14s | %-24s | %-16s |\n' "$@"; }
 echo
 echo "source: $(mib "$SRC_BYTES") MiB in $SRC_FILES files ($BENCH_GIB GiB requested, seed $BENCH_SEED);" \
     "MB = 10^6 B; warm page cache (not dropped); $(nproc) CPUs; load at start $LOADAVG"
 echo "mvault: $("$MVAULT" --version) (binary of $(date -r "$MVAULT" -Iseconds))"
 echo
 row "" "single (k=1)" "EC 4+2 (6 stores/3 dom)" "replicas 3"
-printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..40})" "$(printf -- '-%.0s' {1..16})" "$(printf -- '-%.0s' {1..24})" "$(printf -- '-%.0s' {1..18})"
+printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..40})" "$(printf -- '-%.0s' {1..16})" "$(printf -- '-%.0s' {1..26})" "$(printf -- '-%.0s' {1..18})"
 row "backup MB/s" "${R[single,backup]}" "${R[ec42,backup]}" "${R[rep3,backup]}"
 row "stored MiB (all store dirs)" "$(mib "${R[single,stored]}")" "$(mib "${R[ec42,stored]}")" "$(mib "${R[rep3,stored]}")"
 row "overhead stored / source" "${R[single,overhead]}" "${R[ec42,overhead]}" "${R[rep3,overhead]}"
@@ -248,9 +248,9 @@ row "degraded / healthy (goal >= 60%)" "-" "${R[ec42,ratio]}" "${R[rep3,ratio]}"
 echo
 echo "EC 4+2, one whole store lost and rebuilt into an empty directory on the same disk:"
 echo
-printf '| %-44s | %-34s |\n' "" "value"
-printf '|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' {1..36})"
-printf '| %-44s | %-34s |\n' \
+printf '| %-44s | %-58s |\n' "" "value"
+printf '|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' {1..60})"
+printf '| %-44s | %-58s |\n' \
     "disk write, dd bs=16M count=64 oflag=direct" "$DD_DIRECT MB/s" \
     "disk write, dd bs=16M count=64 conv=fsync" "$DD_FSYNC MB/s" \
     "rebuilt store (du -sb; a healthy sibling)" "$(mib "$REP_BYTES") MiB ($(mib "$REP_EXPECT") MiB)" \

@@ -16,8 +16,9 @@ use std::sync::atomic::Ordering;
 
 #[derive(Args)]
 pub struct InitArgs {
-    /// A store for the vault, repeatable: URL[#domain=D,weight=W,afr=P,availability=A]. URL is fs:/dir or a
-    /// directory path. --vault is a store too (unless listed here). Stores in one domain can fail together.
+    /// A store for the vault, repeatable: URL[#domain=D,weight=W,afr=P,availability=A]. URL is a directory
+    /// (fs:/dir or a plain path), s3://BUCKET/PREFIX?endpoint=URL&region=R, or hdfs://HOST:PORT/PATH.
+    /// --vault is a store too (unless listed here). Stores in one domain can fail together.
     #[arg(long = "store", value_name = "URL[#domain=D,weight=W]")]
     pub stores: Vec<mvault_core::store::StoreArg>,
     /// Reed-Solomon: cut each pack into K data and M recovery shards, one per store; any K rebuild it.
@@ -26,9 +27,12 @@ pub struct InitArgs {
     /// Keep N full copies of every pack, each on its own store (k=1, m=N-1).
     #[arg(long, value_name = "N")]
     pub replicas: Option<u8>,
-    /// Target pack size (default 16MiB; at least 1MiB). Smaller packs suit tests and tiny vaults.
+    /// Target pack size (default 16MiB; at least 64KiB). Smaller packs suit tests and tiny vaults.
     #[arg(long, value_name = "BYTES", hide = true)]
     pub pack_size: Option<String>,
+    /// Average chunk size (default 1MiB; min and max are a quarter and four times it).
+    #[arg(long, value_name = "BYTES", hide = true)]
+    pub chunk_size: Option<String>,
 }
 
 /// Parse `K+M`.
@@ -162,6 +166,10 @@ fn init(g: &Global, a: InitArgs) -> Result<i32> {
     if let Some(p) = &a.pack_size {
         opts.pack_size = crate::heal_cmds::parse_size(p)?;
     }
+    if let Some(c) = &a.chunk_size {
+        let avg = crate::heal_cmds::parse_size(c)? as u32;
+        opts.chunker = mvault_core::format::config::ChunkerParams { min: avg / 4, avg, max: avg.saturating_mul(4) };
+    }
     let repo = Repo::init(&loc, &pw, &opts)?;
     if g.json {
         ui::print_json(
@@ -240,6 +248,13 @@ fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
             ui::size(s.new_bytes),
             ui::size(s.bytes_stored),
             s.seconds
+        );
+    }
+    if s.degraded_packs > 0 && !g.quiet {
+        eprintln!(
+            "mvault: warning: {} pack(s) were written with shards missing (a store was down); the snapshot is safe \
+             with the redundancy left; run `mvault repair` once the store is back",
+            s.degraded_packs
         );
     }
     if !s.unreadable.is_empty() {

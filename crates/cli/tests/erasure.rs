@@ -22,8 +22,12 @@ impl EcVault {
     }
 }
 
-/// 6 stores, domains rack0..rack2 (two stores each), 1 MiB packs so there are many of them.
+/// 6 stores, domains rack0..rack2 (two stores each), small packs so there are many of them.
 fn ec_vault(data_mib: u64) -> EcVault {
+    ec_vault_sized(data_mib, "1MiB", "1MiB")
+}
+
+fn ec_vault_sized(data_mib: u64, pack: &str, chunk: &str) -> EcVault {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     let src = root.join("data");
@@ -32,7 +36,15 @@ fn ec_vault(data_mib: u64) -> EcVault {
         write_random_file(&src.join(format!("part-{i}.bin")), 4 << 20, 500 + i);
     }
     sample_tree(&src.join("misc"));
-    let mut args: Vec<String> = vec!["init".into(), "--ec".into(), "4+2".into(), "--pack-size".into(), "1MiB".into()];
+    let mut args: Vec<String> = vec![
+        "init".into(),
+        "--ec".into(),
+        "4+2".into(),
+        "--pack-size".into(),
+        pack.into(),
+        "--chunk-size".into(),
+        chunk.into(),
+    ];
     for i in 0..6 {
         args.push("--store".into());
         args.push(format!("{}#domain=rack{}", root.join(format!("s{i}")).display(), i % 3));
@@ -156,7 +168,8 @@ fn a_lost_store_is_rebuilt_by_repair_even_after_sigkill() {
 
 #[test]
 fn adding_a_store_and_rebalancing_moves_about_a_seventh_and_fills_evenly() {
-    let v = ec_vault(200);
+    // ~1000 packs of 128 KiB, so the fill of each store is an average over many placements
+    let v = ec_vault_sized(128, "128KiB", "32KiB");
     let before: u64 = (0..6).map(|i| objects(&v.store(i), "packs/").len() as u64).sum();
     let s6 = v.root.join("s6");
     ok(&v.vault(), &["store", "add", &format!("{}#domain=rack3", s6.display())]);
@@ -187,7 +200,10 @@ fn backup_with_a_store_down_is_degraded_then_repaired() {
     let more = v.root.join("more");
     std::fs::create_dir_all(&more).unwrap();
     write_random_file(&more.join("new.bin"), 6 << 20, 4242);
-    ok(&v.vault(), &["backup", more.to_str().unwrap()]);
+    let o = run(&v.vault(), &["backup", more.to_str().unwrap()]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("shards missing") && err.contains("mvault repair"), "the user is told: {err}");
     unhide(&v.store(5));
     let st = json(&v.vault(), &["status"]);
     assert!(st["degraded_packs"].as_u64().unwrap() > 0, "{st}");

@@ -1,7 +1,6 @@
 //! ModelVault over a real S3 server: erasure coding across several Garage processes and fs stores, with a
 //! Garage process killed in the middle of a backup and in the middle of a restore.
 
-#[allow(dead_code)]
 mod common;
 #[path = "common/garage.rs"]
 mod garage;

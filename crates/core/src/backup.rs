@@ -42,6 +42,8 @@ pub struct Progress {
     pub files: AtomicU64,
     pub bytes: AtomicU64,
     pub bytes_stored: AtomicU64,
+    /// Packs written with some shards missing (a store was down); `repair` completes them.
+    pub degraded_packs: AtomicU64,
 }
 
 pub struct BackupResult {
@@ -369,8 +371,11 @@ fn writer(
     let mut all = Vec::new();
     for (builder, entries) in rx {
         let (id, bytes, _) = builder.finish();
-        let n = repo.write_pack(&id, &bytes)?;
+        let (n, missing) = repo.write_pack(&id, &bytes)?;
         progress.bytes_stored.fetch_add(n, Ordering::Relaxed);
+        if missing > 0 {
+            progress.degraded_packs.fetch_add(1, Ordering::Relaxed);
+        }
         all.extend(entries);
     }
     Ok(all)
@@ -438,6 +443,7 @@ pub fn backup(
     let (root, mut summary) = walk.map_err(|_| Error::Usage("backup pipeline stopped".into()))?;
     let index_bytes = repo.write_index(entries)?;
     summary.bytes_stored = progress.bytes_stored.load(Ordering::Relaxed) + index_bytes;
+    summary.degraded_packs = progress.degraded_packs.load(Ordering::Relaxed);
     summary.seconds = start.elapsed().as_secs_f64();
     let snapshot = Snapshot {
         version: 1,

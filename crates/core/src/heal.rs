@@ -201,6 +201,7 @@ impl Repo {
         let mut r = HealReport::default();
         let inventory = self.shard_inventory()?;
         let packs = self.all_packs(&inventory);
+        let logged: BTreeSet<PackId> = self.degraded_log()?.into_iter().collect();
         progress.total.store(packs.len() as u64, Ordering::Relaxed);
         let mut throttle = Throttle::new(limit);
         for pack in &packs {
@@ -210,6 +211,9 @@ impl Repo {
                 r.unrecoverable.push(pack.to_hex());
             } else if repair {
                 r.bytes_written += self.repair_pack(pack, &st, &mut r, &mut throttle)?;
+                if st.missing.is_empty() && logged.contains(pack) {
+                    self.clear_degraded(pack)?;
+                }
             }
             r.packs += 1;
             progress.done.fetch_add(1, Ordering::Relaxed);
@@ -230,12 +234,16 @@ impl Repo {
         let mut r = HealReport::default();
         let inventory = self.shard_inventory()?;
         let packs = self.all_packs(&inventory);
+        let logged: BTreeSet<PackId> = self.degraded_log()?.into_iter().collect();
         progress.total.store(packs.len() as u64, Ordering::Relaxed);
         let mut throttle = Throttle::new(limit);
         for pack in &packs {
             let copies = inventory.get(pack).map(Vec::as_slice).unwrap_or(&[]);
             let present: BTreeSet<usize> = copies.iter().map(|c| c.0).collect();
             let missing: Vec<usize> = (0..self.shard_count()).filter(|s| !present.contains(s)).collect();
+            if missing.is_empty() && logged.contains(pack) {
+                self.clear_degraded(pack)?; // whole again (a store came back)
+            }
             if !missing.is_empty() {
                 for &s in &missing {
                     r.missing.push(self.problem(pack, s, None, "on no store that is up".into()));
@@ -390,7 +398,6 @@ impl Repo {
                 lost.insert(pack);
             }
         }
-        degraded.extend(self.degraded_log().unwrap_or_default());
         let layout = self.layout_durability(inventory.keys(), repair_days);
         Ok(Status {
             k: self.k(),

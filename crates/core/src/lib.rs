@@ -17,6 +17,7 @@ pub mod redundancy;
 pub mod remote;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod store;
 
 pub use error::{Error, Result};

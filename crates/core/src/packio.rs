@@ -85,8 +85,8 @@ impl Repo {
 
     /// Shard and write a finished pack, all shards in parallel. Succeeds once `k + 1` shards (all of them
     /// when `m = 0`) are durable; missing shards are recorded in the degraded log for `repair`.
-    /// Returns the bytes written to stores.
-    pub fn write_pack(&self, id: &PackId, bytes: &[u8]) -> Result<u64> {
+    /// Returns the bytes written to stores and the number of shards that could not be written.
+    pub fn write_pack(&self, id: &PackId, bytes: &[u8]) -> Result<(u64, usize)> {
         let r = &self.config.redundancy;
         let payloads = redundancy::split(bytes, r.k, r.m)?;
         let placement = self.placement(id);
@@ -127,7 +127,7 @@ impl Repo {
         if !missing.is_empty() {
             self.log_degraded(id, &missing)?;
         }
-        Ok(written)
+        Ok((written, missing.len()))
     }
 
     fn degraded_path(&self, id: &PackId) -> String {

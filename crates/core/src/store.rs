@@ -1,8 +1,11 @@
 //! Stores: the places bytes live. One small trait so the rest of the code does not care whether a store is a
-//! local directory or (from the distributed-storage issue on) an OpenDAL operator over S3 or HDFS.
+//! local directory (this module) or an OpenDAL operator over S3, HDFS or memory (`remote.rs`).
 //!
 //! Every `put` is atomic: the object is there whole or not at all. On `fs:` that is temp file + fsync +
-//! rename + fsync of the directory, so a SIGKILL or power cut never leaves a half object under its name.
+//! rename + fsync of the directory, so a SIGKILL or power cut never leaves a half object under its name, and
+//! a pack is durable before the index that names it is written. (OpenDAL's fs service does not sync the
+//! directory after its rename, which is why `fs:` is ours.) A store whose directory is gone is down, not
+//! empty, and writes never recreate it.
 
 use crate::error::{Error, Result};
 use std::fs;

@@ -117,7 +117,7 @@ impl Config {
         if r.k == 0 || (r.k as usize + r.m as usize) > 255 {
             return Err(Error::malformed("config", format!("redundancy k={} m={} out of range", r.k, r.m)));
         }
-        if self.pack_size < 1024 * 1024 || self.pack_size > 1024 * 1024 * 1024 {
+        if self.pack_size < 64 * 1024 || self.pack_size > 1024 * 1024 * 1024 {
             return Err(Error::malformed("config", format!("pack size {} out of range", self.pack_size)));
         }
         if self.stores.is_empty() {

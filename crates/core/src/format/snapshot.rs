@@ -20,6 +20,9 @@ pub struct Summary {
     /// Bytes this backup added to the stores (packs and index, after compression and encryption).
     pub bytes_stored: u64,
     pub unreadable: Vec<String>,
+    /// Packs written with shards missing because a store was down.
+    #[serde(default)]
+    pub degraded_packs: u64,
     pub seconds: f64,
 }
 
