@@ -131,7 +131,7 @@ def main():
 
     # models: >= 2 files of <= 512 MiB, alternating F32 / BF16
     budget = total - total * 10 // 100 - total * 40 // 100
-    count = max(2, math.ceil(budget / (512 * MIB)))
+    count = max(2, math.ceil(budget / (512 * MIB) - 0.01))  # 0.01: rounding slack
     for i in range(count):
         dtype = ("F32", "BF16")[i % 2]
         write_model(rng, os.path.join(out, "models", f"model-{i + 1:05d}-of-{count:05d}.safetensors"),

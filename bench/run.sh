@@ -44,7 +44,7 @@ if [[ ! -f $DATA/.done || $(cat "$DATA/.done") != "$stamp" ]]; then
     echo "$stamp" >"$DATA/.done"
 fi
 SRC=$DATA/src
-SRC_BYTES=$(find "$SRC" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+SRC_BYTES=$(find "$SRC" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}')
 SRC_FILES=$(find "$SRC" -type f | wc -l)
 log "source: $SRC ($SRC_FILES files, $SRC_BYTES bytes)"
 LOADAVG=$(cut -d' ' -f1 /proc/loadavg)

@@ -144,6 +144,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Check(a) => check(g, a),
         Command::Key(k) => key(g, k),
         Command::Store(c) => crate::heal_cmds::store(g, c),
+        Command::Forget(a) => crate::lifecycle_cmds::forget(g, a),
+        Command::Prune(a) => crate::lifecycle_cmds::prune(g, a),
         Command::Scrub(a) => crate::heal_cmds::scrub(g, a),
         Command::Repair(a) => crate::heal_cmds::repair(g, a),
         Command::Rebalance(a) => crate::heal_cmds::rebalance(g, a),
@@ -184,7 +186,7 @@ fn init(g: &Global, a: InitArgs) -> Result<i32> {
 
 fn parse_lock_until(a: &BackupArgs) -> Result<Option<String>> {
     if let Some(d) = a.lock_for {
-        let t = std::time::SystemTime::now() + *d;
+        let t = mvault_core::repo::now() + *d;
         return Ok(Some(humantime::format_rfc3339_seconds(t).to_string()));
     }
     if let Some(s) = &a.lock_until {
@@ -198,7 +200,7 @@ fn parse_lock_until(a: &BackupArgs) -> Result<Option<String>> {
 fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
     let locked_until = parse_lock_until(&a)?;
     let mut repo = open(g)?;
-    let opts = BackupOptions { paths: a.paths, tags: a.tags, host: a.host, locked_until, threads: 0 };
+    let opts = BackupOptions { paths: a.paths, tags: a.tags, host: a.host, locked_until, threads: 0, time: None };
     let progress = backup::Progress::default();
     let pb = ui::bar(None, "{spinner} {msg} [{elapsed_precise}]", g.quiet || g.json);
     let quiet = g.quiet;
@@ -410,6 +412,12 @@ fn check(g: &Global, a: CheckArgs) -> Result<i32> {
         _ => ReadData::None,
     };
     let repo = open(g)?;
+    let quiet = g.quiet;
+    let _lock = repo.lock(false, "check", &|m| {
+        if !quiet {
+            eprintln!("mvault: warning: {m}")
+        }
+    })?;
     let progress = check::Progress::default();
     let pb = ui::bar(Some(0), "{spinner} reading packs [{bar:30}] {pos}/{len} [{elapsed_precise}]", g.quiet || g.json);
     let report = ui::with_progress(

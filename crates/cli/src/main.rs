@@ -4,6 +4,7 @@
 mod commands;
 mod demo;
 mod heal_cmds;
+mod lifecycle_cmds;
 mod ui;
 
 use clap::{Args, Parser, Subcommand};
@@ -62,6 +63,12 @@ pub enum Command {
     /// Manage the key files (passphrases) that open the vault.
     #[command(subcommand)]
     Key(commands::KeyCommand),
+    /// Remove snapshots by id or by a retention policy (locked snapshots are always kept).
+    ///
+    /// Example: mvault forget --keep-hourly 24 --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --prune
+    Forget(lifecycle_cmds::ForgetArgs),
+    /// Delete data no snapshot needs: unreferenced packs go, mostly-empty packs are repacked.
+    Prune(lifecycle_cmds::PruneArgs),
     /// List, add or remove the stores that hold the vault's shards.
     #[command(subcommand)]
     Store(heal_cmds::StoreCommand),

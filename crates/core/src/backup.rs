@@ -34,6 +34,8 @@ pub struct BackupOptions {
     pub locked_until: Option<String>,
     /// Encoder threads; 0 means one per core.
     pub threads: usize,
+    /// The snapshot's time (default: now). For importing history and for tests.
+    pub time: Option<std::time::SystemTime>,
 }
 
 /// Live counters for progress display, updated by the pipeline.
@@ -405,6 +407,7 @@ pub fn backup(
     }
     paths.sort();
     paths.dedup();
+    let _lock = repo.lock(false, "backup", &|m| warn(&Error::Usage(m.to_string())))?;
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
     let parent = find_parent(repo, &host, &paths)?;
     let parent_root = match &parent {
@@ -447,7 +450,10 @@ pub fn backup(
     summary.seconds = start.elapsed().as_secs_f64();
     let snapshot = Snapshot {
         version: 1,
-        time: crate::repo::now_rfc3339(),
+        time: match opts.time {
+            Some(t) => humantime::format_rfc3339_nanos(t).to_string(),
+            None => crate::repo::now_rfc3339(),
+        },
         host,
         tags: opts.tags.clone(),
         paths,

@@ -14,7 +14,7 @@ use crate::ids::{ChunkId, ObjectId, SnapshotId, VaultId};
 use crate::redundancy;
 use crate::store::{self, Store};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The tenant of local (non-server) use.
 pub const DEFAULT_TENANT: &str = "default";
@@ -46,7 +46,7 @@ impl Default for InitOptions {
 
 pub struct Repo {
     pub location: String,
-    pub(crate) stores: Vec<Box<dyn Store>>,
+    pub(crate) stores: Vec<Arc<dyn Store>>,
     pub config: Config,
     pub vault_id: VaultId,
     mk: SecretKey,
@@ -73,8 +73,17 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+/// The current time, or `MVAULT_TEST_NOW` (RFC 3339) when set: the tests' fake clock for snapshot times,
+/// retention and snapshot locks. Vault locks always use the real clock.
+pub fn now() -> std::time::SystemTime {
+    std::env::var("MVAULT_TEST_NOW")
+        .ok()
+        .and_then(|s| humantime::parse_rfc3339_weak(&s).ok())
+        .unwrap_or_else(std::time::SystemTime::now)
+}
+
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+    humantime::format_rfc3339_nanos(now()).to_string()
 }
 
 /// Snapshots with their ids, oldest first.
@@ -99,7 +108,7 @@ impl Repo {
             args.push(store::StoreArg { url, ..a.clone() });
         }
         let urls: Vec<String> = args.iter().map(|a| a.url.clone()).collect();
-        let stores: Vec<Box<dyn Store>> = urls.iter().map(|u| store::open(u)).collect::<Result<_>>()?;
+        let stores: Vec<Arc<dyn Store>> = urls.iter().map(|u| store::open(u)).collect::<Result<_>>()?;
         for s in &stores {
             s.create()?;
             if s.exists("config")? {
@@ -170,7 +179,7 @@ impl Repo {
             .map_err(|e| Error::Foreign { location: first.url().to_string(), reason: e.to_string() })?;
         let vault_id = config.vault_id()?;
         // The store we were given stands in for its own entry; the others come from the config.
-        let mut stores: Vec<Box<dyn Store>> = Vec::new();
+        let mut stores: Vec<Arc<dyn Store>> = Vec::new();
         for spec in &config.stores {
             if spec.url == first.url() || config.stores.len() == 1 {
                 stores.push(store::open(first.url())?);
@@ -230,7 +239,7 @@ impl Repo {
         Ok(())
     }
 
-    pub fn stores(&self) -> &[Box<dyn Store>] {
+    pub fn stores(&self) -> &[Arc<dyn Store>] {
         &self.stores
     }
 
@@ -375,11 +384,21 @@ impl Repo {
         if entries.is_empty() {
             return Ok(0);
         }
-        let path = format!("tenants/{}/index/{}", self.tenant, ObjectId::random());
-        let bytes = self.seal_object(Kind::Index, &path, &index::encode(&entries));
-        self.write_meta(&path, &bytes)?;
+        let (_, n) = self.write_index_object(&entries)?;
         self.index.extend(entries);
-        Ok(bytes.len() as u64)
+        Ok(n)
+    }
+
+    /// Write one index file; returns its name.
+    pub fn write_index_file(&self, entries: &[(ChunkId, Location)]) -> Result<String> {
+        Ok(self.write_index_object(entries)?.0)
+    }
+
+    fn write_index_object(&self, entries: &[(ChunkId, Location)]) -> Result<(String, u64)> {
+        let path = format!("tenants/{}/index/{}", self.tenant, ObjectId::random());
+        let bytes = self.seal_object(Kind::Index, &path, &index::encode(entries));
+        self.write_meta(&path, &bytes)?;
+        Ok((path, bytes.len() as u64))
     }
 
     /// Leftover temporary objects of killed writers.
@@ -391,6 +410,24 @@ impl Repo {
             }
         }
         Ok(out)
+    }
+
+    /// Fail unless every store is up: deletions must reach every copy, or `repair` would copy the deleted
+    /// object back from the store that missed the delete.
+    pub fn require_all_stores(&self, what: &str) -> Result<()> {
+        for (i, s) in self.stores.iter().enumerate() {
+            if let Err(e) = s.list("keys") {
+                self.note_failure(i, &e);
+            }
+            if self.is_down(i) {
+                return Err(Error::Usage(format!(
+                    "{what} needs every store up so deletions reach every copy; store {} ({}) is down",
+                    self.config.stores[i].id,
+                    s.url()
+                )));
+            }
+        }
+        Ok(())
     }
 
     // ---- the store set ----
@@ -514,7 +551,7 @@ impl Repo {
 
     // ---- snapshots ----
 
-    fn snapshot_path(&self, id: &SnapshotId) -> String {
+    pub fn snapshot_path(&self, id: &SnapshotId) -> String {
         format!("tenants/{}/snapshots/{id}", self.tenant)
     }
 

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub trait Store: Send + Sync {
     /// The URL this store was opened from, for messages.
@@ -36,12 +37,12 @@ pub trait Store: Send + Sync {
 ///   environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, or the usual AWS config), never the vault;
 /// - `hdfs://NAMENODE:PORT/PATH`: HDFS through OpenDAL's native (no JVM) client;
 /// - `memory:NAME`: an in-process store for tests (same name, same objects, within one process).
-pub fn open(url: &str) -> Result<Box<dyn Store>> {
+pub fn open(url: &str) -> Result<Arc<dyn Store>> {
     if let Some(name) = url.strip_prefix("memory:") {
-        return Ok(Box::new(crate::remote::memory(name)?));
+        return Ok(Arc::new(crate::remote::memory(name)?));
     }
     if url.starts_with("s3://") || url.starts_with("hdfs://") {
-        return Ok(Box::new(crate::remote::open(url)?));
+        return Ok(Arc::new(crate::remote::open(url)?));
     }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(Error::Usage(format!(
@@ -53,7 +54,7 @@ pub fn open(url: &str) -> Result<Box<dyn Store>> {
         return Err(Error::Usage("empty store path".into()));
     }
     let abs = std::path::absolute(path).map_err(|e| Error::io("resolve", path, e))?;
-    Ok(Box::new(FsStore { root: abs.clone(), url: format!("fs:{}", abs.display()) }))
+    Ok(Arc::new(FsStore { root: abs.clone(), url: format!("fs:{}", abs.display()) }))
 }
 
 /// A store as given on the command line: `URL[#domain=D,weight=W,afr=P,availability=A]`.

@@ -1,0 +1,345 @@
+//! `forget` (drop snapshots by retention policy or by id) and `prune` (reclaim the space nothing uses).
+//!
+//! Prune runs under an exclusive lock and in a crash-safe order:
+//! 1. repack: the live blobs of mostly-garbage packs are re-encrypted into new packs (written durably);
+//! 2. one new index file naming every live blob (in kept packs and in the new ones);
+//! 3. the old index files are deleted;
+//! 4. the packs nothing references any more are deleted.
+//!
+//! Killed after 1, the new packs are unreferenced garbage for the next prune; after 2, two index files say the
+//! same thing; after 3, the old packs are unreferenced. At no point does an index name a missing pack, so every
+//! snapshot stays restorable, and a rerun finishes the job.
+
+use crate::error::{Error, Result};
+use crate::format::index::Location;
+use crate::format::pack::{self, PackBuilder};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::NodeKind;
+use crate::ids::{ChunkId, PackId, SnapshotId};
+use crate::repo::Repo;
+use crate::retention::{self, Decision, Policy};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::SystemTime;
+
+#[derive(Clone, Debug, Default)]
+pub struct GroupBy {
+    pub host: bool,
+    pub paths: bool,
+    pub tags: bool,
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> Result<GroupBy> {
+        let mut g = GroupBy::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "host" => g.host = true,
+                "paths" => g.paths = true,
+                "tags" => g.tags = true,
+                other => return Err(Error::Usage(format!("--group-by: unknown key {other:?} (host, paths, tags)"))),
+            }
+        }
+        Ok(g)
+    }
+
+    fn key(&self, s: &Snapshot) -> String {
+        let mut k = Vec::new();
+        if self.host {
+            k.push(format!("host={}", s.host));
+        }
+        if self.paths {
+            k.push(format!("paths={}", s.paths.join(",")));
+        }
+        if self.tags {
+            let mut t = s.tags.clone();
+            t.sort();
+            k.push(format!("tags={}", t.join(",")));
+        }
+        k.join(" ")
+    }
+}
+
+pub struct ForgetOptions {
+    pub policy: Policy,
+    pub ids: Vec<String>,
+    pub group_by: GroupBy,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ForgetReport {
+    pub decisions: Vec<Decision>,
+    pub removed: Vec<String>,
+    /// Snapshots asked for by id that are locked: never removed.
+    pub refused_locked: Vec<String>,
+    pub dry_run: bool,
+}
+
+fn locked_until(s: &Snapshot) -> Option<SystemTime> {
+    s.locked_until.as_deref().and_then(|l| humantime::parse_rfc3339_weak(l).ok())
+}
+
+/// Forget snapshots: those named by id, and those the policy does not keep. Locked snapshots are never
+/// removed, whoever asks.
+pub fn forget(repo: &Repo, opts: &ForgetOptions) -> Result<ForgetReport> {
+    if opts.policy.is_empty() && opts.ids.is_empty() {
+        return Err(Error::Usage("forget needs snapshot ids or a policy (--keep-last N, --keep-daily N, ...)".into()));
+    }
+    if !opts.dry_run {
+        repo.require_all_stores("forget")?;
+    }
+    let now = crate::repo::now();
+    let (all, bad) = repo.snapshots()?;
+    if let Some(e) = bad.first() {
+        return Err(Error::Usage(format!(
+            "a snapshot cannot be read ({e}); run `mvault check` before forgetting anything"
+        )));
+    }
+    let mut report = ForgetReport { dry_run: opts.dry_run, ..Default::default() };
+    let mut remove: BTreeSet<SnapshotId> = BTreeSet::new();
+    for spec in &opts.ids {
+        let (id, snap) = repo.find_snapshot(spec)?;
+        if locked_until(&snap).is_some_and(|l| l > now) {
+            report.refused_locked.push(format!("{id} (locked until {})", snap.locked_until.as_deref().unwrap_or("?")));
+        } else {
+            remove.insert(id);
+        }
+    }
+    if !opts.policy.is_empty() {
+        let items: Vec<retention::Item> = all
+            .iter()
+            .map(|(id, s)| retention::Item {
+                id: id.to_hex(),
+                time: s.system_time(),
+                group: opts.group_by.key(s),
+                tags: s.tags.clone(),
+                locked_until: locked_until(s),
+            })
+            .collect();
+        report.decisions = retention::apply(&opts.policy, &items, now);
+        for d in report.decisions.iter().filter(|d| !d.keep) {
+            remove.insert(SnapshotId::from_hex(&d.id)?);
+        }
+    }
+    for id in &remove {
+        if !opts.dry_run {
+            repo.delete_meta(&repo.snapshot_path(id))?;
+        }
+        report.removed.push(id.to_hex());
+    }
+    Ok(report)
+}
+
+pub struct PruneOptions {
+    pub dry_run: bool,
+    /// Repack a pack when at least this fraction of its bytes is garbage (0.0 ..= 1.0).
+    pub repack_unused: f64,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions { dry_run: false, repack_unused: 0.5 }
+    }
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct PrunePlan {
+    pub snapshots: u64,
+    pub live_blobs: u64,
+    pub packs: u64,
+    pub packs_to_delete: u64,
+    pub packs_to_repack: u64,
+    /// Packs on the stores that no index names (left by interrupted backups).
+    pub packs_unindexed: u64,
+    pub live_bytes_repacked: u64,
+    /// Blob bytes that stop being stored (before redundancy).
+    pub bytes_freed: u64,
+    /// Shard bytes removed from the stores.
+    pub stored_bytes_freed: u64,
+    pub index_files_replaced: u64,
+    pub dry_run: bool,
+    pub seconds: f64,
+}
+
+/// Every chunk and tree a snapshot can reach.
+fn live_set(repo: &Repo, snaps: &[(SnapshotId, Snapshot)]) -> Result<HashSet<ChunkId>> {
+    let mut live = HashSet::new();
+    let mut stack: Vec<ChunkId> = snaps.iter().map(|(_, s)| s.tree_id()).collect::<Result<_>>()?;
+    while let Some(t) = stack.pop() {
+        if !live.insert(t) {
+            continue;
+        }
+        for n in repo.load_tree(&t)? {
+            match n.kind {
+                NodeKind::Dir { subtree } => stack.push(subtree),
+                NodeKind::File { chunks } => live.extend(chunks),
+                NodeKind::Symlink { .. } => {}
+            }
+        }
+    }
+    Ok(live)
+}
+
+pub fn prune(repo: &Repo, opts: &PruneOptions, report_stale: &dyn Fn(&str)) -> Result<PrunePlan> {
+    let start = std::time::Instant::now();
+    let _lock = repo.lock(true, "prune", report_stale)?;
+    if !opts.dry_run {
+        repo.require_all_stores("prune")?;
+    }
+    if let Some(e) = repo.index_errors.first() {
+        return Err(Error::Usage(format!(
+            "an index file cannot be read ({e}); run `mvault check` and repair it before pruning"
+        )));
+    }
+    let (snaps, bad) = repo.snapshots()?;
+    if let Some(e) = bad.first() {
+        return Err(Error::Usage(format!("a snapshot cannot be read ({e}); prune would not know what is live")));
+    }
+    let live = live_set(repo, &snaps)?;
+
+    // Every index entry, per pack, from the index files themselves (duplicates included).
+    let index_names = repo.index_names()?;
+    let mut per_pack: BTreeMap<PackId, Vec<(ChunkId, Location)>> = BTreeMap::new();
+    for name in &index_names {
+        for (id, loc) in repo.read_index_file(name)? {
+            per_pack.entry(loc.pack).or_default().push((id, loc));
+        }
+    }
+    let inventory = repo.shard_inventory()?;
+    let mut plan = PrunePlan { snapshots: snaps.len() as u64, dry_run: opts.dry_run, ..Default::default() };
+    plan.packs = inventory.len() as u64;
+    plan.index_files_replaced = index_names.len() as u64;
+
+    // The one location of each live blob that the new index keeps.
+    let mut keep: HashMap<ChunkId, Location> = HashMap::new();
+    let mut delete: BTreeSet<PackId> = BTreeSet::new();
+    let mut repack: Vec<PackId> = Vec::new();
+    for (pack, entries) in &per_pack {
+        let total: u64 = entries.iter().map(|e| e.1.length as u64).sum();
+        let live_entries: Vec<&(ChunkId, Location)> =
+            entries.iter().filter(|(id, _)| live.contains(id) && !keep.contains_key(id)).collect();
+        let live_bytes: u64 = live_entries.iter().map(|e| e.1.length as u64).sum();
+        if live_entries.is_empty() {
+            delete.insert(*pack);
+            plan.bytes_freed += total;
+        } else if (total - live_bytes) as f64 >= opts.repack_unused * total as f64 && total > live_bytes {
+            repack.push(*pack);
+            plan.live_bytes_repacked += live_bytes;
+            plan.bytes_freed += total - live_bytes;
+            // reserve the ids so later packs do not keep a duplicate of what this one moves
+            for (id, loc) in live_entries {
+                keep.insert(*id, *loc);
+            }
+        } else {
+            for (id, loc) in live_entries {
+                keep.insert(*id, *loc);
+            }
+            plan.bytes_freed += total - live_bytes;
+        }
+    }
+    let indexed: BTreeSet<PackId> = per_pack.keys().copied().collect();
+    let unindexed: Vec<PackId> = inventory.keys().filter(|p| !indexed.contains(p)).copied().collect();
+    plan.packs_unindexed = unindexed.len() as u64;
+    plan.packs_to_delete = delete.len() as u64;
+    plan.packs_to_repack = repack.len() as u64;
+    let doomed: BTreeSet<PackId> = delete.iter().chain(repack.iter()).chain(unindexed.iter()).copied().collect();
+    plan.stored_bytes_freed = doomed.iter().filter_map(|p| inventory.get(p)).flatten().map(|c| c.2).sum();
+    for id in &live {
+        if !keep.contains_key(id) {
+            return Err(Error::corrupt(
+                format!("chunk {id}"),
+                "a snapshot needs it but no index names it; run `mvault check`",
+            ));
+        }
+    }
+    if opts.dry_run {
+        plan.seconds = start.elapsed().as_secs_f64();
+        return Ok(plan);
+    }
+
+    // 1. Repack the live blobs of mostly-garbage packs into new packs.
+    let repack_set: BTreeSet<PackId> = repack.iter().copied().collect();
+    let keys = repo.current_keys();
+    let target = repo.config.pack_size as usize;
+    let mut builder: Option<PackBuilder> = None;
+    let mut pending: Vec<(ChunkId, Location)> = Vec::new();
+    let flush =
+        |b: PackBuilder, pending: &mut Vec<(ChunkId, Location)>, keep: &mut HashMap<ChunkId, Location>| -> Result<()> {
+            let (id, bytes, entries) = b.finish();
+            repo.write_pack(&id, &bytes)?;
+            for (i, e) in entries.iter().enumerate() {
+                keep.insert(
+                    e.id,
+                    Location {
+                        pack: id,
+                        blob_type: e.blob_type,
+                        codec: e.codec,
+                        index: i as u32,
+                        offset: e.offset,
+                        length: e.length,
+                        raw_length: e.raw_length,
+                    },
+                );
+            }
+            pending.clear();
+            Ok(())
+        };
+    for pack_id in &repack {
+        let bytes = repo.read_pack(pack_id)?;
+        let opened = repo.open_pack(pack_id, &bytes)?;
+        let ctx = repo.blob_context(pack_id, opened.key_version);
+        for (i, e) in opened.entries.iter().enumerate() {
+            // move only the blobs the new index keeps from this pack
+            if keep.get(&e.id).map(|l| l.pack) != Some(*pack_id) {
+                continue;
+            }
+            let name = format!("pack {pack_id} blob {i}");
+            let enc = pack::open_blob(
+                &opened.key,
+                &ctx,
+                i as u32,
+                e,
+                &bytes[e.offset as usize..(e.offset + e.length) as usize],
+                &name,
+            )?;
+            let plain = pack::decode(e.codec, enc.clone(), e.raw_length, &name)?;
+            repo.verify_chunk(&e.id, &plain, opened.key_version, &name)?;
+            let b =
+                builder.get_or_insert_with(|| PackBuilder::new(&repo.vault_id, &repo.tenant, keys, target + (5 << 20)));
+            b.add(e.blob_type, e.codec, e.id, &enc, e.raw_length);
+            pending.push((e.id, keep[&e.id]));
+            if b.len() >= target {
+                flush(builder.take().expect("builder"), &mut pending, &mut keep)?;
+            }
+        }
+    }
+    if let Some(b) = builder.take().filter(|b| !b.is_empty()) {
+        flush(b, &mut pending, &mut keep)?;
+    }
+    debug_assert!(keep.values().all(|l| !repack_set.contains(&l.pack)));
+
+    crate::fault::point("prune-after-repack");
+    // 2. One index file for everything live; 3. the old index files go.
+    let entries: Vec<(ChunkId, Location)> = live.iter().map(|id| (*id, keep[id])).collect();
+    let new_index = repo.write_index_file(&entries)?;
+    crate::fault::point("prune-after-new-index");
+    for (i, name) in index_names.iter().filter(|n| **n != new_index).enumerate() {
+        repo.delete_meta(name)?;
+        if i == 0 {
+            crate::fault::point("prune-mid-index-delete");
+        }
+    }
+    crate::fault::point("prune-after-index-delete");
+    // 4. Packs nothing references.
+    for (i, pack) in doomed.iter().enumerate() {
+        if i == 1 {
+            crate::fault::point("prune-mid-pack-delete");
+        }
+        for (shard, store, _) in inventory.get(pack).into_iter().flatten() {
+            repo.stores()[*store].delete(&crate::packio::pack_path(&repo.tenant, pack, *shard))?;
+        }
+        repo.clear_degraded(pack)?;
+    }
+    plan.seconds = start.elapsed().as_secs_f64();
+    Ok(plan)
+}
