@@ -19,7 +19,7 @@ MVAULT=$ROOT/target/release/mvault
 PASSWORD=bench-password-not-secret
 DATA=$BENCH_DIR/data-${BENCH_GIB}g-s$BENCH_SEED
 
-log() { printf '==> %s\n' "$*" >&2; }
+log() { printf '==> %s %s\n' "$(date +%T)" "$*" >&2; }
 
 # --- 1. tools --------------------------------------------------------------------------
 missing=()

@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     re.extend_from_slice(ct);
     assert_eq!(re, data, "MVOB fields do not re-encode to the input");
 
-    let keys = TenantKeys::derive(1, &SecretKey::from_bytes([7; 32]));
+    let keys = TenantKeys::derive(1, &SecretKey::from_bytes([7; 32]), &SecretKey::from_bytes([8; 32]));
     let vault = VaultId([1; 16]);
     for k in [Kind::Index, Kind::Snapshot] {
         let _ = object::open(

@@ -28,7 +28,7 @@ const TABLE_NONCE: [u8; NONCE_LEN] = [0xff; NONCE_LEN];
 
 fn keys() -> &'static TenantKeys {
     static KEYS: OnceLock<TenantKeys> = OnceLock::new();
-    KEYS.get_or_init(|| TenantKeys::derive(KEY_VERSION, &SecretKey::from_bytes([7; 32])))
+    KEYS.get_or_init(|| TenantKeys::derive(KEY_VERSION, &SecretKey::from_bytes([7; 32]), &SecretKey::from_bytes([8; 32])))
 }
 
 fn bytes16(out: &mut Vec<u8>, b: &[u8]) {

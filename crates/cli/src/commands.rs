@@ -114,6 +114,15 @@ pub enum KeyCommand {
         #[arg(long, value_name = "FILE")]
         new_password_file: Option<PathBuf>,
     },
+    /// Replace the master key: tenant keys are rewrapped and key files remade; data is not touched.
+    ///
+    /// The key file in use gets a new one with the same passphrase; other key files are removed unless their
+    /// passphrases are given with --keep-password-file.
+    Rotate {
+        /// A passphrase file of another key file to keep (repeatable).
+        #[arg(long, value_name = "FILE")]
+        keep_password_file: Vec<PathBuf>,
+    },
 }
 
 fn vault_loc(g: &Global) -> Result<String> {
@@ -145,6 +154,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Key(k) => key(g, k),
         Command::Store(c) => crate::heal_cmds::store(g, c),
         Command::Forget(a) => crate::lifecycle_cmds::forget(g, a),
+        Command::Tenant(c) => crate::lifecycle_cmds::tenant(g, c),
+        Command::Drill(a) => crate::lifecycle_cmds::drill(g, a),
         Command::Prune(a) => crate::lifecycle_cmds::prune(g, a),
         Command::Scrub(a) => crate::heal_cmds::scrub(g, a),
         Command::Repair(a) => crate::heal_cmds::repair(g, a),
@@ -496,6 +507,23 @@ fn key(g: &Global, k: KeyCommand) -> Result<i32> {
         KeyCommand::Remove { id } => {
             let removed = repo.remove_key(&id)?;
             println!("removed key {removed}");
+        }
+        KeyCommand::Rotate { keep_password_file } => {
+            let mut passphrases = vec![ui::passphrase(g.password_file.as_deref())?];
+            for f in &keep_password_file {
+                passphrases.push(ui::passphrase(Some(f))?);
+            }
+            let r = repo.rotate_master_key(&passphrases, KdfParams::default())?;
+            if g.json {
+                ui::print_json(&r);
+            } else {
+                println!(
+                    "new master key: {} tenant key(s) rewrapped, {} key file(s) made, {} old key file(s) removed",
+                    r.tenant_keys_rewrapped,
+                    r.new_key_files.len(),
+                    r.removed_key_files.len()
+                );
+            }
         }
         KeyCommand::Passwd { new_password_file } => {
             let pw = ui::new_passphrase(new_password_file.as_deref())?;

@@ -2,11 +2,12 @@
 
 use crate::commands::open;
 use crate::{ui, Global};
-use clap::Args;
+use clap::{Args, Subcommand};
 use mvault_core::prune::{self, ForgetOptions, GroupBy, PruneOptions};
 use mvault_core::retention::Policy;
 use mvault_core::{Error, Result};
 use serde_json::json;
+use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ForgetArgs {
@@ -142,4 +143,77 @@ pub fn prune(g: &Global, a: PruneArgs) -> Result<i32> {
         print_plan(&plan);
     }
     Ok(0)
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Start a new key version for the tenant; with --rewrite, re-encrypt all its data under it and delete
+    /// the old versions (resumable: run it again after an interruption).
+    Rekey {
+        /// The tenant (local vaults have one: default).
+        #[arg(default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        rewrite: bool,
+        /// Only finish an interrupted rewrite; do not start yet another version.
+        #[arg(long, requires = "rewrite")]
+        resume: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct DrillArgs {
+    /// Treat this store (id or URL) as lost: it is never read. Repeatable.
+    #[arg(long = "without-store", value_name = "ID")]
+    pub without: Vec<String>,
+    /// Restore this snapshot instead of the latest.
+    #[arg(long, value_name = "SNAP")]
+    pub snapshot: Option<String>,
+    /// Restore here and keep it (default: a temporary directory, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+}
+
+pub fn tenant(g: &Global, c: TenantCommand) -> Result<i32> {
+    match c {
+        TenantCommand::Rekey { tenant, rewrite, resume } => {
+            let mut repo = open(g)?;
+            if tenant != repo.tenant {
+                return Err(Error::NotFound(format!("tenant {tenant} (this vault's local tenant is {})", repo.tenant)));
+            }
+            let r = repo.rekey(!resume, rewrite, &stale_reporter(g))?;
+            if g.json {
+                ui::print_json(&r);
+            } else {
+                println!(
+                    "tenant {}: new writes use key version {}; {} packs and {} snapshots re-encrypted; old versions removed: {:?} ({:.1}s)",
+                    r.tenant, r.new_version, r.packs_rewritten, r.snapshots_rewritten, r.old_versions_removed, r.seconds
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+pub fn drill(g: &Global, a: DrillArgs) -> Result<i32> {
+    let loc = g.vault.clone().ok_or_else(|| Error::Usage("no vault given: pass --vault or set MVAULT_VAULT".into()))?;
+    let pw = ui::passphrase(g.password_file.as_deref())?;
+    let opts = mvault_core::drill::DrillOptions { without: a.without, snapshot: a.snapshot, scratch: a.scratch };
+    let r = mvault_core::drill::drill(&loc, &pw, &opts)?;
+    if g.json {
+        ui::print_json(&r);
+    } else {
+        println!("drill: recovered snapshot {} ({}) of tenant {}", &r.snapshot[..8], r.snapshot_time, r.tenant);
+        println!(
+            "  stores: {} in the vault, treated as lost: {}",
+            r.stores,
+            if r.stores_lost.is_empty() { "none".into() } else { r.stores_lost.join(", ") }
+        );
+        println!("  {} files, {} restored and every byte verified", r.files, ui::size(r.bytes));
+        println!(
+            "  time to recover {:.2}s (open {:.2}s, restore {:.2}s), {:.1} MiB/s",
+            r.recovery_seconds, r.open_seconds, r.restore_seconds, r.throughput_mib_s
+        );
+    }
+    Ok(if r.verified { 0 } else { 1 })
 }

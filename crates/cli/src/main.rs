@@ -69,6 +69,12 @@ pub enum Command {
     Forget(lifecycle_cmds::ForgetArgs),
     /// Delete data no snapshot needs: unreferenced packs go, mostly-empty packs are repacked.
     Prune(lifecycle_cmds::PruneArgs),
+    /// Tenant keys: `tenant rekey [--rewrite]` starts a new key version for new writes.
+    #[command(subcommand)]
+    Tenant(lifecycle_cmds::TenantCommand),
+    /// Disaster-recovery drill: restore the latest snapshot from the stores alone (minus --without-store),
+    /// verify every byte, and report the time to recover.
+    Drill(lifecycle_cmds::DrillArgs),
     /// List, add or remove the stores that hold the vault's shards.
     #[command(subcommand)]
     Store(heal_cmds::StoreCommand),

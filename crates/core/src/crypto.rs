@@ -140,12 +140,14 @@ pub struct TenantKeys {
 }
 
 impl TenantKeys {
-    pub fn derive(version: u32, tk: &SecretKey) -> Self {
+    /// Keys of one version: data and metadata keys from its TK, the ChunkId key from the tenant's id seed
+    /// (the same in every version, so rekeying does not break deduplication).
+    pub fn derive(version: u32, tk: &SecretKey, id_seed: &SecretKey) -> Self {
         TenantKeys {
             version,
             data: tk.derive(&[], "mvault/v1/data"),
             meta: tk.derive(&[], "mvault/v1/meta"),
-            id_key: tk.derive(&[], "mvault/v1/id"),
+            id_key: id_seed.derive(&[], "mvault/v1/id"),
         }
     }
 
@@ -185,13 +187,16 @@ mod tests {
 
     #[test]
     fn derived_keys_differ_and_are_deterministic() {
-        let tk = SecretKey::random();
-        let a = TenantKeys::derive(1, &tk);
-        let b = TenantKeys::derive(1, &tk);
+        let (tk, seed) = (SecretKey::random(), SecretKey::random());
+        let a = TenantKeys::derive(1, &tk, &seed);
+        let b = TenantKeys::derive(1, &tk, &seed);
         assert_eq!(a.chunk_id(b"x"), b.chunk_id(b"x"));
         assert_ne!(a.data, a.meta);
-        let other = TenantKeys::derive(1, &SecretKey::random());
+        let other = TenantKeys::derive(1, &SecretKey::random(), &SecretKey::random());
         assert_ne!(a.chunk_id(b"x"), other.chunk_id(b"x"), "ChunkIds are keyed per tenant");
+        let v2 = TenantKeys::derive(2, &SecretKey::random(), &seed);
+        assert_eq!(a.chunk_id(b"x"), v2.chunk_id(b"x"), "a new key version keeps the tenant's ChunkIds");
+        assert_ne!(a.data, v2.data);
     }
 
     #[test]

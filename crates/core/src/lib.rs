@@ -6,6 +6,7 @@ pub mod check;
 pub mod chunker;
 pub mod crypto;
 pub mod dircmp;
+pub mod drill;
 pub mod durability;
 pub mod error;
 pub mod fault;
@@ -21,6 +22,7 @@ pub mod remote;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod rotate;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -314,6 +314,11 @@ impl Repo {
         Ok(info)
     }
 
+    /// The tenant key version a pack is encrypted under (from its header).
+    pub fn pack_key_version(&self, pack: &PackId) -> Result<u32> {
+        Ok(self.pack_info(pack)?.key_version)
+    }
+
     pub fn blob_context<'a>(&'a self, pack: &'a PackId, key_version: u32) -> BlobContext<'a> {
         BlobContext { vault: &self.vault_id, tenant: &self.tenant, key_version, pack }
     }

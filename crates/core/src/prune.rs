@@ -180,6 +180,57 @@ fn live_set(repo: &Repo, snaps: &[(SnapshotId, Snapshot)]) -> Result<HashSet<Chu
     Ok(live)
 }
 
+/// Re-encrypt, under the current tenant key version, every blob of `packs` that `keep` locates in one of
+/// them, into new packs written durably; `keep` then points at the new locations.
+pub(crate) fn repack_blobs(repo: &Repo, packs: &[PackId], keep: &mut HashMap<ChunkId, Location>) -> Result<()> {
+    let keys = repo.current_keys();
+    let target = repo.config.pack_size as usize;
+    let mut builder: Option<PackBuilder> = None;
+    let flush = |b: PackBuilder, keep: &mut HashMap<ChunkId, Location>| -> Result<()> {
+        let (id, bytes, entries) = b.finish();
+        repo.write_pack(&id, &bytes)?;
+        for (i, e) in entries.iter().enumerate() {
+            let loc = Location {
+                pack: id,
+                blob_type: e.blob_type,
+                codec: e.codec,
+                index: i as u32,
+                offset: e.offset,
+                length: e.length,
+                raw_length: e.raw_length,
+            };
+            keep.insert(e.id, loc);
+        }
+        Ok(())
+    };
+    for pack_id in packs {
+        let bytes = repo.read_pack(pack_id)?;
+        let opened = repo.open_pack(pack_id, &bytes)?;
+        let ctx = repo.blob_context(pack_id, opened.key_version);
+        for (i, e) in opened.entries.iter().enumerate() {
+            // move only the blobs the new index keeps from this pack
+            if keep.get(&e.id).map(|l| l.pack) != Some(*pack_id) {
+                continue;
+            }
+            let name = format!("pack {pack_id} blob {i}");
+            let ct = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+            let enc = pack::open_blob(&opened.key, &ctx, i as u32, e, ct, &name)?;
+            let plain = pack::decode(e.codec, enc.clone(), e.raw_length, &name)?;
+            repo.verify_chunk(&e.id, &plain, opened.key_version, &name)?;
+            let b =
+                builder.get_or_insert_with(|| PackBuilder::new(&repo.vault_id, &repo.tenant, keys, target + (5 << 20)));
+            b.add(e.blob_type, e.codec, e.id, &enc, e.raw_length);
+            if b.len() >= target {
+                flush(builder.take().expect("builder"), keep)?;
+            }
+        }
+    }
+    if let Some(b) = builder.take().filter(|b| !b.is_empty()) {
+        flush(b, keep)?;
+    }
+    Ok(())
+}
+
 pub fn prune(repo: &Repo, opts: &PruneOptions, report_stale: &dyn Fn(&str)) -> Result<PrunePlan> {
     let start = std::time::Instant::now();
     let _lock = repo.lock(true, "prune", report_stale)?;
@@ -258,66 +309,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, report_stale: &dyn Fn(&str)) -> R
     }
 
     // 1. Repack the live blobs of mostly-garbage packs into new packs.
-    let repack_set: BTreeSet<PackId> = repack.iter().copied().collect();
-    let keys = repo.current_keys();
-    let target = repo.config.pack_size as usize;
-    let mut builder: Option<PackBuilder> = None;
-    let mut pending: Vec<(ChunkId, Location)> = Vec::new();
-    let flush =
-        |b: PackBuilder, pending: &mut Vec<(ChunkId, Location)>, keep: &mut HashMap<ChunkId, Location>| -> Result<()> {
-            let (id, bytes, entries) = b.finish();
-            repo.write_pack(&id, &bytes)?;
-            for (i, e) in entries.iter().enumerate() {
-                keep.insert(
-                    e.id,
-                    Location {
-                        pack: id,
-                        blob_type: e.blob_type,
-                        codec: e.codec,
-                        index: i as u32,
-                        offset: e.offset,
-                        length: e.length,
-                        raw_length: e.raw_length,
-                    },
-                );
-            }
-            pending.clear();
-            Ok(())
-        };
-    for pack_id in &repack {
-        let bytes = repo.read_pack(pack_id)?;
-        let opened = repo.open_pack(pack_id, &bytes)?;
-        let ctx = repo.blob_context(pack_id, opened.key_version);
-        for (i, e) in opened.entries.iter().enumerate() {
-            // move only the blobs the new index keeps from this pack
-            if keep.get(&e.id).map(|l| l.pack) != Some(*pack_id) {
-                continue;
-            }
-            let name = format!("pack {pack_id} blob {i}");
-            let enc = pack::open_blob(
-                &opened.key,
-                &ctx,
-                i as u32,
-                e,
-                &bytes[e.offset as usize..(e.offset + e.length) as usize],
-                &name,
-            )?;
-            let plain = pack::decode(e.codec, enc.clone(), e.raw_length, &name)?;
-            repo.verify_chunk(&e.id, &plain, opened.key_version, &name)?;
-            let b =
-                builder.get_or_insert_with(|| PackBuilder::new(&repo.vault_id, &repo.tenant, keys, target + (5 << 20)));
-            b.add(e.blob_type, e.codec, e.id, &enc, e.raw_length);
-            pending.push((e.id, keep[&e.id]));
-            if b.len() >= target {
-                flush(builder.take().expect("builder"), &mut pending, &mut keep)?;
-            }
-        }
-    }
-    if let Some(b) = builder.take().filter(|b| !b.is_empty()) {
-        flush(b, &mut pending, &mut keep)?;
-    }
-    debug_assert!(keep.values().all(|l| !repack_set.contains(&l.pack)));
-
+    repack_blobs(repo, &repack, &mut keep)?;
     crate::fault::point("prune-after-repack");
     // 2. One index file for everything live; 3. the old index files go.
     let entries: Vec<(ChunkId, Location)> = live.iter().map(|id| (*id, keep[id])).collect();

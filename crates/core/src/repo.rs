@@ -49,7 +49,7 @@ pub struct Repo {
     pub(crate) stores: Vec<Arc<dyn Store>>,
     pub config: Config,
     pub vault_id: VaultId,
-    mk: SecretKey,
+    pub(crate) mk: SecretKey,
     /// The key file this session opened the vault with.
     pub key_id: String,
     pub tenant: String,
@@ -137,14 +137,14 @@ impl Repo {
         let mk = SecretKey::random();
         let (user, host) = user_and_host();
         let kf = KeyFile::create(&vault_id, &mk, passphrase, opts.kdf, &host, &user)?;
-        let tk = SecretKey::random();
+        let secret = tenantkey::TenantSecret { tk: SecretKey::random(), id_seed: SecretKey::random() };
         let mut repo = Repo {
             location: location.to_string(),
             stores,
             vault_id,
             key_id: kf.id.clone(),
             tenant: DEFAULT_TENANT.into(),
-            keys: BTreeMap::from([(1, TenantKeys::derive(1, &tk))]),
+            keys: BTreeMap::from([(1, TenantKeys::derive(1, &secret.tk, &secret.id_seed))]),
             index: HashMap::new(),
             index_errors: vec![],
             packs: Default::default(),
@@ -155,8 +155,8 @@ impl Repo {
         // Keys first, config last: a vault is only a vault once its config is there.
         repo.write_meta(&format!("keys/{}", kf.id), &kf.to_bytes())?;
         repo.write_meta(
-            &format!("tenants/{DEFAULT_TENANT}/keys/1"),
-            &tenantkey::wrap(&repo.vault_id, &repo.mk, DEFAULT_TENANT, 1, &tk),
+            &repo.tenant_key_path(1),
+            &tenantkey::wrap(&repo.vault_id, &repo.mk, DEFAULT_TENANT, 1, &secret),
         )?;
         let cfg = repo.config.to_bytes(&repo.mk);
         repo.write_meta("config", &cfg)?;
@@ -166,6 +166,11 @@ impl Repo {
 
     /// Open an existing vault: any of its stores can be given as `location`.
     pub fn open(location: &str, passphrase: &[u8]) -> Result<Repo> {
+        Self::open_without(location, passphrase, &[])
+    }
+
+    /// Open as if the named stores (by id or URL) were lost: they are never read or written.
+    pub fn open_without(location: &str, passphrase: &[u8], without: &[String]) -> Result<Repo> {
         let first = store::open(location)?;
         let cfg_bytes = match first.get("config") {
             Ok(b) => b,
@@ -195,15 +200,26 @@ impl Repo {
             let kf = KeyFile::parse(&first.get(&name)?).map_err(|e| e.in_object(&name))?;
             keyfiles.push(kf);
         }
+        // A key file opens the vault when its master key unwraps and authenticates the config. (After an
+        // interrupted `key rotate` a key file may hold the previous master key: it is skipped.)
         let mut opened = None;
+        let mut mac_error = None;
         for kf in &keyfiles {
             if let Some(mk) = kf.unwrap(&vault_id, passphrase)? {
-                opened = Some((mk, kf.id.clone()));
-                break;
+                match mac.verify(&mk) {
+                    Ok(()) => {
+                        opened = Some((mk, kf.id.clone()));
+                        break;
+                    }
+                    Err(e) => mac_error = Some(e.in_object(&format!("{}/config", first.url()))),
+                }
             }
         }
-        let (mk, key_id) = opened.ok_or_else(|| Error::WrongPassphrase { vault: first.url().to_string() })?;
-        mac.verify(&mk).map_err(|e| e.in_object(&format!("{}/config", first.url())))?;
+        let (mk, key_id) = match (opened, mac_error) {
+            (Some(o), _) => o,
+            (None, Some(e)) => return Err(e),
+            (None, None) => return Err(Error::WrongPassphrase { vault: first.url().to_string() }),
+        };
         let mut repo = Repo {
             location: location.to_string(),
             stores,
@@ -218,20 +234,47 @@ impl Repo {
             config,
             mk,
         };
+        for w in without {
+            let i = repo
+                .config
+                .stores
+                .iter()
+                .position(|s| &s.id == w || &s.url == w)
+                .ok_or_else(|| Error::NotFound(format!("store {w}")))?;
+            if repo.stores[i].url() == first.url() {
+                return Err(Error::Usage(format!(
+                    "store {w} is the one given with --vault; open from a store that is not excluded"
+                )));
+            }
+            repo.down.lock().expect("down set").insert(i);
+        }
         repo.load_tenant_keys()?;
         repo.load_index()?;
         Ok(repo)
     }
 
+    /// Short id of the master key, in tenant key object names, so objects wrapped by a previous master key
+    /// (during `key rotate`) sit beside the current ones without being confused with them.
+    pub fn mk_id(&self) -> String {
+        hex::encode(&self.mk.derive(&[], "mvault/v1/mk-id").expose()[..8])
+    }
+
+    pub fn tenant_key_path(&self, version: u32) -> String {
+        format!("tenants/{}/keys/{version}.{}", self.tenant, self.mk_id())
+    }
+
     fn load_tenant_keys(&mut self) -> Result<()> {
         let prefix = format!("tenants/{}/keys", self.tenant);
+        let mk_id = self.mk_id();
         for name in self.list_meta(&prefix)? {
-            let Some(v) = name.rsplit('/').next().and_then(|v| v.parse::<u32>().ok()) else {
-                continue;
-            };
-            let tk =
+            let Some((v, id)) = name.rsplit('/').next().and_then(|f| f.split_once('.')) else { continue };
+            let Ok(v) = v.parse::<u32>() else { continue };
+            if id != mk_id {
+                continue; // wrapped by another (previous) master key
+            }
+            let secret =
                 self.read_meta(&name, |b| tenantkey::unwrap(&self.vault_id, &self.mk, &self.tenant, v, b, &name))?;
-            self.keys.insert(v, TenantKeys::derive(v, &tk));
+            self.keys.insert(v, TenantKeys::derive(v, &secret.tk, &secret.id_seed));
         }
         if self.keys.is_empty() {
             return Err(Error::NotFound(format!("{prefix}: tenant {} has no keys", self.tenant)));
@@ -560,6 +603,12 @@ impl Repo {
         let path = self.snapshot_path(&id);
         self.write_meta(&path, &self.seal_object(Kind::Snapshot, &path, &snap.to_bytes()))?;
         Ok(id)
+    }
+
+    /// Seal a snapshot again under the current key version, at its own path (tenant rekey).
+    pub fn resave_snapshot(&self, id: &SnapshotId, snap: &Snapshot) -> Result<()> {
+        let path = self.snapshot_path(id);
+        self.write_meta(&path, &self.seal_object(Kind::Snapshot, &path, &snap.to_bytes()))
     }
 
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {

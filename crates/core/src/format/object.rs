@@ -81,7 +81,7 @@ mod tests {
     #[test]
     fn round_trip_and_path_binding() {
         let v = VaultId::random();
-        let keys = TenantKeys::derive(1, &SecretKey::random());
+        let keys = TenantKeys::derive(1, &SecretKey::random(), &SecretKey::random());
         let b = seal(&v, "default", &keys, Kind::Snapshot, "tenants/default/snapshots/a", b"{}");
         let get = |ver: u32| (ver == 1).then_some(&keys);
         assert_eq!(

@@ -288,7 +288,7 @@ mod tests {
         #[test]
         fn pack_round_trip(chunks in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..3000), 0..8)) {
             let v = VaultId::random();
-            let keys = TenantKeys::derive(1, &SecretKey::random());
+            let keys = TenantKeys::derive(1, &SecretKey::random(), &SecretKey::random());
             let mut b = PackBuilder::new(&v, "t", &keys, 1 << 16);
             for c in &chunks {
                 let (codec, enc) = encode(c, 3);
@@ -317,7 +317,7 @@ mod tests {
 
         #[test]
         fn open_pack_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let keys = TenantKeys::derive(1, &SecretKey::random());
+            let keys = TenantKeys::derive(1, &SecretKey::random(), &SecretKey::random());
             let _ = open_pack(&VaultId([0; 16]), "t", |_| Some(&keys), &PackId([0; 16]), &bytes, "p");
         }
 

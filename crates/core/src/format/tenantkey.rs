@@ -1,4 +1,7 @@
-//! Wrapped tenant keys `tenants/<t>/keys/<version>` (MVTK): a TK wrapped by the master key.
+//! Wrapped tenant keys `tenants/<t>/keys/<version>.<mk-id>` (MVTK): a tenant key version wrapped by the master
+//! key. The wrapped secret is 64 bytes: the version's TK (data and metadata keys derive from it) and the
+//! tenant's id seed (ChunkIds derive from it). The id seed is the same in every version of a tenant, so a
+//! rekey keeps deduplication working; deleting every version shreds both.
 
 use super::wire::{Reader, Writer};
 use crate::crypto::{fill_random, SecretKey, NONCE_LEN, TAG_LEN};
@@ -6,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::ids::VaultId;
 
 const MAGIC: &[u8; 4] = b"MVTK";
-pub const LEN: usize = 5 + 4 + NONCE_LEN + 32 + TAG_LEN;
+pub const LEN: usize = 5 + 4 + NONCE_LEN + 64 + TAG_LEN;
 
 fn aad(vault: &VaultId, tenant: &str, version: u32) -> Vec<u8> {
     let mut w = super::aad("mvault/v1/tenant-key", vault);
@@ -14,10 +17,19 @@ fn aad(vault: &VaultId, tenant: &str, version: u32) -> Vec<u8> {
     w.into_vec()
 }
 
-pub fn wrap(vault: &VaultId, mk: &SecretKey, tenant: &str, version: u32, tk: &SecretKey) -> Vec<u8> {
+/// The secrets of one tenant key version.
+pub struct TenantSecret {
+    pub tk: SecretKey,
+    pub id_seed: SecretKey,
+}
+
+pub fn wrap(vault: &VaultId, mk: &SecretKey, tenant: &str, version: u32, secret: &TenantSecret) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     fill_random(&mut nonce);
-    let sealed = mk.derive(&[], "mvault/v1/wrap").aead().seal(nonce, &aad(vault, tenant, version), tk.expose());
+    let mut plain = zeroize::Zeroizing::new([0u8; 64]);
+    plain[..32].copy_from_slice(secret.tk.expose());
+    plain[32..].copy_from_slice(secret.id_seed.expose());
+    let sealed = mk.derive(&[], "mvault/v1/wrap").aead().seal(nonce, &aad(vault, tenant, version), &plain[..]);
     let mut w = Writer::with_header(MAGIC, 1);
     w.u32(version).bytes(&nonce).bytes(&sealed);
     w.into_vec()
@@ -29,7 +41,7 @@ pub fn parse(bytes: &[u8]) -> Result<(u32, [u8; NONCE_LEN], Vec<u8>)> {
     r.header(MAGIC, 1)?;
     let version = r.u32()?;
     let nonce = r.array::<NONCE_LEN>()?;
-    let wrapped = r.take(32 + TAG_LEN)?.to_vec();
+    let wrapped = r.take(64 + TAG_LEN)?.to_vec();
     r.finish()?;
     Ok((version, nonce, wrapped))
 }
@@ -41,15 +53,22 @@ pub fn unwrap(
     expected_version: u32,
     bytes: &[u8],
     object: &str,
-) -> Result<SecretKey> {
+) -> Result<TenantSecret> {
     let (version, nonce, wrapped) = parse(bytes).map_err(|e| e.in_object(object))?;
     if version != expected_version {
         return Err(Error::corrupt(object, format!("holds key version {version}, expected {expected_version}")));
     }
-    let plain = mk.derive(&[], "mvault/v1/wrap").aead().open(nonce, &aad(vault, tenant, version), &wrapped, object)?;
-    let mut b = [0u8; 32];
-    b.copy_from_slice(&plain);
-    Ok(SecretKey::from_bytes(b))
+    let plain = zeroize::Zeroizing::new(mk.derive(&[], "mvault/v1/wrap").aead().open(
+        nonce,
+        &aad(vault, tenant, version),
+        &wrapped,
+        object,
+    )?);
+    let mut tk = zeroize::Zeroizing::new([0u8; 32]);
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    tk.copy_from_slice(&plain[..32]);
+    seed.copy_from_slice(&plain[32..64]);
+    Ok(TenantSecret { tk: SecretKey::from_bytes(*tk), id_seed: SecretKey::from_bytes(*seed) })
 }
 
 #[cfg(test)]
@@ -60,10 +79,11 @@ mod tests {
     fn round_trip_and_binding() {
         let v = VaultId::random();
         let mk = SecretKey::random();
-        let tk = SecretKey::random();
-        let b = wrap(&v, &mk, "default", 1, &tk);
+        let secret = TenantSecret { tk: SecretKey::random(), id_seed: SecretKey::random() };
+        let b = wrap(&v, &mk, "default", 1, &secret);
         assert_eq!(b.len(), LEN);
-        assert_eq!(unwrap(&v, &mk, "default", 1, &b, "x").unwrap(), tk);
+        let back = unwrap(&v, &mk, "default", 1, &b, "x").unwrap();
+        assert_eq!((back.tk, back.id_seed), (secret.tk.clone(), secret.id_seed.clone()));
         assert!(unwrap(&v, &mk, "other", 1, &b, "x").is_err());
         assert!(unwrap(&v, &SecretKey::random(), "default", 1, &b, "x").is_err());
     }
