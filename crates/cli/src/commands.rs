@@ -156,6 +156,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Forget(a) => crate::lifecycle_cmds::forget(g, a),
         Command::Tenant(c) => crate::lifecycle_cmds::tenant(g, c),
         Command::Drill(a) => crate::lifecycle_cmds::drill(g, a),
+        Command::Copy(a) => crate::lifecycle_cmds::copy(g, a),
+        Command::Watch(a) => crate::lifecycle_cmds::watch(g, a),
         Command::Prune(a) => crate::lifecycle_cmds::prune(g, a),
         Command::Scrub(a) => crate::heal_cmds::scrub(g, a),
         Command::Repair(a) => crate::heal_cmds::repair(g, a),

@@ -217,3 +217,197 @@ pub fn drill(g: &Global, a: DrillArgs) -> Result<i32> {
     }
     Ok(if r.verified { 0 } else { 1 })
 }
+
+#[derive(Args)]
+pub struct CopyArgs {
+    /// Snapshots to copy (id prefixes or `latest`); all when none is given.
+    pub snapshots: Vec<String>,
+    /// The target vault (a directory or store URL).
+    #[arg(long, value_name = "LOC")]
+    pub to: String,
+    /// The target's passphrase file (else MVAULT_TO_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    pub to_password_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    /// The directory training writes checkpoints into (as step-N, checkpoint-N or ckpt-N folders).
+    pub dir: PathBuf,
+    /// How often to look for new checkpoints.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub interval: humantime::Duration,
+    /// A checkpoint is backed up once no file in it has changed for this long.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub settle: humantime::Duration,
+    /// After each backup, keep only the N newest checkpoints' snapshots (locked ones always stay).
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+    /// Look once and exit (for cron and tests).
+    #[arg(long)]
+    pub once: bool,
+}
+
+pub fn copy(g: &Global, a: CopyArgs) -> Result<i32> {
+    let src = open(g)?;
+    let pw = match &a.to_password_file {
+        Some(f) => ui::passphrase(Some(f))?,
+        None => std::env::var("MVAULT_TO_PASSWORD").map(String::into_bytes).map_err(|_| {
+            Error::Usage("no passphrase for the target: pass --to-password-file or set MVAULT_TO_PASSWORD".into())
+        })?,
+    };
+    let mut dst = mvault_core::repo::Repo::open(&a.to, &pw)?;
+    let progress = mvault_core::copy::Progress::default();
+    let pb = ui::bar(None, "{spinner} copying {msg} [{elapsed_precise}]", g.quiet || g.json);
+    let r = ui::with_progress(
+        &pb,
+        |pb| {
+            use std::sync::atomic::Ordering::Relaxed;
+            pb.set_message(format!(
+                "{} snapshots, {} read, {} sent",
+                progress.snapshots_done.load(Relaxed),
+                ui::size(progress.bytes_read.load(Relaxed)),
+                ui::size(progress.bytes_sent.load(Relaxed))
+            ))
+        },
+        || mvault_core::copy::copy(&src, &mut dst, &a.snapshots, &progress, &stale_reporter(g)),
+    )?;
+    if g.json {
+        ui::print_json(&r);
+    } else {
+        for (s, d) in &r.copied {
+            println!("copied {} -> {}", &s[..8], &d[..8]);
+        }
+        println!(
+            "{} copied, {} already there; {} chunks ({}) sent, {} already in the target; {:.1}s",
+            r.copied.len(),
+            r.already_there.len(),
+            r.chunks_sent,
+            ui::size(r.bytes_sent),
+            r.chunks_already_there,
+            r.seconds
+        );
+    }
+    Ok(0)
+}
+
+/// The step number of a checkpoint folder name: step-N, step_N, stepN, checkpoint-N, ckpt-N.
+fn step_of(name: &str) -> Option<u64> {
+    let lower = name.to_ascii_lowercase();
+    for prefix in ["checkpoint", "ckpt", "step"] {
+        if let Some(rest) = lower.strip_prefix(prefix) {
+            let digits = rest.trim_start_matches(['-', '_']);
+            if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
+                return digits.parse().ok();
+            }
+        }
+    }
+    None
+}
+
+/// The newest modification time of anything under `p`.
+fn newest_mtime(p: &std::path::Path) -> std::io::Result<std::time::SystemTime> {
+    let md = std::fs::symlink_metadata(p)?;
+    let mut newest = md.modified()?;
+    if md.is_dir() {
+        for e in std::fs::read_dir(p)? {
+            newest = newest.max(newest_mtime(&e?.path())?);
+        }
+    }
+    Ok(newest)
+}
+
+pub fn watch(g: &Global, a: WatchArgs) -> Result<i32> {
+    use mvault_core::backup::{self, BackupOptions};
+    let dir = std::path::absolute(&a.dir).map_err(|e| Error::io("resolve", &a.dir, e))?;
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!("{} is not a directory", dir.display())));
+    }
+    let mut repo = open(g)?;
+    let watch_tag = format!("watch={}", dir.display());
+    loop {
+        // What is done is read from the vault each round, so a restarted watcher never repeats a checkpoint.
+        let (snaps, _) = repo.snapshots()?;
+        let done: std::collections::BTreeSet<u64> = snaps
+            .iter()
+            .filter(|(_, s)| s.tags.contains(&watch_tag))
+            .filter_map(|(_, s)| s.tags.iter().find_map(|t| t.strip_prefix("step=")).and_then(|n| n.parse().ok()))
+            .collect();
+        let mut todo: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io("read dir", &dir, e))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter_map(|e| step_of(&e.file_name().to_string_lossy()).map(|n| (n, e.path())))
+            .filter(|(n, _)| !done.contains(n))
+            .collect();
+        todo.sort();
+        // With --keep-last N, a checkpoint older than the N newest (done or pending) would be forgotten at
+        // once; skipping it also keeps a forgotten checkpoint from being taken again.
+        if let Some(keep) = a.keep_last {
+            let mut all: Vec<u64> = done.iter().copied().chain(todo.iter().map(|t| t.0)).collect();
+            all.sort_unstable();
+            let floor = all.len().checked_sub(keep).map(|i| all[i]).unwrap_or(0);
+            todo.retain(|(n, _)| *n >= floor);
+        }
+        let now = std::time::SystemTime::now();
+        for (step, path) in todo {
+            let settled =
+                newest_mtime(&path).map(|t| now.duration_since(t).unwrap_or_default() >= *a.settle).unwrap_or(false);
+            if !settled {
+                continue;
+            }
+            let opts = BackupOptions {
+                paths: vec![path.clone()],
+                tags: vec![watch_tag.clone(), format!("step={step}")],
+                ..Default::default()
+            };
+            let quiet = g.quiet;
+            let warn = move |e: &Error| {
+                if !quiet {
+                    eprintln!("mvault: warning: {e}");
+                }
+            };
+            let r = backup::backup(&mut repo, &opts, &backup::Progress::default(), &warn)?;
+            if !g.quiet {
+                eprintln!(
+                    "mvault: step {step}: snapshot {} ({} files, {} new)",
+                    &r.id.to_hex()[..8],
+                    r.snapshot.summary.files,
+                    ui::size(r.snapshot.summary.new_bytes)
+                );
+            }
+            if let Some(keep) = a.keep_last {
+                let (snaps, _) = repo.snapshots()?;
+                let mut mine: Vec<(u64, String)> = snaps
+                    .iter()
+                    .filter(|(_, s)| s.tags.contains(&watch_tag))
+                    .filter_map(|(id, s)| {
+                        s.tags
+                            .iter()
+                            .find_map(|t| t.strip_prefix("step="))
+                            .and_then(|n| n.parse().ok())
+                            .map(|n| (n, id.to_hex()))
+                    })
+                    .collect();
+                mine.sort();
+                let drop_n = mine.len().saturating_sub(keep);
+                let ids: Vec<String> = mine[..drop_n].iter().map(|(_, id)| id.clone()).collect();
+                if !ids.is_empty() {
+                    let opts =
+                        ForgetOptions { policy: Policy::default(), ids, group_by: GroupBy::default(), dry_run: false };
+                    let r = prune::forget(&repo, &opts)?;
+                    if !g.quiet && !r.removed.is_empty() {
+                        eprintln!(
+                            "mvault: forgot {} older checkpoint snapshot(s) (--keep-last {keep})",
+                            r.removed.len()
+                        );
+                    }
+                }
+            }
+        }
+        if a.once {
+            return Ok(0);
+        }
+        std::thread::sleep(*a.interval);
+    }
+}

@@ -75,6 +75,13 @@ pub enum Command {
     /// Disaster-recovery drill: restore the latest snapshot from the stores alone (minus --without-store),
     /// verify every byte, and report the time to recover.
     Drill(lifecycle_cmds::DrillArgs),
+    /// Copy snapshots to another vault (offsite), re-encrypted under its keys; only missing data is sent.
+    ///
+    /// The target's passphrase comes from --to-password-file or MVAULT_TO_PASSWORD.
+    Copy(lifecycle_cmds::CopyArgs),
+    /// Watch a directory of training checkpoints (DIR/step-N/): back up each new one, once it has settled,
+    /// as its own snapshot tagged step=N.
+    Watch(lifecycle_cmds::WatchArgs),
     /// List, add or remove the stores that hold the vault's shards.
     #[command(subcommand)]
     Store(heal_cmds::StoreCommand),

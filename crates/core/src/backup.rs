@@ -461,6 +461,7 @@ pub fn backup(
         parent: parent.as_ref().map(|(id, _)| id.to_hex()),
         locked_until: opts.locked_until.clone(),
         summary,
+        original: None,
     };
     let id = repo.save_snapshot(&snapshot)?;
     Ok(BackupResult { id, snapshot, parent: parent.map(|(id, _)| id) })

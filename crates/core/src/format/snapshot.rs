@@ -40,6 +40,9 @@ pub struct Snapshot {
     pub locked_until: Option<String>,
     #[serde(default)]
     pub summary: Summary,
+    /// For a snapshot made by `copy`: `<source vault id>/<source snapshot id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<String>,
 }
 
 impl Snapshot {
@@ -79,6 +82,7 @@ mod tests {
                 version: 1, time: "2026-11-25T10:00:00.123456789Z".into(), host, tags: vec!["a=b".into()], paths,
                 tree: ChunkId([3; 32]).to_hex(), parent: None, locked_until: None,
                 summary: Summary { files, ..Default::default() },
+                original: None,
             };
             prop_assert_eq!(Snapshot::parse(&s.to_bytes()).unwrap(), s);
         }
