@@ -47,9 +47,11 @@ SRC=$DATA/src
 SRC_BYTES=$(find "$SRC" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}')
 SRC_FILES=$(find "$SRC" -type f | wc -l)
 log "source: $SRC ($SRC_FILES files, $SRC_BYTES bytes)"
-LOADAVG=$(cut -d' ' -f1 /proc/loadavg)
-awk -v l="$LOADAVG" 'BEGIN {exit !(l > 0.5)}' &&
-    log "warning: load average is $LOADAVG; other processes will skew the timings"
+# CPU use by others over 2 s (the load average lags too much to tell).
+cpu() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+read -r busy0 total0 < <(cpu); sleep 2; read -r busy1 total1 < <(cpu)
+CPU_BUSY=$((100 * (busy1 - busy0) / (total1 - total0)))
+((CPU_BUSY < 10)) || log "warning: CPUs are ${CPU_BUSY}% busy; other processes will skew the timings"
 
 # --- 3. per-tool runs ------------------------------------------------------------------
 RESULTS=$BENCH_DIR/results.tsv
@@ -116,7 +118,7 @@ run_tool mvault
 # --- 4. report -------------------------------------------------------------------------
 RESTIC_VERSION=$(restic version | head -n 1) \
     MVAULT_VERSION="$("$MVAULT" --version) (binary of $(date -r "$MVAULT" -Iseconds))" \
-    SRC_BYTES=$SRC_BYTES SRC_FILES=$SRC_FILES BENCH_GIB=$BENCH_GIB LOADAVG=$LOADAVG \
+    SRC_BYTES=$SRC_BYTES SRC_FILES=$SRC_FILES BENCH_GIB=$BENCH_GIB CPU_BUSY=$CPU_BUSY \
     python3 - "$RESULTS" "$BENCH_DIR/results.json" <<'EOF'
 import json, os, sys, datetime
 src = int(os.environ["SRC_BYTES"])
@@ -154,7 +156,7 @@ json.dump({
     "source_bytes": src, "source_files": int(os.environ["SRC_FILES"]),
     "cpus": os.cpu_count(), "mem_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
     "restic_version": os.environ["RESTIC_VERSION"], "mvault_version": os.environ["MVAULT_VERSION"],
-    "page_cache": "warm (not dropped)", "loadavg_1min_at_start": float(os.environ["LOADAVG"]),
+    "page_cache": "warm (not dropped)", "cpu_busy_pct_before": int(os.environ["CPU_BUSY"]),
     "results": rows,
 }, open(sys.argv[2], "w"), indent=2)
 print(f"\nwrote {sys.argv[2]}")

@@ -136,17 +136,20 @@ impl Repo {
         }
         let _lock = self.lock(true, "tenant rekey --rewrite", report_stale)?;
         let current = self.current_keys().version;
-        // Packs under an older version: re-encrypt their blobs (the index's chosen copy of each).
+        // Every pack on the stores under an older version goes: the blobs the index uses from them are
+        // re-encrypted first (an interrupted earlier run may have left old packs the index no longer names).
         let mut keep: HashMap<ChunkId, Location> = self.index().clone();
-        let packs: BTreeSet<PackId> = keep.values().map(|l| l.pack).collect();
-        let mut old_packs = Vec::new();
-        for p in &packs {
+        let inventory = self.shard_inventory()?;
+        let mut old_packs: BTreeSet<PackId> = BTreeSet::new();
+        for p in inventory.keys() {
             if self.pack_key_version(p)? < current {
-                old_packs.push(*p);
+                old_packs.insert(*p);
             }
         }
-        crate::prune::repack_blobs(self, &old_packs, &mut keep)?;
-        report.packs_rewritten = old_packs.len() as u64;
+        let referenced: BTreeSet<PackId> = keep.values().map(|l| l.pack).collect();
+        let to_repack: Vec<PackId> = old_packs.intersection(&referenced).copied().collect();
+        crate::prune::repack_blobs(self, &to_repack, &mut keep)?;
+        report.packs_rewritten = to_repack.len() as u64;
         // One index under the new version, then the old index files and packs go (prune's order).
         let index_names = self.index_names()?;
         let entries: Vec<(ChunkId, Location)> = keep.into_iter().collect();
@@ -155,7 +158,6 @@ impl Repo {
         for name in index_names.iter().filter(|n| **n != new_index) {
             self.delete_meta(name)?;
         }
-        let inventory = self.shard_inventory()?;
         for p in &old_packs {
             for (shard, store, _) in inventory.get(p).into_iter().flatten() {
                 self.stores()[*store].delete(&crate::packio::pack_path(&self.tenant, p, *shard))?;
