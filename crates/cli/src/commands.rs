@@ -149,6 +149,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Backup(a) => backup(g, a),
         Command::Snapshots => snapshots(g),
         Command::Ls(a) => ls(g, a),
+        Command::Diff(a) => crate::model_cmds::diff(g, a),
+        Command::Inspect(a) => crate::model_cmds::inspect(g, a),
         Command::Restore(a) => restore(g, a),
         Command::Check(a) => check(g, a),
         Command::Key(k) => key(g, k),

@@ -5,6 +5,7 @@ mod commands;
 mod demo;
 mod heal_cmds;
 mod lifecycle_cmds;
+mod model_cmds;
 mod ui;
 
 use clap::{Args, Parser, Subcommand};
@@ -56,6 +57,12 @@ pub enum Command {
     Snapshots,
     /// List the files of a snapshot (by id prefix or `latest`), optionally only under PATH.
     Ls(commands::LsArgs),
+    /// What changed between two snapshots: files added, removed and modified, the bytes each stores that
+    /// the other does not, and with --tensors every tensor of every model file (max change, share changed).
+    Diff(model_cmds::DiffArgs),
+    /// Show a model file (safetensors, GGUF, PyTorch zip) tensor by tensor: dtype, shape, size, the ratio
+    /// ModelVault stores it at and the entropy bound for float tensors, and the codec's speed on one core.
+    Inspect(model_cmds::InspectArgs),
     /// Restore a snapshot under a target directory: a backup of /data/x restores to TARGET/data/x.
     Restore(commands::RestoreArgs),
     /// Verify the vault: structure always; with --read-data every byte of every pack.
@@ -99,7 +106,21 @@ pub enum Command {
     Durability(heal_cmds::DurabilityArgs),
 }
 
+/// Rust ignores SIGPIPE, so `mvault ls | head` would panic in println! once the reader goes away. A reader
+/// that stopped listening is not an error of ours: leave quietly with the shell's SIGPIPE status.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload().downcast_ref::<String>().map(String::as_str).unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let code = match commands::run(cli) {
         Ok(code) => code,

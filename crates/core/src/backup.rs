@@ -7,13 +7,14 @@
 //! the snapshot. A process killed at any point leaves earlier snapshots untouched and at worst packs that
 //! nothing references.
 
-use crate::chunker::Chunker;
+use crate::chunker::{Chunker, Piece, TensorChunker};
 use crate::error::{Error, Result};
 use crate::format::index::Location;
 use crate::format::pack::{self, BlobType, Codec, PackBuilder};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{self, Node, NodeKind};
 use crate::ids::{ChunkId, SnapshotId};
+use crate::model::{self, Detected, FloatKind};
 use crate::repo::Repo;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -68,6 +69,8 @@ struct Raw {
     id: ChunkId,
     blob_type: BlobType,
     data: Vec<u8>,
+    /// Set for chunks of float tensors: the byte-grouped codec is tried too.
+    float: Option<FloatKind>,
 }
 
 /// The absolute paths given to `backup`, arranged as the directory tree that holds them.
@@ -133,14 +136,20 @@ impl Walker<'_> {
         self.pending.contains(id) || self.repo.lookup(id).is_some()
     }
 
-    fn submit(&mut self, id: ChunkId, blob_type: BlobType, data: Vec<u8>) -> Result<(), Aborted> {
+    fn submit(
+        &mut self,
+        id: ChunkId,
+        blob_type: BlobType,
+        data: Vec<u8>,
+        float: Option<FloatKind>,
+    ) -> Result<(), Aborted> {
         if self.known(&id) {
             return Ok(());
         }
         self.pending.insert(id);
         self.summary.new_chunks += 1;
         self.summary.new_bytes += data.len() as u64;
-        self.raw_tx.send(Raw { id, blob_type, data }).map_err(|_| Aborted)
+        self.raw_tx.send(Raw { id, blob_type, data, float }).map_err(|_| Aborted)
     }
 
     fn unreadable(&mut self, e: Error, path: &Path) {
@@ -237,8 +246,21 @@ impl Walker<'_> {
         self.summary.files_read += 1;
         let mut chunks = Vec::new();
         let keys = self.repo.current_keys();
-        for c in Chunker::new(std::io::BufReader::with_capacity(1 << 20, f), self.repo.config.chunker) {
-            let data = match c {
+        let params = self.repo.config.chunker;
+        let pieces: Box<dyn Iterator<Item = std::io::Result<Piece>>> = match model::detect(path, &f) {
+            Detected::Model(layout) => {
+                Box::new(TensorChunker::new(std::io::BufReader::with_capacity(1 << 20, f), &layout, params))
+            }
+            other => {
+                if let Detected::Malformed(e) = other {
+                    (self.warn)(&Error::Usage(format!("{}: {e}; stored as a plain file", path.display())));
+                }
+                let plain = Chunker::new(std::io::BufReader::with_capacity(1 << 20, f), params);
+                Box::new(plain.map(|c| c.map(|data| Piece { data, float: None })))
+            }
+        };
+        for c in pieces {
+            let Piece { data, float } = match c {
                 Ok(d) => d,
                 Err(e) => {
                     self.unreadable(Error::io("read", path, e), path);
@@ -249,7 +271,7 @@ impl Walker<'_> {
             self.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
             let id = keys.chunk_id(&data);
             chunks.push(id);
-            self.submit(id, BlobType::Data, data)?;
+            self.submit(id, BlobType::Data, data, float)?;
         }
         Ok(Some(chunks))
     }
@@ -285,7 +307,7 @@ impl Walker<'_> {
     fn tree(&mut self, nodes: Vec<Node>) -> Result<ChunkId, Aborted> {
         let bytes = tree::encode(&nodes);
         let id = self.repo.current_keys().chunk_id(&bytes);
-        self.submit(id, BlobType::Tree, bytes)?;
+        self.submit(id, BlobType::Tree, bytes, None)?;
         Ok(id)
     }
 
@@ -320,7 +342,7 @@ impl Walker<'_> {
 fn encoder(rx: Receiver<Raw>, tx: Sender<Encoded>) {
     for raw in rx {
         let raw_length = raw.data.len() as u32;
-        let (codec, data) = pack::encode(&raw.data, ZSTD_LEVEL);
+        let (codec, data) = pack::encode_as(&raw.data, ZSTD_LEVEL, raw.float);
         if tx.send(Encoded { id: raw.id, blob_type: raw.blob_type, codec, data, raw_length }).is_err() {
             return;
         }

@@ -1,7 +1,9 @@
-//! Content-defined chunking (FastCDC 2020) over any reader, with the parameters stored in the vault config.
-//! Streaming: at most one `max`-sized buffer is held, whatever the file size.
+//! Chunking. Plain files: content-defined chunking (FastCDC 2020) with the parameters stored in the vault
+//! config. Model files: tensor-aligned chunking along the parsed layout. Both stream: at most one chunk-sized
+//! buffer is held, whatever the file size.
 
 use crate::format::config::ChunkerParams;
+use crate::model::{FloatKind, Layout};
 use std::io::Read;
 
 pub struct Chunker<R: Read> {
@@ -26,9 +28,132 @@ impl<R: Read> Iterator for Chunker<R> {
     }
 }
 
+/// One piece of a model file: its bytes and, inside a float tensor, the element kind (the codec's hint).
+pub struct Piece {
+    pub data: Vec<u8>,
+    pub float: Option<FloatKind>,
+}
+
+/// Tensor-aligned chunking: a boundary at every tensor's start and end, and inside a tensor every `avg` bytes
+/// rounded down to its element (or quantization block) size, counted from the tensor's own start. So the same
+/// tensor gives the same chunks wherever it sits, in whatever file, behind whatever header. Bytes outside
+/// tensors (headers, padding) are cut every `avg` bytes; anything after the layout's end (a file that grew
+/// while we read it) is read to the end the same way.
+pub struct TensorChunker<R: Read> {
+    src: R,
+    /// (bytes left, boundary unit, float kind) of each region still to cut, in file order.
+    regions: std::collections::VecDeque<(u64, u64, Option<FloatKind>)>,
+    avg: u64,
+    tail: bool,
+}
+
+impl<R: Read> TensorChunker<R> {
+    pub fn new(src: R, layout: &Layout, p: ChunkerParams) -> Self {
+        let mut regions = std::collections::VecDeque::new();
+        let mut pos = 0;
+        for t in &layout.tensors {
+            if t.start > pos {
+                regions.push_back((t.start - pos, 1, None));
+            }
+            if !t.is_empty() {
+                regions.push_back((t.len(), t.unit, t.float));
+            }
+            pos = t.end;
+        }
+        if layout.file_len > pos {
+            regions.push_back((layout.file_len - pos, 1, None));
+        }
+        TensorChunker { src, regions, avg: p.avg as u64, tail: false }
+    }
+}
+
+impl<R: Read> Iterator for TensorChunker<R> {
+    type Item = std::io::Result<Piece>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.tail {
+            return None;
+        }
+        let Some((left, unit, float)) = self.regions.front_mut() else {
+            // Past the layout: whatever the file still holds, in `avg` pieces, to its end.
+            let mut data = Vec::new();
+            return match (&mut self.src).take(self.avg).read_to_end(&mut data) {
+                Ok(0) => {
+                    self.tail = true;
+                    None
+                }
+                Ok(_) => Some(Ok(Piece { data, float: None })),
+                Err(e) => Some(Err(e)),
+            };
+        };
+        let step = (self.avg / *unit).max(1) * *unit;
+        let n = step.min(*left);
+        let float = *float;
+        *left -= n;
+        if *left == 0 {
+            self.regions.pop_front();
+        }
+        let mut data = vec![0; n as usize];
+        Some(self.src.read_exact(&mut data).map(|_| Piece { data, float }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::safetensors::{parse, write_safetensors, Tensor};
+    use std::collections::BTreeMap;
+
+    fn model(tensors: &[(&str, Vec<u8>)], meta: &str) -> Vec<u8> {
+        let t: Vec<Tensor> = tensors
+            .iter()
+            .map(|(n, d)| Tensor {
+                name: n.to_string(),
+                dtype: "BF16",
+                shape: vec![d.len() as u64 / 2],
+                data: d.clone(),
+            })
+            .collect();
+        let mut out = Vec::new();
+        write_safetensors(&mut out, &t, &BTreeMap::from([("note".to_string(), meta.to_string())])).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_same_tensor_gives_the_same_chunks_wherever_it_sits() {
+        let p = ChunkerParams { min: 256, avg: 1000, max: 4096 };
+        let a: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let b: Vec<u8> = (0..3002u32).map(|i| (i * 13 % 241) as u8).collect();
+        let f1 = model(&[("a", a.clone()), ("b", b.clone())], "one");
+        let f2 = model(&[("zz", b.clone()), ("other", vec![1; 10]), ("a2", a.clone())], "a much longer header note");
+        let chunks = |f: &Vec<u8>| -> Vec<Piece> {
+            let l = parse(f.as_slice()).unwrap();
+            TensorChunker::new(f.as_slice(), &l, p).map(|c| c.unwrap()).collect()
+        };
+        let (c1, c2) = (chunks(&f1), chunks(&f2));
+        assert_eq!(c1.iter().flat_map(|c| c.data.clone()).collect::<Vec<_>>(), f1);
+        assert_eq!(c2.iter().flat_map(|c| c.data.clone()).collect::<Vec<_>>(), f2);
+        // Inside a BF16 tensor pieces are 1000 bytes (a multiple of 2), counted from the tensor start.
+        let tensor_chunks = |c: &[Piece]| -> Vec<Vec<u8>> {
+            c.iter().filter(|p| p.float == Some(FloatKind::Bf16)).map(|p| p.data.clone()).collect()
+        };
+        let (t1, t2) = (tensor_chunks(&c1), tensor_chunks(&c2));
+        assert_eq!(t1.len(), 5 + 4);
+        assert!(t1.iter().all(|c| t2.contains(c)), "every tensor chunk of file 1 is also in file 2");
+        assert!(t1.iter().all(|c| c.len() % 2 == 0));
+    }
+
+    #[test]
+    fn bytes_past_the_layout_are_kept() {
+        let f = model(&[("a", vec![3; 100])], "");
+        let l = parse(f.as_slice()).unwrap();
+        let mut grown = f.clone();
+        grown.extend([9u8; 2500]);
+        let p = ChunkerParams { min: 256, avg: 1000, max: 4096 };
+        let out: Vec<u8> = TensorChunker::new(grown.as_slice(), &l, p).flat_map(|c| c.unwrap().data).collect();
+        assert_eq!(out, grown);
+        let short = &f[..f.len() - 1];
+        assert!(TensorChunker::new(short, &l, p).any(|c| c.is_err()), "a file that shrank is an error");
+    }
 
     #[test]
     fn chunks_reassemble_and_boundaries_resync_after_an_edit() {

@@ -8,10 +8,11 @@
 
 use crate::error::{Error, Result};
 use crate::format::index::Location;
-use crate::format::pack::{self, BlobType, PackBuilder};
+use crate::format::pack::{self, BlobType, Codec, PackBuilder};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{self, NodeKind};
 use crate::ids::{ChunkId, SnapshotId};
+use crate::model::FloatKind;
 use crate::repo::Repo;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,13 +53,21 @@ impl Sender<'_> {
         self.pending.contains(id) || self.dst.lookup(id).is_some()
     }
 
-    fn add(&mut self, blob_type: BlobType, plain: &[u8], progress: &Progress) -> Result<ChunkId> {
+    /// `grouped` says the source stored this chunk with the float codec: its element kind is not recorded
+    /// outside the encoded bytes, so each kind is tried and the smallest encoding kept.
+    fn add(&mut self, blob_type: BlobType, plain: &[u8], grouped: bool, progress: &Progress) -> Result<ChunkId> {
         let id = self.dst.current_keys().chunk_id(plain);
         if self.has(&id) {
             self.report.chunks_already_there += 1;
             return Ok(id);
         }
-        let (codec, enc) = pack::encode(plain, 3);
+        let kinds: &[Option<FloatKind>] =
+            if grouped { &[Some(FloatKind::Bf16), Some(FloatKind::F16), Some(FloatKind::F32)] } else { &[None] };
+        let (codec, enc) = kinds
+            .iter()
+            .map(|k| pack::encode_as(plain, 3, *k))
+            .min_by_key(|(_, e)| e.len())
+            .expect("at least one kind");
         let target = self.dst.config.pack_size as usize;
         let dst: &Repo = self.dst;
         let b = self.builder.get_or_insert_with(|| {
@@ -128,7 +137,8 @@ fn copy_tree(
                     }
                     let plain = src.read_blob(c)?;
                     progress.bytes_read.fetch_add(plain.len() as u64, Ordering::Relaxed);
-                    let t = out.add(BlobType::Data, &plain, progress)?;
+                    let grouped = src.lookup(c).is_some_and(|l| l.codec == Codec::Grouped);
+                    let t = out.add(BlobType::Data, &plain, grouped, progress)?;
                     chunks.insert(*c, t);
                     *c = t;
                 }
@@ -136,7 +146,7 @@ fn copy_tree(
             NodeKind::Symlink { .. } => {}
         }
     }
-    let t = out.add(BlobType::Tree, &tree::encode(&nodes), progress)?;
+    let t = out.add(BlobType::Tree, &tree::encode(&nodes), false, progress)?;
     trees.insert(*tree_id, t);
     Ok(t)
 }

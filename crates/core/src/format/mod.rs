@@ -2,10 +2,12 @@
 //! string and never panics; each has a round-trip property test here and a fuzz target in `fuzz/`.
 
 pub mod config;
+pub mod grouped;
 pub mod index;
 pub mod keyfile;
 pub mod object;
 pub mod pack;
+pub mod rans;
 pub mod shard;
 pub mod snapshot;
 pub mod tenantkey;

