@@ -1,0 +1,17 @@
+//! GGUF files from untrusted sources. Invariant: parse returns an error or a layout whose tensors are
+//! sorted, non-overlapping and inside the file.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mvault_core::model::gguf;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(l) = gguf::parse(data) else {
+        return;
+    };
+    let mut pos = 0;
+    for t in &l.tensors {
+        assert!(t.start >= pos && t.end >= t.start && t.end <= data.len() as u64, "tensor {} out of bounds", t.name);
+        pos = t.end;
+    }
+});
