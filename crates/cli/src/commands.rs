@@ -63,6 +63,14 @@ pub struct BackupArgs {
     /// Lock the snapshot against deletion until this date (YYYY-MM-DD or RFC 3339).
     #[arg(long, value_name = "DATE")]
     pub lock_until: Option<String>,
+    /// Store a changed tensor as a lossless XOR delta against its previous version (same name, dtype and
+    /// shape, found in the tenant's recent snapshots) when smaller; a version more than N deltas from a whole
+    /// copy is stored whole, so restores never follow a long chain. 0 turns deltas off.
+    #[arg(long, value_name = "N", default_value_t = mvault_core::delta::DEFAULT_MAX_DEPTH)]
+    pub delta_depth: u8,
+    /// Take previous tensor versions from this snapshot only (id prefix or `latest`).
+    #[arg(long, value_name = "SNAP")]
+    pub base: Option<String>,
 }
 
 #[derive(Args)]
@@ -215,7 +223,19 @@ fn parse_lock_until(a: &BackupArgs) -> Result<Option<String>> {
 fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
     let locked_until = parse_lock_until(&a)?;
     let mut repo = open(g)?;
-    let opts = BackupOptions { paths: a.paths, tags: a.tags, host: a.host, locked_until, threads: 0, time: None };
+    let base = match &a.base {
+        Some(spec) => Some(repo.find_snapshot(spec)?.0),
+        None => None,
+    };
+    let opts = BackupOptions {
+        paths: a.paths,
+        tags: a.tags,
+        host: a.host,
+        locked_until,
+        delta_depth: a.delta_depth,
+        base,
+        ..Default::default()
+    };
     let progress = backup::Progress::default();
     let pb = ui::bar(None, "{spinner} {msg} [{elapsed_precise}]", g.quiet || g.json);
     let quiet = g.quiet;

@@ -149,3 +149,49 @@ fn a_malformed_model_file_is_stored_plain_with_a_warning() {
     assert!(err.contains("fake.gguf"), "{err}");
     restore_and_compare(&vault, "latest", &src);
 }
+
+/// Full fine-tuning: every weight moves, so nothing dedups; XOR deltas against the previous step do the work.
+/// Prune after forgetting the older steps must keep the bases the newest step's deltas need, and the chain
+/// bound must store a whole copy once it is reached.
+#[test]
+fn checkpoint_deltas_shrink_a_full_fine_tuning_series_and_survive_prune() {
+    let d = data();
+    let v = tempfile::tempdir().unwrap();
+    let vault = v.path().join("vault");
+    init(&vault);
+    let step = |n: u32| d.join(format!("series/full/step-{n}"));
+    let mut sizes = Vec::new();
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let b = json(&vault, &["backup", "--delta-depth", "2", step(n).to_str().unwrap()]);
+        sizes.push(stored(&b));
+        ids.push(b["snapshot_id"].as_str().unwrap().to_string());
+    }
+    // Step 2 is a delta against step 1; step 3 would be depth 2 against step 2, within the bound of 2.
+    assert!(sizes[1] < sizes[0] * 0.75, "step 2 stored {} vs step 1 {}", sizes[1], sizes[0]);
+    assert!(sizes[2] < sizes[0] * 0.75, "step 3 stored {} vs step 1 {}", sizes[2], sizes[0]);
+    // Step 4 would be depth 3: past the bound, so whole again.
+    let b4 = json(&vault, &["backup", "--delta-depth", "2", step(4).to_str().unwrap()]);
+    assert!(stored(&b4) > sizes[0] * 0.9, "step 4 should be a whole copy: {} vs {}", stored(&b4), sizes[0]);
+    ids.push(b4["snapshot_id"].as_str().unwrap().to_string());
+    let series_total: f64 = sizes.iter().sum::<f64>();
+    assert!(series_total < 3.0 * sizes[0] * 0.8, "three steps stored {series_total} vs 3 x {}", sizes[0]);
+
+    // Forget steps 1 and 2: step 3's deltas still need them as bases.
+    ok(&vault, &["forget", &ids[0], &ids[1]]);
+    ok(&vault, &["prune"]);
+    ok(&vault, &["check", "--read-data"]);
+    restore_and_compare(&vault, &ids[2], &step(3));
+    restore_and_compare(&vault, &ids[3], &step(4));
+
+    // --delta-depth 0 stores whole; --base names where previous versions come from.
+    let w = tempfile::tempdir().unwrap();
+    let vault2 = w.path().join("vault");
+    init(&vault2);
+    let b1 = json(&vault2, &["backup", step(1).to_str().unwrap()]);
+    let whole = json(&vault2, &["backup", "--delta-depth", "0", step(2).to_str().unwrap()]);
+    assert!(stored(&whole) > stored(&b1) * 0.9);
+    let based = json(&vault2, &["backup", "--base", b1["snapshot_id"].as_str().unwrap(), step(3).to_str().unwrap()]);
+    assert!(stored(&based) < stored(&b1) * 0.8, "against step 1: {}", stored(&based));
+    restore_and_compare(&vault2, based["snapshot_id"].as_str().unwrap(), &step(3));
+}

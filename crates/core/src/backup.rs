@@ -8,6 +8,7 @@
 //! nothing references.
 
 use crate::chunker::{Chunker, Piece, TensorChunker};
+use crate::delta::{self, Catalog, TensorKey};
 use crate::error::{Error, Result};
 use crate::format::index::Location;
 use crate::format::pack::{self, BlobType, Codec, PackBuilder};
@@ -27,7 +28,6 @@ use std::time::Instant;
 
 const ZSTD_LEVEL: i32 = 3;
 
-#[derive(Default)]
 pub struct BackupOptions {
     pub paths: Vec<PathBuf>,
     pub tags: Vec<String>,
@@ -37,6 +37,26 @@ pub struct BackupOptions {
     pub threads: usize,
     /// The snapshot's time (default: now). For importing history and for tests.
     pub time: Option<std::time::SystemTime>,
+    /// Longest delta chain (delta.rs): a tensor piece is stored as a delta against its previous version only
+    /// if that version is less than this deep. 0 turns deltas off.
+    pub delta_depth: u8,
+    /// Take previous tensor versions from this snapshot only (default: the tenant's recent snapshots).
+    pub base: Option<SnapshotId>,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            paths: Vec::new(),
+            tags: Vec::new(),
+            host: None,
+            locked_until: None,
+            threads: 0,
+            time: None,
+            delta_depth: delta::DEFAULT_MAX_DEPTH,
+            base: None,
+        }
+    }
 }
 
 /// Live counters for progress display, updated by the pipeline.
@@ -62,6 +82,7 @@ struct Encoded {
     codec: Codec,
     data: Vec<u8>,
     raw_length: u32,
+    base: Option<ChunkId>,
 }
 
 /// What the walker hands to the encoders.
@@ -71,6 +92,15 @@ struct Raw {
     data: Vec<u8>,
     /// Set for chunks of float tensors: the byte-grouped codec is tried too.
     float: Option<FloatKind>,
+    /// The previous version of this piece, to try a delta against.
+    base: Option<Base>,
+}
+
+struct Base {
+    id: ChunkId,
+    plain: Vec<u8>,
+    /// The depth the delta would have.
+    depth: u8,
 }
 
 /// The absolute paths given to `backup`, arranged as the directory tree that holds them.
@@ -126,6 +156,8 @@ struct Walker<'a> {
     summary: Summary,
     progress: &'a Progress,
     warn: &'a (dyn Fn(&Error) + Sync),
+    catalog: Catalog,
+    delta_depth: u8,
 }
 
 /// The pipeline stopped downstream (its error is reported by the stage that failed).
@@ -142,6 +174,7 @@ impl Walker<'_> {
         blob_type: BlobType,
         data: Vec<u8>,
         float: Option<FloatKind>,
+        previous: Option<&ChunkId>,
     ) -> Result<(), Aborted> {
         if self.known(&id) {
             return Ok(());
@@ -149,7 +182,23 @@ impl Walker<'_> {
         self.pending.insert(id);
         self.summary.new_chunks += 1;
         self.summary.new_bytes += data.len() as u64;
-        self.raw_tx.send(Raw { id, blob_type, data, float }).map_err(|_| Aborted)
+        let base = previous.and_then(|p| self.base_for(p, data.len()));
+        self.raw_tx.send(Raw { id, blob_type, data, float, base }).map_err(|_| Aborted)
+    }
+
+    /// The previous version of a piece, if a delta against it would stay within the chain bound.
+    fn base_for(&self, previous: &ChunkId, len: usize) -> Option<Base> {
+        if self.repo.lookup(previous).is_none_or(|l| l.raw_length as usize != len) {
+            return None;
+        }
+        match self.repo.read_chunk(previous, u8::MAX) {
+            Ok((plain, depth)) if depth < self.delta_depth => Some(Base { id: *previous, plain, depth: depth + 1 }),
+            Ok(_) => None,
+            Err(e) => {
+                (self.warn)(&Error::Usage(format!("previous version {previous} unreadable ({e}); storing whole")));
+                None
+            }
+        }
     }
 
     fn unreadable(&mut self, e: Error, path: &Path) {
@@ -247,20 +296,23 @@ impl Walker<'_> {
         let mut chunks = Vec::new();
         let keys = self.repo.current_keys();
         let params = self.repo.config.chunker;
+        let mut layout = None;
         let pieces: Box<dyn Iterator<Item = std::io::Result<Piece>>> = match model::detect(path, &f) {
-            Detected::Model(layout) => {
-                Box::new(TensorChunker::new(std::io::BufReader::with_capacity(1 << 20, f), &layout, params))
+            Detected::Model(l) => {
+                let chunker = TensorChunker::new(std::io::BufReader::with_capacity(1 << 20, f), &l, params);
+                layout = Some(l);
+                Box::new(chunker)
             }
             other => {
                 if let Detected::Malformed(e) = other {
                     (self.warn)(&Error::Usage(format!("{}: {e}; stored as a plain file", path.display())));
                 }
                 let plain = Chunker::new(std::io::BufReader::with_capacity(1 << 20, f), params);
-                Box::new(plain.map(|c| c.map(|data| Piece { data, float: None })))
+                Box::new(plain.map(|c| c.map(|data| Piece { data, float: None, tensor: None })))
             }
         };
         for c in pieces {
-            let Piece { data, float } = match c {
+            let Piece { data, float, tensor } = match c {
                 Ok(d) => d,
                 Err(e) => {
                     self.unreadable(Error::io("read", path, e), path);
@@ -271,7 +323,16 @@ impl Walker<'_> {
             self.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
             let id = keys.chunk_id(&data);
             chunks.push(id);
-            self.submit(id, BlobType::Data, data, float)?;
+            // The same piece of the newest stored tensor with this name, dtype and shape.
+            let previous = match (tensor, &layout) {
+                (Some((t, piece)), Some(l)) if self.delta_depth > 0 => {
+                    let t = &l.tensors[t];
+                    let key = TensorKey { name: t.name.clone(), dtype: t.dtype.clone(), shape: t.shape.clone() };
+                    self.catalog.get(&key).and_then(|c| c.get(piece)).copied()
+                }
+                _ => None,
+            };
+            self.submit(id, BlobType::Data, data, float, previous.as_ref())?;
         }
         Ok(Some(chunks))
     }
@@ -307,7 +368,7 @@ impl Walker<'_> {
     fn tree(&mut self, nodes: Vec<Node>) -> Result<ChunkId, Aborted> {
         let bytes = tree::encode(&nodes);
         let id = self.repo.current_keys().chunk_id(&bytes);
-        self.submit(id, BlobType::Tree, bytes, None)?;
+        self.submit(id, BlobType::Tree, bytes, None, None)?;
         Ok(id)
     }
 
@@ -342,8 +403,15 @@ impl Walker<'_> {
 fn encoder(rx: Receiver<Raw>, tx: Sender<Encoded>) {
     for raw in rx {
         let raw_length = raw.data.len() as u32;
-        let (codec, data) = pack::encode_as(&raw.data, ZSTD_LEVEL, raw.float);
-        if tx.send(Encoded { id: raw.id, blob_type: raw.blob_type, codec, data, raw_length }).is_err() {
+        let (mut codec, mut data) = pack::encode_as(&raw.data, ZSTD_LEVEL, raw.float);
+        let mut base = None;
+        if let Some(b) = &raw.base {
+            let d = delta::encode(&raw.data, &b.id, &b.plain, b.depth, ZSTD_LEVEL, raw.float);
+            if d.len() < data.len() {
+                (codec, data, base) = (Codec::Delta, d, Some(b.id));
+            }
+        }
+        if tx.send(Encoded { id: raw.id, blob_type: raw.blob_type, codec, data, raw_length, base }).is_err() {
             return;
         }
     }
@@ -371,6 +439,7 @@ fn packer(
                 offset: be.offset,
                 length: be.length,
                 raw_length: be.raw_length,
+                base: e.base,
             },
         ));
         if builder.len() >= target {
@@ -437,6 +506,22 @@ pub fn backup(
         None => None,
     };
     let virt = build_virtual(&opts.paths)?;
+    let catalog = if opts.delta_depth == 0 {
+        Catalog::default()
+    } else {
+        let from = match opts.base {
+            Some(b) => vec![b],
+            None => Catalog::recent(repo)?,
+        };
+        match Catalog::build(repo, &from) {
+            Ok(c) => c,
+            Err(e) if opts.base.is_none() => {
+                warn(&Error::Usage(format!("previous tensors unavailable ({e}); storing tensors whole")));
+                Catalog::default()
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
     } else {
@@ -455,8 +540,16 @@ pub fn backup(
         drop((raw_rx, enc_tx));
         s.spawn(move || packer(repo_ref, enc_rx, pack_tx));
         let writer = s.spawn(move || writer(repo_ref, pack_rx, progress));
-        let mut w =
-            Walker { repo: repo_ref, raw_tx, pending: HashSet::new(), summary: Summary::default(), progress, warn };
+        let mut w = Walker {
+            repo: repo_ref,
+            raw_tx,
+            pending: HashSet::new(),
+            summary: Summary::default(),
+            progress,
+            warn,
+            catalog,
+            delta_depth: opts.delta_depth,
+        };
         let root = w.virtual_dir(&virt, parent_root);
         let summary = std::mem::take(&mut w.summary);
         drop(w);

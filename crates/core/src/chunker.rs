@@ -32,6 +32,8 @@ impl<R: Read> Iterator for Chunker<R> {
 pub struct Piece {
     pub data: Vec<u8>,
     pub float: Option<FloatKind>,
+    /// Inside a tensor: (the tensor's index in the layout, this piece's index within the tensor).
+    pub tensor: Option<(usize, usize)>,
 }
 
 /// Tensor-aligned chunking: a boundary at every tensor's start and end, and inside a tensor every `avg` bytes
@@ -41,27 +43,36 @@ pub struct Piece {
 /// while we read it) is read to the end the same way.
 pub struct TensorChunker<R: Read> {
     src: R,
-    /// (bytes left, boundary unit, float kind) of each region still to cut, in file order.
-    regions: std::collections::VecDeque<(u64, u64, Option<FloatKind>)>,
+    /// Each region still to cut, in file order.
+    regions: std::collections::VecDeque<Region>,
     avg: u64,
     tail: bool,
+}
+
+struct Region {
+    left: u64,
+    unit: u64,
+    float: Option<FloatKind>,
+    /// The tensor's index in the layout and the next piece's index within it.
+    tensor: Option<(usize, usize)>,
 }
 
 impl<R: Read> TensorChunker<R> {
     pub fn new(src: R, layout: &Layout, p: ChunkerParams) -> Self {
         let mut regions = std::collections::VecDeque::new();
         let mut pos = 0;
-        for t in &layout.tensors {
+        let other = |left| Region { left, unit: 1, float: None, tensor: None };
+        for (i, t) in layout.tensors.iter().enumerate() {
             if t.start > pos {
-                regions.push_back((t.start - pos, 1, None));
+                regions.push_back(other(t.start - pos));
             }
             if !t.is_empty() {
-                regions.push_back((t.len(), t.unit, t.float));
+                regions.push_back(Region { left: t.len(), unit: t.unit, float: t.float, tensor: Some((i, 0)) });
             }
             pos = t.end;
         }
         if layout.file_len > pos {
-            regions.push_back((layout.file_len - pos, 1, None));
+            regions.push_back(other(layout.file_len - pos));
         }
         TensorChunker { src, regions, avg: p.avg as u64, tail: false }
     }
@@ -73,7 +84,7 @@ impl<R: Read> Iterator for TensorChunker<R> {
         if self.tail {
             return None;
         }
-        let Some((left, unit, float)) = self.regions.front_mut() else {
+        let Some(r) = self.regions.front_mut() else {
             // Past the layout: whatever the file still holds, in `avg` pieces, to its end.
             let mut data = Vec::new();
             return match (&mut self.src).take(self.avg).read_to_end(&mut data) {
@@ -81,19 +92,22 @@ impl<R: Read> Iterator for TensorChunker<R> {
                     self.tail = true;
                     None
                 }
-                Ok(_) => Some(Ok(Piece { data, float: None })),
+                Ok(_) => Some(Ok(Piece { data, float: None, tensor: None })),
                 Err(e) => Some(Err(e)),
             };
         };
-        let step = (self.avg / *unit).max(1) * *unit;
-        let n = step.min(*left);
-        let float = *float;
-        *left -= n;
-        if *left == 0 {
+        let step = (self.avg / r.unit).max(1) * r.unit;
+        let n = step.min(r.left);
+        let (float, tensor) = (r.float, r.tensor);
+        r.left -= n;
+        if let Some((_, piece)) = &mut r.tensor {
+            *piece += 1;
+        }
+        if r.left == 0 {
             self.regions.pop_front();
         }
         let mut data = vec![0; n as usize];
-        Some(self.src.read_exact(&mut data).map(|_| Piece { data, float }))
+        Some(self.src.read_exact(&mut data).map(|_| Piece { data, float, tensor }))
     }
 }
 

@@ -85,6 +85,7 @@ impl Sender<'_> {
                 offset: e.offset,
                 length: e.length,
                 raw_length: e.raw_length,
+                base: None,
             },
         ));
         self.pending.insert(id);

@@ -51,7 +51,7 @@ pub struct DiffReport {
 }
 
 /// A file of a snapshot, readable at any offset: each read fetches only the chunks it overlaps.
-struct VaultFile<'a> {
+pub(crate) struct VaultFile<'a> {
     repo: &'a Repo,
     /// (offset in the file, chunk) in file order.
     chunks: Vec<(u64, ChunkId)>,
@@ -62,7 +62,7 @@ struct VaultFile<'a> {
 }
 
 impl<'a> VaultFile<'a> {
-    fn new(repo: &'a Repo, ids: &[ChunkId]) -> Result<Self> {
+    pub(crate) fn new(repo: &'a Repo, ids: &[ChunkId]) -> Result<Self> {
         let mut chunks = Vec::with_capacity(ids.len());
         let mut len = 0;
         for id in ids {
@@ -100,7 +100,7 @@ impl<'a> VaultFile<'a> {
     }
 
     /// The chunks that cover exactly [start, end), if both ends fall on chunk boundaries.
-    fn chunks_of(&self, start: u64, end: u64) -> Option<&[(u64, ChunkId)]> {
+    pub(crate) fn chunks_of(&self, start: u64, end: u64) -> Option<&[(u64, ChunkId)]> {
         let a = self.chunks.binary_search_by_key(&start, |(o, _)| *o).ok()?;
         let b = if end == self.len {
             self.chunks.len()

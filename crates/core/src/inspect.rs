@@ -75,7 +75,7 @@ impl Meter {
             match codec {
                 Codec::Grouped => t.grouped += 1,
                 Codec::Zstd => t.zstd += 1,
-                Codec::None => t.raw += 1,
+                Codec::None | Codec::Delta => t.raw += 1,
             }
         }
         Ok(stored)

@@ -6,6 +6,7 @@ pub mod check;
 pub mod chunker;
 pub mod copy;
 pub mod crypto;
+pub mod delta;
 pub mod diff;
 pub mod dircmp;
 pub mod drill;

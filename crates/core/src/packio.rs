@@ -7,9 +7,10 @@
 //! degraded restore reads each pack once rather than once per blob.
 
 use crate::crypto::AeadKey;
+use crate::delta;
 use crate::error::{Error, Result};
 use crate::format::index::Location;
-use crate::format::pack::{self, BlobContext, BlobEntry};
+use crate::format::pack::{self, BlobContext, BlobEntry, Codec};
 use crate::format::shard::{self, ShardHeader};
 use crate::ids::{ChunkId, PackId};
 use crate::redundancy;
@@ -323,7 +324,14 @@ impl Repo {
         BlobContext { vault: &self.vault_id, tenant: &self.tenant, key_version, pack }
     }
 
-    fn decrypt_blob(&self, id: &ChunkId, loc: &Location, info: &PackInfo, ct: &[u8]) -> Result<Vec<u8>> {
+    fn decrypt_blob(
+        &self,
+        id: &ChunkId,
+        loc: &Location,
+        info: &PackInfo,
+        ct: &[u8],
+        depth: u8,
+    ) -> Result<(Vec<u8>, u8)> {
         let name = format!("pack {} blob {id}", loc.pack);
         let entry = BlobEntry {
             blob_type: loc.blob_type,
@@ -335,13 +343,44 @@ impl Repo {
         };
         let enc =
             pack::open_blob(&info.key, &self.blob_context(&loc.pack, info.key_version), loc.index, &entry, ct, &name)?;
-        let plain = pack::decode(loc.codec, enc, loc.raw_length, &name)?;
+        let (plain, d) = self.decode_blob(loc.codec, enc, loc.raw_length, loc.base.as_ref(), &name, depth)?;
         self.verify_chunk(id, &plain, info.key_version, &name)?;
-        Ok(plain)
+        Ok((plain, d))
+    }
+
+    /// Undo a blob's codec. A delta (codec 3) reads its base first, which may itself be a delta at most
+    /// `depth - 1` levels deep, so a corrupt chain cannot loop. `base` is what the index says the base is.
+    /// Returns the plaintext and the blob's depth (0 for a whole blob).
+    pub fn decode_blob(
+        &self,
+        codec: Codec,
+        enc: Vec<u8>,
+        raw_length: u32,
+        base: Option<&ChunkId>,
+        name: &str,
+        depth: u8,
+    ) -> Result<(Vec<u8>, u8)> {
+        if codec != Codec::Delta {
+            return Ok((pack::decode(codec, enc, raw_length, name)?, 0));
+        }
+        let (h, body) = delta::parse_header(&enc, name)?;
+        if h.depth > depth {
+            return Err(Error::corrupt(name, format!("delta of depth {} where at most {depth} is allowed", h.depth)));
+        }
+        if base.is_some_and(|b| *b != h.base) {
+            return Err(Error::corrupt(name, "delta base differs from the index's"));
+        }
+        let (base_plain, _) = self.read_chunk(&h.base, h.depth - 1)?;
+        Ok((delta::decode(&h, body, &base_plain, raw_length, name)?, h.depth))
     }
 
     /// Read, decrypt, decode and verify one blob: the plaintext is exactly what was backed up, or an error.
     pub fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        self.read_chunk(id, u8::MAX).map(|(plain, _)| plain)
+    }
+
+    /// `read_blob`, allowing a delta chain at most `depth` deep, and also returning the blob's depth.
+    pub fn read_chunk(&self, id: &ChunkId, depth: u8) -> Result<(Vec<u8>, u8)> {
         let loc = *self.lookup(id).ok_or_else(|| Error::NotFound(format!("chunk {id}: not in the index")))?;
         let info = self.pack_info(&loc.pack)?;
         let end = loc.offset as u64 + loc.length as u64;
@@ -350,16 +389,16 @@ impl Repo {
         }
         let direct = self
             .read_direct(&loc.pack, info.pack_len, loc.offset as u64, loc.length as u64)
-            .and_then(|ct| self.decrypt_blob(id, &loc, &info, &ct));
+            .and_then(|ct| self.decrypt_blob(id, &loc, &info, &ct, depth));
         match direct {
-            Ok(plain) => Ok(plain),
+            Ok(r) => Ok(r),
             Err(direct_err) => {
                 // Degraded: rebuild the pack from verified shards and take the blob from it.
                 let pack = self.rebuilt(&loc.pack).map_err(|e| match e {
                     Error::NotFound(_) => direct_err,
                     other => other,
                 })?;
-                self.decrypt_blob(id, &loc, &info, &pack[loc.offset as usize..end as usize])
+                self.decrypt_blob(id, &loc, &info, &pack[loc.offset as usize..end as usize], depth)
             }
         }
     }

@@ -161,6 +161,25 @@ pub struct PrunePlan {
     pub seconds: f64,
 }
 
+/// A live delta needs its base: add the base of every location of every live chunk (a chunk stored twice,
+/// once whole and once as a delta, may keep either copy), and so on down the chain, which is bounded.
+fn keep_delta_bases(live: &mut HashSet<ChunkId>, per_pack: &BTreeMap<PackId, Vec<(ChunkId, Location)>>) {
+    let mut bases: HashMap<ChunkId, Vec<ChunkId>> = HashMap::new();
+    for (id, loc) in per_pack.values().flatten() {
+        if let Some(b) = loc.base {
+            bases.entry(*id).or_default().push(b);
+        }
+    }
+    let mut todo: Vec<ChunkId> = live.iter().filter(|id| bases.contains_key(id)).copied().collect();
+    while let Some(id) = todo.pop() {
+        for b in bases.get(&id).into_iter().flatten() {
+            if live.insert(*b) {
+                todo.push(*b);
+            }
+        }
+    }
+}
+
 /// Every chunk and tree a snapshot can reach.
 fn live_set(repo: &Repo, snaps: &[(SnapshotId, Snapshot)]) -> Result<HashSet<ChunkId>> {
     let mut live = HashSet::new();
@@ -190,7 +209,9 @@ pub(crate) fn repack_blobs(repo: &Repo, packs: &[PackId], keep: &mut HashMap<Chu
         let (id, bytes, entries) = b.finish();
         repo.write_pack(&id, &bytes)?;
         for (i, e) in entries.iter().enumerate() {
+            let base = keep.get(&e.id).and_then(|l| l.base);
             let loc = Location {
+                base,
                 pack: id,
                 blob_type: e.blob_type,
                 codec: e.codec,
@@ -215,7 +236,8 @@ pub(crate) fn repack_blobs(repo: &Repo, packs: &[PackId], keep: &mut HashMap<Chu
             let name = format!("pack {pack_id} blob {i}");
             let ct = &bytes[e.offset as usize..(e.offset + e.length) as usize];
             let enc = pack::open_blob(&opened.key, &ctx, i as u32, e, ct, &name)?;
-            let plain = pack::decode(e.codec, enc.clone(), e.raw_length, &name)?;
+            let base = keep[&e.id].base;
+            let (plain, _) = repo.decode_blob(e.codec, enc.clone(), e.raw_length, base.as_ref(), &name, u8::MAX)?;
             repo.verify_chunk(&e.id, &plain, opened.key_version, &name)?;
             let b =
                 builder.get_or_insert_with(|| PackBuilder::new(&repo.vault_id, &repo.tenant, keys, target + (5 << 20)));
@@ -246,7 +268,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, report_stale: &dyn Fn(&str)) -> R
     if let Some(e) = bad.first() {
         return Err(Error::Usage(format!("a snapshot cannot be read ({e}); prune would not know what is live")));
     }
-    let live = live_set(repo, &snaps)?;
+    let mut live = live_set(repo, &snaps)?;
 
     // Every index entry, per pack, from the index files themselves (duplicates included).
     let index_names = repo.index_names()?;
@@ -256,6 +278,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, report_stale: &dyn Fn(&str)) -> R
             per_pack.entry(loc.pack).or_default().push((id, loc));
         }
     }
+    keep_delta_bases(&mut live, &per_pack);
     let inventory = repo.shard_inventory()?;
     let mut plan = PrunePlan { snapshots: snaps.len() as u64, dry_run: opts.dry_run, ..Default::default() };
     plan.packs = inventory.len() as u64;

@@ -38,6 +38,8 @@ pub enum Codec {
     Zstd = 1,
     /// Byte-grouped floats (format/grouped.rs).
     Grouped = 2,
+    /// XOR against a base chunk (delta.rs); decoding needs the base, so it goes through the repository.
+    Delta = 3,
 }
 
 impl Codec {
@@ -46,6 +48,7 @@ impl Codec {
             0 => Some(Codec::None),
             1 => Some(Codec::Zstd),
             2 => Some(Codec::Grouped),
+            3 => Some(Codec::Delta),
             _ => None,
         }
     }
@@ -268,6 +271,7 @@ pub fn decode(codec: Codec, encoded: Vec<u8>, raw_length: u32, object: &str) -> 
         Codec::Zstd => zstd::bulk::decompress(&encoded, raw_length as usize)
             .map_err(|e| Error::corrupt(object, format!("zstd: {e}")))?,
         Codec::Grouped => super::grouped::decode(&encoded, raw_length as usize, object)?,
+        Codec::Delta => return Err(Error::corrupt(object, "a delta blob cannot be decoded without its base")),
     };
     if out.len() != raw_length as usize {
         return Err(Error::corrupt(object, format!("decoded {} bytes, expected {raw_length}", out.len())));
