@@ -293,6 +293,9 @@ run_set() { # run_set SET DTYPE FILE...
     rec "$set" files "$#"
     rec "$set" original "$orig"
     rec "$set" step_bytes "$(size "$1")"
+    # Contention: the 1-minute load average as the set starts, and whether a Rust build runs at its start or end.
+    rec "$set" loadavg_1m "$(cut -d' ' -f1 /proc/loadavg)"
+    rec "$set" build_running "$(pgrep -x 'cargo|rustc' >/dev/null && echo yes || echo no)"
     log "$set: mvault"
     mvault_run "$set" "$@"
     log "$set: restic (compression auto)"
@@ -315,6 +318,7 @@ run_set() { # run_set SET DTYPE FILE...
             rec "$set" "inspect.$k" "$(jget "$SCRATCH/$set/inspect.json" "d['$k']")"
         done
     fi
+    rec "$set" build_running_end "$(pgrep -x 'cargo|rustc' >/dev/null && echo yes || echo no)"
     rm -rf "${SCRATCH:?}/$set"
 }
 
@@ -375,7 +379,8 @@ out = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"
 rows = []
 for s, r in sets.items():
     o = r["original"]
-    d = {"files": r["files"], "original_bytes": o, "tools": {}}
+    d = {"files": r["files"], "original_bytes": o, "loadavg_1m_at_start": r["loadavg_1m"],
+         "build_running": "yes" in (r["build_running"], r["build_running_end"]), "tools": {}}
     for t in tools:
         if f"{t}.stored" not in r:
             continue
@@ -476,6 +481,9 @@ for s, d in out["sets"].items():
               f"{mb(T[t]['independent_bytes'])} ({d['original_bytes'] / T[t]['independent_bytes']:.2f}x)"]
     cells.append(c)
 table(hdr, cells)
+busy = [s for s, d in out["sets"].items() if d["build_running"]]
+if busy:
+    print(f"\nWARNING: a cargo/rustc process was running at the start or end of these sets: {', '.join(busy)}; their speeds are skewed")
 print(f"\nall restores and decompressions byte-exact (cmp); run took {E['T_TOTAL']} s; "
       f"CPU busy before/after: {E['CPU_BUSY_BEFORE']}%/{E['CPU_BUSY_AFTER']}%")
 print(f"wrote {sys.argv[2]}")

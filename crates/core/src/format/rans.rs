@@ -81,6 +81,34 @@ pub fn histogram(data: &[u8]) -> [u64; 256] {
     out
 }
 
+/// Per-symbol encoder constants (after ryg_rans): `x -> (x / f) * M + x % f + start` computed as
+/// `x + bias + q * (M - f)` with `q = x / f` from a reciprocal, exact for every state below 2^31.
+struct EncSymbol {
+    x_max: u32,
+    rcp: u32,
+    shift: u32,
+    bias: u32,
+    cmpl: u32,
+}
+
+impl EncSymbol {
+    fn new(start: u32, freq: u32) -> Self {
+        let x_max = ((L >> SCALE) << 8).wrapping_mul(freq);
+        let cmpl = M - freq.min(M);
+        if freq < 2 {
+            // q = x - 1 for freq 1 (and unused for symbols that never occur).
+            EncSymbol { x_max, rcp: u32::MAX, shift: 0, bias: start + M - 1, cmpl }
+        } else {
+            let mut shift = 0;
+            while freq > (1u32 << shift) {
+                shift += 1;
+            }
+            let rcp = (((1u64 << (shift + 31)) + freq as u64 - 1) / freq as u64) as u32;
+            EncSymbol { x_max, rcp, shift: shift - 1, bias: start, cmpl }
+        }
+    }
+}
+
 pub fn encode(data: &[u8], hist: &[u64; 256]) -> Vec<u8> {
     if data.is_empty() {
         // No symbols, no table: a zero count and nothing else.
@@ -93,6 +121,7 @@ pub fn encode(data: &[u8], hist: &[u64; 256]) -> Vec<u8> {
         start[s] = acc;
         acc += freq[s];
     }
+    let syms: Vec<EncSymbol> = (0..256).map(|s| EncSymbol::new(start[s], freq[s])).collect();
     let present: Vec<usize> = (0..256).filter(|&s| freq[s] > 0).collect();
     let mut out = Vec::with_capacity(2 + present.len() * 3 + data.len() / 2 + 8);
     out.extend_from_slice(&(present.len() as u16).to_le_bytes());
@@ -105,14 +134,14 @@ pub fn encode(data: &[u8], hist: &[u64; 256]) -> Vec<u8> {
     let mut rev = Vec::with_capacity(data.len() / 2 + 8);
     let mut x = [L, L];
     let step = |xi: &mut u32, s: u8, rev: &mut Vec<u8>| {
-        let (f, st) = (freq[s as usize], start[s as usize]);
-        let x_max = ((L >> SCALE) << 8) * f;
-        while *xi >= x_max {
+        let e = &syms[s as usize];
+        while *xi >= e.x_max {
             rev.push(*xi as u8);
             *xi >>= 8;
         }
-        let q = *xi / f;
-        *xi = (q << SCALE) + (*xi - q * f) + st;
+        // x / freq by multiplying with a precomputed reciprocal: a division per symbol would dominate.
+        let q = (((*xi as u64) * e.rcp as u64) >> 32) as u32 >> e.shift;
+        *xi = xi.wrapping_add(e.bias).wrapping_add(q.wrapping_mul(e.cmpl));
     };
     let pairs = data.len() / 2;
     if data.len() % 2 == 1 {
