@@ -103,7 +103,7 @@ impl EncSymbol {
             while freq > (1u32 << shift) {
                 shift += 1;
             }
-            let rcp = (((1u64 << (shift + 31)) + freq as u64 - 1) / freq as u64) as u32;
+            let rcp = (1u64 << (shift + 31)).div_ceil(freq as u64) as u32;
             EncSymbol { x_max, rcp, shift: shift - 1, bias: start, cmpl }
         }
     }
