@@ -81,6 +81,7 @@ rm -rf "$SCRATCH"
 mkdir -p "$SCRATCH"
 MV=$SCRATCH/mvault
 cp "$MVAULT_SRC" "$MV"
+MVAULT_BUILT=$(date -r "$MVAULT_SRC" -Iseconds) # before a concurrent build can touch it
 REC=$SCRATCH/records.tsv
 : >"$REC"
 export RESTIC_CACHE_DIR=$SCRATCH/restic-cache
@@ -335,7 +336,7 @@ CPU_BUSY_AFTER=$(cpu_busy)
 
 # --- 4. report ---------------------------------------------------------------------------------------------
 mkdir -p "$(dirname "$OUT_JSON")"
-MVAULT_VERSION="$("$MV" --version) (binary $MVAULT_SRC of $(date -r "$MVAULT_SRC" -Iseconds), sha256 $(sha256sum "$MV" | cut -c1-16))" \
+MVAULT_VERSION="$("$MV" --version) (binary $MVAULT_SRC of $MVAULT_BUILT, sha256 $(sha256sum "$MV" | cut -c1-16))" \
     RESTIC_VERSION=$(restic version | head -n 1) ZSTD_VERSION=$(zstd -V | head -n 1) \
     ZIPNN_VERSION=$ZIPNN_VERSION ZIPNN_NOTE=$ZIPNN_NOTE DATA=$DATA RESTIC_MAX=$RESTIC_MAX \
     CPU_BUSY_BEFORE=$CPU_BUSY_BEFORE CPU_BUSY_AFTER=$CPU_BUSY_AFTER T_TOTAL=$T_TOTAL \

@@ -156,7 +156,9 @@ struct Walker<'a> {
     summary: Summary,
     progress: &'a Progress,
     warn: &'a (dyn Fn(&Error) + Sync),
-    catalog: Catalog,
+    /// Previous tensor versions, read on the first model file met (a backup without one never pays for it).
+    catalog: Option<Catalog>,
+    catalog_from: Option<SnapshotId>,
     delta_depth: u8,
 }
 
@@ -184,6 +186,22 @@ impl Walker<'_> {
         self.summary.new_bytes += data.len() as u64;
         let base = previous.and_then(|p| self.base_for(p, data.len()));
         self.raw_tx.send(Raw { id, blob_type, data, float, base }).map_err(|_| Aborted)
+    }
+
+    fn catalog(&mut self) -> &Catalog {
+        if self.catalog.is_none() {
+            let built = match self.catalog_from {
+                Some(b) => Catalog::build(self.repo, &[b]),
+                None => Catalog::recent(self.repo).and_then(|ids| Catalog::build(self.repo, &ids)),
+            };
+            self.catalog = Some(built.unwrap_or_else(|e| {
+                (self.warn)(&Error::Usage(format!(
+                    "previous tensor versions unavailable ({e}); storing tensors whole"
+                )));
+                Catalog::default()
+            }));
+        }
+        self.catalog.as_ref().expect("just built")
     }
 
     /// The previous version of a piece, if a delta against it would stay within the chain bound.
@@ -328,7 +346,7 @@ impl Walker<'_> {
                 (Some((t, piece)), Some(l)) if self.delta_depth > 0 => {
                     let t = &l.tensors[t];
                     let key = TensorKey { name: t.name.clone(), dtype: t.dtype.clone(), shape: t.shape.clone() };
-                    self.catalog.get(&key).and_then(|c| c.get(piece)).copied()
+                    self.catalog().get(&key).and_then(|c| c.get(piece)).copied()
                 }
                 _ => None,
             };
@@ -506,22 +524,6 @@ pub fn backup(
         None => None,
     };
     let virt = build_virtual(&opts.paths)?;
-    let catalog = if opts.delta_depth == 0 {
-        Catalog::default()
-    } else {
-        let from = match opts.base {
-            Some(b) => vec![b],
-            None => Catalog::recent(repo)?,
-        };
-        match Catalog::build(repo, &from) {
-            Ok(c) => c,
-            Err(e) if opts.base.is_none() => {
-                warn(&Error::Usage(format!("previous tensors unavailable ({e}); storing tensors whole")));
-                Catalog::default()
-            }
-            Err(e) => return Err(e),
-        }
-    };
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
     } else {
@@ -547,7 +549,8 @@ pub fn backup(
             summary: Summary::default(),
             progress,
             warn,
-            catalog,
+            catalog: None,
+            catalog_from: opts.base,
             delta_depth: opts.delta_depth,
         };
         let root = w.virtual_dir(&virt, parent_root);

@@ -98,6 +98,13 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
     r.trees = seen_trees.len() as u64;
     r.chunks_referenced = referenced.len() as u64;
 
+    // Every delta's base must be there too (prune keeps them; a missing one means lost data).
+    for (id, l) in repo.index() {
+        if let Some(b) = l.base.filter(|b| repo.lookup(b).is_none()) {
+            r.errors.push(format!("chunk {id}: a delta whose base {b} is in no index"));
+        }
+    }
+
     // Packs named by the index against packs on the stores.
     let on_store = repo.list_packs()?;
     let indexed: BTreeSet<PackId> = repo.index().values().map(|l| l.pack).collect();

@@ -138,7 +138,8 @@ fn copy_tree(
                     }
                     let plain = src.read_blob(c)?;
                     progress.bytes_read.fetch_add(plain.len() as u64, Ordering::Relaxed);
-                    let grouped = src.lookup(c).is_some_and(|l| l.codec == Codec::Grouped);
+                    // A delta's inner codec may be the grouped one too.
+                    let grouped = src.lookup(c).is_some_and(|l| matches!(l.codec, Codec::Grouped | Codec::Delta));
                     let t = out.add(BlobType::Data, &plain, grouped, progress)?;
                     chunks.insert(*c, t);
                     *c = t;
