@@ -26,6 +26,8 @@
 #   series  stored size of all 4 steps in one repo vs 4 x the size after the first step ("independent").
 # Every restore / decompression is compared byte for byte (cmp); any mismatch stops the run with an error.
 # MB = 10^6 bytes. The page cache is warm (not dropped): the source files are in RAM for every tool.
+# Contention: for each set the run records the CPU other processes used meanwhile (machine busy time less this
+# script's own) and whether cargo/rustc ran; it warns when others took more than 15% of the CPUs.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -115,6 +117,14 @@ same() {
     cmp -s "$1" "$2" || die "RESTORE MISMATCH: $2 differs from $1"
 }
 
+# machine_cpu: CPU seconds the whole machine has been busy (user+nice+system+irq+softirq) since boot.
+machine_cpu() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{ printf "%.2f", ($2 + $3 + $4 + $7 + $8) / hz }' /proc/stat; }
+# own_cpu: CPU seconds of this shell and all its finished children, from `times` saved in $SCRATCH/times
+# (run `times` in this shell, not in a pipe: a subshell would report its own, empty, account).
+own_cpu() {
+    awk '{ for (i = 1; i <= NF; i++) { split($i, p, "m"); sub("s", "", p[2]); t += p[1] * 60 + p[2] } }
+         END { printf "%.2f", t }' "$SCRATCH/times"
+}
 cpu_busy() { # CPU use by other processes over 2 s, in percent
     local b0 t0 b1 t1
     read -r b0 t0 < <(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
@@ -178,6 +188,7 @@ mvault_run() {
         local target=$SCRATCH/$set/restore
         rm -rf "$target"
         timed "$SCRATCH/$set/mv-restore-$n.json" "$MV" -q --json --vault "$vault" restore "${ids[$((n - 1))]}" --target "$target"
+        rec "$set" "mvault.restore_seconds.$n" "$SECS"
         rsecs=$(awk -v a="$rsecs" -v b="$SECS" 'BEGIN { print a + b }')
         rcpu=$(awk -v a="$rcpu" -v b="$CPU" 'BEGIN { print a + b }')
         same "$f" "$target$f"
@@ -217,6 +228,7 @@ restic_run() {
             local target=$SCRATCH/$set/restore
             rm -rf "$target"
             timed /dev/null restic -q --repo "$repo" restore "${ids[$((n - 1))]}" --target "$target"
+            rec "$set" "$key.restore_seconds.$n" "$SECS"
             rsecs=$(awk -v a="$rsecs" -v b="$SECS" 'BEGIN { print a + b }')
             rcpu=$(awk -v a="$rcpu" -v b="$CPU" 'BEGIN { print a + b }')
             same "$f" "$target$f"
@@ -294,9 +306,14 @@ run_set() { # run_set SET DTYPE FILE...
     rec "$set" files "$#"
     rec "$set" original "$orig"
     rec "$set" step_bytes "$(size "$1")"
-    # Contention: the 1-minute load average as the set starts, and whether a Rust build runs at its start or end.
-    rec "$set" loadavg_1m "$(cut -d' ' -f1 /proc/loadavg)"
+    # Contention: whether a Rust build runs at the set's start or end, and the CPU that other processes used
+    # meanwhile (the machine's busy time from /proc/stat less this script's own, children included).
     rec "$set" build_running "$(pgrep -x 'cargo|rustc' >/dev/null && echo yes || echo no)"
+    local m0 o0 w0
+    m0=$(machine_cpu)
+    times >"$SCRATCH/times"
+    o0=$(own_cpu)
+    w0=$(date +%s%N)
     log "$set: mvault"
     mvault_run "$set" "$@"
     log "$set: restic (compression auto)"
@@ -319,6 +336,13 @@ run_set() { # run_set SET DTYPE FILE...
             rec "$set" "inspect.$k" "$(jget "$SCRATCH/$set/inspect.json" "d['$k']")"
         done
     fi
+    local m1 o1 w1
+    m1=$(machine_cpu)
+    times >"$SCRATCH/times"
+    o1=$(own_cpu)
+    w1=$(date +%s%N)
+    rec "$set" others_cpu_pct "$(awk -v m="$m1" -v n="$m0" -v o="$o1" -v p="$o0" -v a="$w0" -v b="$w1" -v c="$(nproc)" \
+        'BEGIN { x = 100 * ((m - n) - (o - p)) / ((b - a) / 1e9 * c); printf "%.1f", x < 0 ? 0 : x }')"
     rec "$set" build_running_end "$(pgrep -x 'cargo|rustc' >/dev/null && echo yes || echo no)"
     rm -rf "${SCRATCH:?}/$set"
 }
@@ -380,7 +404,7 @@ out = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"
 rows = []
 for s, r in sets.items():
     o = r["original"]
-    d = {"files": r["files"], "original_bytes": o, "loadavg_1m_at_start": r["loadavg_1m"],
+    d = {"files": r["files"], "original_bytes": o, "others_cpu_pct": r["others_cpu_pct"],
          "build_running": "yes" in (r["build_running"], r["build_running_end"]), "tools": {}}
     for t in tools:
         if f"{t}.stored" not in r:
@@ -399,6 +423,8 @@ for s, r in sets.items():
             td["reported_seconds_per_snapshot"] = [r[f"mvault.reported_seconds.{i}"] for i in range(1, r["files"] + 1)]
         if t.startswith("restic"):
             td["reported_seconds_per_snapshot"] = [r[f"{t}.reported_seconds.{i}"] for i in range(1, r["files"] + 1)]
+        if f"{t}.restore_seconds.1" in r:
+            td["restore_seconds_per_snapshot"] = [r[f"{t}.restore_seconds.{i}"] for i in range(1, r["files"] + 1)]
         if t == "zipnn":
             td["dtype_arg"] = r.get("zipnn.dtype_arg")
         if r["files"] > 1 and f"{t}.du.1" in r:
@@ -482,9 +508,12 @@ for s, d in out["sets"].items():
               f"{mb(T[t]['independent_bytes'])} ({d['original_bytes'] / T[t]['independent_bytes']:.2f}x)"]
     cells.append(c)
 table(hdr, cells)
-busy = [s for s, d in out["sets"].items() if d["build_running"]]
+busy = [f"{s} ({d['others_cpu_pct']:.0f}%{', cargo/rustc seen' if d['build_running'] else ''})"
+        for s, d in out["sets"].items() if d["build_running"] or d["others_cpu_pct"] > 15]
+print("\nCPU used by other processes during each set (% of all CPUs): "
+      + ", ".join(f"{s} {d['others_cpu_pct']:.0f}%" for s, d in out["sets"].items()))
 if busy:
-    print(f"\nWARNING: a cargo/rustc process was running at the start or end of these sets: {', '.join(busy)}; their speeds are skewed")
+    print(f"WARNING: other processes competed for the CPUs during: {', '.join(busy)}; their speeds are skewed")
 print(f"\nall restores and decompressions byte-exact (cmp); run took {E['T_TOTAL']} s; "
       f"CPU busy before/after: {E['CPU_BUSY_BEFORE']}%/{E['CPU_BUSY_AFTER']}%")
 print(f"wrote {sys.argv[2]}")

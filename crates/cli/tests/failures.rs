@@ -233,3 +233,22 @@ fn full_vault_disk_fails_backup_and_keeps_earlier_snapshots() {
     let _ = std::process::Command::new("umount").arg(&mnt).status();
     dircmp::compare(&small, &restored(&target, &small)).unwrap();
 }
+
+/// `mvault snapshots | head -0`: the reader is gone before mvault prints; that is not an error of ours and
+/// must not panic (Rust ignores SIGPIPE, so println! would).
+#[test]
+fn a_closed_stdout_is_a_quiet_exit_not_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    let vault = d.path().join("vault");
+    init(&vault);
+    let mut child = cmd(&vault, &["snapshots"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}
