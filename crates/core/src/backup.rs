@@ -92,15 +92,9 @@ struct Raw {
     data: Vec<u8>,
     /// Set for chunks of float tensors: the byte-grouped codec is tried too.
     float: Option<FloatKind>,
-    /// The previous version of this piece, to try a delta against.
-    base: Option<Base>,
-}
-
-struct Base {
-    id: ChunkId,
-    plain: Vec<u8>,
-    /// The depth the delta would have.
-    depth: u8,
+    /// The previous version of this piece, to try a delta against (read by the encoder, so that reading and
+    /// decrypting previous versions runs on every core rather than in the walker).
+    base: Option<ChunkId>,
 }
 
 /// The absolute paths given to `backup`, arranged as the directory tree that holds them.
@@ -184,7 +178,9 @@ impl Walker<'_> {
         self.pending.insert(id);
         self.summary.new_chunks += 1;
         self.summary.new_bytes += data.len() as u64;
-        let base = previous.and_then(|p| self.base_for(p, data.len()));
+        // Only a previous version of the same length can be XORed with this piece.
+        let base = previous.filter(|p| self.repo.lookup(p).is_some_and(|l| l.raw_length as usize == data.len()));
+        let base = base.copied();
         self.raw_tx.send(Raw { id, blob_type, data, float, base }).map_err(|_| Aborted)
     }
 
@@ -202,21 +198,6 @@ impl Walker<'_> {
             }));
         }
         self.catalog.as_ref().expect("just built")
-    }
-
-    /// The previous version of a piece, if a delta against it would stay within the chain bound.
-    fn base_for(&self, previous: &ChunkId, len: usize) -> Option<Base> {
-        if self.repo.lookup(previous).is_none_or(|l| l.raw_length as usize != len) {
-            return None;
-        }
-        match self.repo.read_chunk(previous, u8::MAX) {
-            Ok((plain, depth)) if depth < self.delta_depth => Some(Base { id: *previous, plain, depth: depth + 1 }),
-            Ok(_) => None,
-            Err(e) => {
-                (self.warn)(&Error::Usage(format!("previous version {previous} unreadable ({e}); storing whole")));
-                None
-            }
-        }
     }
 
     fn unreadable(&mut self, e: Error, path: &Path) {
@@ -418,15 +399,22 @@ impl Walker<'_> {
     }
 }
 
-fn encoder(rx: Receiver<Raw>, tx: Sender<Encoded>) {
+fn encoder(repo: &Repo, max_depth: u8, warn: &(dyn Fn(&Error) + Sync), rx: Receiver<Raw>, tx: Sender<Encoded>) {
     for raw in rx {
         let raw_length = raw.data.len() as u32;
         let (mut codec, mut data) = pack::encode_as(&raw.data, ZSTD_LEVEL, raw.float);
         let mut base = None;
         if let Some(b) = &raw.base {
-            let d = delta::encode(&raw.data, &b.id, &b.plain, b.depth, ZSTD_LEVEL, raw.float);
-            if d.len() < data.len() {
-                (codec, data, base) = (Codec::Delta, d, Some(b.id));
+            // A delta only within the chain bound; an unreadable previous version just means storing whole.
+            match repo.read_chunk(b, u8::MAX) {
+                Ok((plain, depth)) if depth < max_depth => {
+                    let d = delta::encode(&raw.data, b, &plain, depth + 1, ZSTD_LEVEL, raw.float);
+                    if d.len() < data.len() {
+                        (codec, data, base) = (Codec::Delta, d, Some(*b));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => warn(&Error::Usage(format!("previous version {b} unreadable ({e}); stored whole"))),
             }
         }
         if tx.send(Encoded { id: raw.id, blob_type: raw.blob_type, codec, data, raw_length, base }).is_err() {
@@ -537,7 +525,8 @@ pub fn backup(
     let (walk, written) = std::thread::scope(|s| {
         for _ in 0..threads {
             let (rx, tx) = (raw_rx.clone(), enc_tx.clone());
-            s.spawn(move || encoder(rx, tx));
+            let depth = opts.delta_depth;
+            s.spawn(move || encoder(repo_ref, depth, warn, rx, tx));
         }
         drop((raw_rx, enc_tx));
         s.spawn(move || packer(repo_ref, enc_rx, pack_tx));
