@@ -3,11 +3,12 @@
 //! and byte-grouped), and set beside its entropy bound, so the user sees how close the codec comes to the
 //! limit. Encoding and decoding are timed on one core, which gives the codec's per-core speed on real data.
 
+use crate::chunker::TensorChunker;
 use crate::error::{Error, Result};
 use crate::format::config::ChunkerParams;
 use crate::format::grouped;
 use crate::format::pack::{self, Codec};
-use crate::model::{self, Detected, Layout, Source};
+use crate::model::{self, Detected, Layout};
 use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
@@ -95,7 +96,6 @@ pub fn inspect(path: &Path, params: ChunkerParams) -> Result<Inspection> {
             )))
         }
     };
-    let avg = params.avg as u64;
     let mut m = Meter { encode: 0.0, decode: 0.0 };
     let mut out = Inspection {
         format: layout.format.name(),
@@ -109,19 +109,10 @@ pub fn inspect(path: &Path, params: ChunkerParams) -> Result<Inspection> {
         encode_seconds: 0.0,
         decode_seconds: 0.0,
     };
-    let read = |start: u64, len: u64| model::read_range(&f, &path.display().to_string(), start, len);
-    let mut pos = 0;
-    let mut hist = Vec::new();
-    for t in &layout.tensors {
-        // Bytes between tensors, as backup cuts them.
-        let mut p = pos;
-        while p < t.start {
-            let n = avg.min(t.start - p);
-            out.other_stored += m.piece(&read(p, n)?, None, None)?;
-            p += n;
-        }
-        out.other_bytes += t.start - pos;
-        let mut r = TensorReport {
+    let mut reports: Vec<TensorReport> = layout
+        .tensors
+        .iter()
+        .map(|t| TensorReport {
             name: t.name.clone(),
             dtype: t.dtype.clone(),
             shape: t.shape.clone(),
@@ -131,36 +122,36 @@ pub fn inspect(path: &Path, params: ChunkerParams) -> Result<Inspection> {
             grouped: 0,
             zstd: 0,
             raw: 0,
-        };
-        hist.clear();
-        let step = (avg / t.unit).max(1) * t.unit;
-        let mut p = t.start;
-        while p < t.end {
-            let n = step.min(t.end - p);
-            let data = read(p, n)?;
-            if let Some(k) = t.float {
-                grouped::exponent_histogram(k, &data, &mut hist);
+        })
+        .collect();
+    let mut hists: Vec<Vec<u64>> = vec![Vec::new(); layout.tensors.len()];
+    // The very pieces backup would cut, with the tensor each belongs to.
+    let reader = std::io::BufReader::with_capacity(1 << 20, &f);
+    for piece in TensorChunker::new(reader, &layout, params) {
+        let piece = piece.map_err(|e| Error::io("read", path, e))?;
+        match piece.tensor {
+            Some((i, _)) => {
+                if let Some(k) = piece.float {
+                    grouped::exponent_histogram(k, &piece.data, &mut hists[i]);
+                }
+                reports[i].stored += m.piece(&piece.data, piece.float, Some(&mut reports[i]))?;
             }
-            r.stored += m.piece(&data, t.float, Some(&mut r))?;
-            p += n;
+            None => {
+                out.other_bytes += piece.data.len() as u64;
+                out.other_stored += m.piece(&piece.data, None, None)?;
+            }
         }
+    }
+    for ((r, t), hist) in reports.iter_mut().zip(&layout.tensors).zip(&hists) {
         if let Some(k) = t.float {
-            let b = grouped::entropy_bound(k, &hist);
+            let b = grouped::entropy_bound(k, hist);
             r.bound = Some(b);
             out.float_bytes += r.bytes;
             out.float_stored += r.stored;
             out.float_bound += b;
         }
-        out.tensors.push(r);
-        pos = t.end;
     }
-    let mut p = pos;
-    while p < f.len() {
-        let n = avg.min(f.len() - p);
-        out.other_stored += m.piece(&read(p, n)?, None, None)?;
-        p += n;
-    }
-    out.other_bytes += f.len().saturating_sub(pos);
+    out.tensors = reports;
     out.encode_seconds = m.encode;
     out.decode_seconds = m.decode;
     Ok(out)
