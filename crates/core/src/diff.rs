@@ -15,6 +15,7 @@ use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use std::rc::Rc;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -56,7 +57,7 @@ pub(crate) struct VaultFile<'a> {
     /// (offset in the file, chunk) in file order.
     chunks: Vec<(u64, ChunkId)>,
     len: u64,
-    cache: RefCell<Option<(usize, Vec<u8>)>>,
+    cache: RefCell<Option<(usize, Rc<Vec<u8>>)>>,
     /// The first vault error met while reading, reported instead of the parser's message.
     error: RefCell<Option<Error>>,
 }
@@ -73,13 +74,14 @@ impl<'a> VaultFile<'a> {
         Ok(VaultFile { repo, chunks, len, cache: RefCell::new(None), error: RefCell::new(None) })
     }
 
-    fn chunk(&self, i: usize) -> Result<Vec<u8>> {
+    /// Chunk `i`, kept until another is read (consecutive reads mostly fall in the same chunk).
+    fn chunk(&self, i: usize) -> Result<Rc<Vec<u8>>> {
         if let Some((j, data)) = &*self.cache.borrow() {
             if *j == i {
                 return Ok(data.clone());
             }
         }
-        let data = self.repo.read_blob(&self.chunks[i].1)?;
+        let data = Rc::new(self.repo.read_blob(&self.chunks[i].1)?);
         *self.cache.borrow_mut() = Some((i, data.clone()));
         Ok(data)
     }
