@@ -184,6 +184,20 @@ fn checkpoint_deltas_shrink_a_full_fine_tuning_series_and_survive_prune() {
     restore_and_compare(&vault, &ids[2], &step(3));
     restore_and_compare(&vault, &ids[3], &step(4));
 
+    // Offsite copy of a delta-stored snapshot: the chain is resolved in the source and the target gets the
+    // piece whole (grouped), so it restores exactly without the source's bases.
+    let off = v.path().join("offsite");
+    init(&off);
+    let o = cmd(&vault, &["copy", &ids[2], "--to", off.to_str().unwrap()])
+        .env("MVAULT_TO_PASSWORD", PASS)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(&off, &["check", "--read-data"]);
+    restore_and_compare(&off, "latest", &step(3));
+    let copied: f64 = dir_size(&off) as f64;
+    assert!(copied < sizes[0] * 1.1, "the copy stores step 3 whole but grouped: {copied} vs {}", sizes[0]);
+
     // --delta-depth 0 stores whole; --base names where previous versions come from.
     let w = tempfile::tempdir().unwrap();
     let vault2 = w.path().join("vault");

@@ -178,9 +178,12 @@ impl Walker<'_> {
         self.pending.insert(id);
         self.summary.new_chunks += 1;
         self.summary.new_bytes += data.len() as u64;
-        // Only a previous version of the same length can be XORed with this piece.
-        let base = previous.filter(|p| self.repo.lookup(p).is_some_and(|l| l.raw_length as usize == data.len()));
-        let base = base.copied();
+        // Only a previous version of the same length can be XORed with this piece, and only one less deep than
+        // the bound (decided from the index, so a version past the bound is never read just to be discarded).
+        let base = previous.copied().filter(|p| {
+            self.repo.lookup(p).is_some_and(|l| l.raw_length as usize == data.len())
+                && delta::chain_depth(self.repo, p).is_some_and(|d| d < self.delta_depth)
+        });
         self.raw_tx.send(Raw { id, blob_type, data, float, base }).map_err(|_| Aborted)
     }
 
@@ -405,7 +408,8 @@ fn encoder(repo: &Repo, max_depth: u8, warn: &(dyn Fn(&Error) + Sync), rx: Recei
         let (mut codec, mut data) = pack::encode_as(&raw.data, ZSTD_LEVEL, raw.float);
         let mut base = None;
         if let Some(b) = &raw.base {
-            // A delta only within the chain bound; an unreadable previous version just means storing whole.
+            // The walker checked the bound from the index; the blob's own header has the last word. An
+            // unreadable previous version just means storing whole.
             match repo.read_chunk(b, u8::MAX) {
                 Ok((plain, depth)) if depth < max_depth => {
                     let d = delta::encode(&raw.data, b, &plain, depth + 1, ZSTD_LEVEL, raw.float);

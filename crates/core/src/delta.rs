@@ -79,6 +79,18 @@ pub fn decode(header: &Header, body: &[u8], base_plain: &[u8], raw_length: u32, 
     Ok(xor(&x, base_plain))
 }
 
+/// How deep a stored chunk sits in its delta chain (0 for a whole blob), from the index's base links alone:
+/// no blob is read. `None` if a link is missing from the index or the chain is longer than any writer makes.
+pub fn chain_depth(repo: &Repo, id: &ChunkId) -> Option<u8> {
+    let mut depth = 0u8;
+    let mut loc = repo.lookup(id)?;
+    while let Some(base) = loc.base {
+        depth = depth.checked_add(1)?;
+        loc = repo.lookup(&base)?;
+    }
+    Some(depth)
+}
+
 /// A tensor's identity for finding its previous version.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct TensorKey {
