@@ -164,3 +164,42 @@ fn read_pack(repo: &Repo, id: &PackId) -> Result<u64> {
     }
     Ok(opened.entries.len() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KdfParams;
+    use crate::format::index::Location;
+    use crate::format::pack::{BlobType, Codec};
+    use crate::repo::InitOptions;
+
+    /// A delta whose base the index does not know is lost data, and check says which chunk; a delta whose base
+    /// is there is not reported.
+    #[test]
+    fn a_delta_without_its_base_is_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let opts = InitOptions { kdf: KdfParams { m_kib: 64, t: 1, p: 1 }, ..Default::default() };
+        let mut repo = Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap();
+        let loc = |codec, base| Location {
+            pack: PackId([9; 16]),
+            blob_type: BlobType::Data,
+            codec,
+            index: 0,
+            offset: 0,
+            length: 10,
+            raw_length: 10,
+            base,
+        };
+        let (whole, good, orphan, gone) = (ChunkId([1; 32]), ChunkId([2; 32]), ChunkId([3; 32]), ChunkId([4; 32]));
+        repo.write_index(vec![
+            (whole, loc(Codec::Zstd, None)),
+            (good, loc(Codec::Delta, Some(whole))),
+            (orphan, loc(Codec::Delta, Some(gone))),
+        ])
+        .unwrap();
+        let r = check(&repo, ReadData::None, &Progress::default()).unwrap();
+        let about_bases: Vec<&String> = r.errors.iter().filter(|e| e.contains("a delta whose base")).collect();
+        assert_eq!(about_bases.len(), 1, "{:?}", r.errors);
+        assert!(about_bases[0].contains(&orphan.to_string()) && about_bases[0].contains(&gone.to_string()));
+    }
+}
