@@ -74,8 +74,15 @@ impl AeadKey {
     }
 
     /// Decrypt and authenticate; `object` names what is being opened for the error message.
-    pub fn open(&self, nonce: [u8; NONCE_LEN], aad: &[u8], ciphertext: &[u8], object: &str) -> Result<Vec<u8>> {
-        let mut buf = ciphertext.to_vec();
+    /// Decrypt and authenticate; an owned ciphertext is decrypted in place, a borrowed one copied first.
+    pub fn open(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext: impl Into<Vec<u8>>,
+        object: &str,
+    ) -> Result<Vec<u8>> {
+        let mut buf = ciphertext.into();
         let n = self
             .0
             .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
@@ -151,6 +158,12 @@ impl TenantKeys {
         }
     }
 
+    /// The key ChunkIds are made with. A server hands it to its tenant's clients so they can hash chunks
+    /// locally and upload only what the server lacks; no data, metadata or wrapping key derives from it.
+    pub fn id_key(&self) -> &SecretKey {
+        &self.id_key
+    }
+
     pub fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
         ChunkId(*blake3::keyed_hash(self.id_key.expose(), plaintext).as_bytes())
     }
@@ -177,12 +190,12 @@ mod tests {
     fn seal_open_round_trip_and_aad_binding() {
         let k = SecretKey::random().aead();
         let ct = k.seal(counter_nonce(7), b"aad", b"hello");
-        assert_eq!(k.open(counter_nonce(7), b"aad", &ct, "t").unwrap(), b"hello");
-        assert!(k.open(counter_nonce(8), b"aad", &ct, "t").is_err(), "other nonce must fail");
-        assert!(k.open(counter_nonce(7), b"aae", &ct, "t").is_err(), "other aad must fail");
+        assert_eq!(k.open(counter_nonce(7), b"aad", ct.as_slice(), "t").unwrap(), b"hello");
+        assert!(k.open(counter_nonce(8), b"aad", ct.as_slice(), "t").is_err(), "other nonce must fail");
+        assert!(k.open(counter_nonce(7), b"aae", ct.as_slice(), "t").is_err(), "other aad must fail");
         let mut bad = ct.clone();
         bad[0] ^= 1;
-        assert!(k.open(counter_nonce(7), b"aad", &bad, "t").is_err(), "flipped byte must fail");
+        assert!(k.open(counter_nonce(7), b"aad", bad.as_slice(), "t").is_err(), "flipped byte must fail");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 use crate::error::{Error, Result};
 use crate::format::config::StoreSpec;
 use crate::ids::PackId;
+use reed_solomon_simd::ReedSolomonDecoder;
 use std::collections::HashMap;
 
 /// Rank of a store for a pack: the weighted rendezvous score -w / ln(u), u uniform in (0, 1) from a hash.
@@ -110,7 +111,7 @@ pub fn split(pack: &[u8], k: u8, m: u8) -> Result<Vec<Vec<u8>>> {
 }
 
 /// Rebuild a pack from any `k` of its shards (`shards[i]` is shard i, if at hand).
-pub fn join(k: u8, m: u8, pack_len: usize, shards: &[Option<Vec<u8>>]) -> Result<Vec<u8>> {
+pub fn join(k: u8, m: u8, pack_len: usize, shards: &[Option<&[u8]>]) -> Result<Vec<u8>> {
     let have = shards.iter().filter(|s| s.is_some()).count();
     if have < k as usize {
         return Err(Error::corrupt("pack", format!("only {have} good shards of the {k} needed to rebuild it")));
@@ -120,22 +121,106 @@ pub fn join(k: u8, m: u8, pack_len: usize, shards: &[Option<Vec<u8>>]) -> Result
         return Ok(s[..pack_len.min(s.len())].to_vec());
     }
     let len = shard_len(pack_len, k);
-    let mut data: Vec<Option<Vec<u8>>> = shards[..k as usize].to_vec();
+    let data = &shards[..k as usize];
+    let mut restored = std::collections::BTreeMap::new();
     if data.iter().any(|s| s.is_none()) {
-        let originals = data.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s.as_slice())));
-        let recovery =
-            shards[k as usize..].iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s.as_slice())));
-        let restored = reed_solomon_simd::decode(k as usize, m as usize, originals, recovery)
+        let originals = data.iter().enumerate().filter_map(|(i, s)| s.map(|s| (i, s)));
+        let recovery = shards[k as usize..].iter().enumerate().filter_map(|(i, s)| s.map(|s| (i, s)));
+        restored = reed_solomon_simd::decode(k as usize, m as usize, originals, recovery)
             .map_err(|e| Error::corrupt("pack", format!("Reed-Solomon decode: {e}")))?;
-        for (i, s) in restored {
-            data[i] = Some(s);
-        }
     }
     let mut out = Vec::with_capacity(len * k as usize);
-    for s in data {
-        out.extend_from_slice(&s.expect("every data shard present after decoding"));
+    for (i, s) in data.iter().enumerate() {
+        out.extend_from_slice(s.unwrap_or_else(|| &restored[&i]));
     }
     out.truncate(pack_len);
+    Ok(out)
+}
+
+/// Degraded reads decode shards in cells of this many bytes (a multiple of reed-solomon-simd's 64-byte
+/// blocks, which it codes independently): a cell of a missing data shard decodes from the same cell of `k`
+/// other shards alone, and one decode restores that cell of every missing data shard at once.
+pub const DECODE_CELL: u64 = 512 << 10;
+
+/// The byte range `start..start+len` of cell `cell` in shards of `shard_len` bytes (the last one is shorter,
+/// and even like every shard length).
+pub fn cell_range(cell: u64, shard_len: u64) -> (u64, u64) {
+    let start = cell * DECODE_CELL;
+    (start, DECODE_CELL.min(shard_len.saturating_sub(start)))
+}
+
+/// Restore one cell of every data shard missing from `have` (shard index and that cell's bytes, all of one
+/// even length), from any `k` of them. Unverified: the caller checks what it takes (a blob's AEAD tag
+/// does). Each thread keeps its decoder, so the many decodes of a degraded restore reuse one working space.
+pub fn decode_cell(k: u8, m: u8, have: &[(usize, &[u8])]) -> Result<Vec<(usize, Vec<u8>)>> {
+    thread_local! {
+        static DECODER: std::cell::RefCell<Option<ReedSolomonDecoder>> = const { std::cell::RefCell::new(None) };
+    }
+    let (k, m) = (k as usize, m as usize);
+    let len = have.first().map_or(0, |h| h.1.len());
+    if have.len() < k || have.iter().any(|h| h.1.len() != len) {
+        return Err(Error::corrupt(
+            "pack",
+            format!("cannot decode from {} shards, {k} of one length needed", have.len()),
+        ));
+    }
+    let rs_err = |e: reed_solomon_simd::Error| Error::corrupt("pack", format!("Reed-Solomon decode: {e}"));
+    DECODER.with_borrow_mut(|slot| {
+        let decoder = match slot {
+            Some(d) => {
+                d.reset(k, m, len).map_err(rs_err)?;
+                d
+            }
+            None => slot.insert(ReedSolomonDecoder::new(k, m, len).map_err(rs_err)?),
+        };
+        for &(i, b) in &have[..k] {
+            if i < k { decoder.add_original_shard(i, b) } else { decoder.add_recovery_shard(i - k, b) }
+                .map_err(rs_err)?;
+        }
+        let result = decoder.decode().map_err(rs_err)?;
+        Ok(result.restored_original_iter().map(|(i, b)| (i, b.to_vec())).collect())
+    })
+}
+
+/// Rebuild the shards `want` (data or parity) from any `k` of `shards` (`shards[i]` is shard i's payload,
+/// if at hand; all of one length), cell by cell so the working set stays in cache.
+pub fn rebuild_shards(k: u8, m: u8, shards: &[Option<&[u8]>], want: &[usize]) -> Result<Vec<(usize, Vec<u8>)>> {
+    let (ku, n) = (k as usize, k as usize + m as usize);
+    let present: Vec<usize> = (0..n).filter(|&i| shards.get(i).is_some_and(|s| s.is_some())).collect();
+    if present.len() < ku || want.iter().any(|&w| w >= n) {
+        return Err(Error::corrupt(
+            "pack",
+            format!("only {} good shards of the {k} needed to rebuild it", present.len()),
+        ));
+    }
+    let len = shards[present[0]].expect("present").len();
+    if k == 1 {
+        return Ok(want.iter().map(|&w| (w, shards[present[0]].expect("present").to_vec())).collect());
+    }
+    let mut out: Vec<(usize, Vec<u8>)> = want.iter().map(|&w| (w, Vec::with_capacity(len))).collect();
+    let need_parity = want.iter().any(|&w| w >= ku);
+    for cell in 0..(len as u64).div_ceil(DECODE_CELL) {
+        let (start, clen) = cell_range(cell, len as u64);
+        let r = start as usize..(start + clen) as usize;
+        let have: Vec<(usize, &[u8])> =
+            present.iter().take(ku).map(|&i| (i, &shards[i].expect("present")[r.clone()])).collect();
+        let restored = if present[..ku].iter().all(|&i| i < ku) { Vec::new() } else { decode_cell(k, m, &have)? };
+        let data = |i: usize| -> &[u8] {
+            match shards[i] {
+                Some(s) => &s[r.clone()],
+                None => &restored.iter().find(|d| d.0 == i).expect("every missing data shard restored").1,
+            }
+        };
+        let parity = if need_parity {
+            reed_solomon_simd::encode(ku, m as usize, (0..ku).map(data))
+                .map_err(|e| Error::Usage(format!("erasure coding k={k} m={m}: {e}")))?
+        } else {
+            Vec::new()
+        };
+        for (w, buf) in &mut out {
+            buf.extend_from_slice(if *w < ku { data(*w) } else { &parity[*w - ku] });
+        }
+    }
     Ok(out)
 }
 
@@ -230,7 +315,8 @@ mod tests {
             for j in 0..m as usize {
                 have[((lose >> (8 * j)) as usize + j) % n] = None;
             }
-            prop_assert_eq!(join(k, m, data.len(), &have).unwrap(), data.clone());
+            let views: Vec<Option<&[u8]>> = have.iter().map(|s| s.as_deref()).collect();
+            prop_assert_eq!(join(k, m, data.len(), &views).unwrap(), data.clone());
             // ranges of data shards give the same bytes as the pack
             if k > 1 {
                 let full = split(&data, k, m).unwrap();
@@ -245,6 +331,50 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn a_cell_decodes_like_the_whole_shard(data in proptest::collection::vec(any::<u8>(), 64..6000), k in 2u8..6, m in 1u8..4, lose in any::<u64>(), cell_bytes in 1u64..40) {
+            // Cut a shard into cells of `cell_bytes * 64` bytes (the real cell is 1 MiB; what matters is
+            // that cells start on 64-byte blocks) and decode each with up to m data shards lost.
+            let shards = split(&data, k, m).unwrap();
+            let sl = shards[0].len();
+            let lost: Vec<usize> = (0..k as usize).filter(|i| (lose >> i) & 1 == 1).take(m as usize).collect();
+            let mut restored: Vec<Vec<u8>> = vec![Vec::new(); k as usize];
+            for start in (0..sl).step_by(cell_bytes as usize * 64) {
+                let end = (start + cell_bytes as usize * 64).min(sl);
+                // any k surviving shards, parity first so that decoding is needed
+                let have: Vec<(usize, &[u8])> = (k as usize..(k + m) as usize)
+                    .chain(0..k as usize)
+                    .filter(|i| !lost.contains(i))
+                    .take(k as usize)
+                    .map(|i| (i, &shards[i][start..end]))
+                    .collect();
+                for (i, b) in decode_cell(k, m, &have).unwrap() {
+                    restored[i].extend_from_slice(&b);
+                }
+            }
+            for i in 0..k as usize {
+                if lost.contains(&i) {
+                    prop_assert_eq!(&restored[i], &shards[i]);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn lost_shards_are_rebuilt_exactly(data in proptest::collection::vec(any::<u8>(), 1..700_000), k in 1u8..6, m in 1u8..4, lose in any::<u64>()) {
+            let shards = split(&data, k, m).unwrap();
+            let n = (k + m) as usize;
+            let lost: Vec<usize> = (0..n).filter(|i| (lose >> i) & 1 == 1).take(m as usize).collect();
+            let at_hand: Vec<Option<&[u8]>> =
+                (0..n).map(|i| (!lost.contains(&i)).then_some(shards[i].as_slice())).collect();
+            for (i, s) in rebuild_shards(k, m, &at_hand, &lost).unwrap() {
+                prop_assert_eq!(&s, &shards[i], "shard {}", i);
+            }
+        }
+    }
+
     #[test]
     fn too_few_shards_is_an_error() {
         let data = vec![9u8; 1000];
@@ -252,6 +382,7 @@ mod tests {
         have[0] = None;
         have[2] = None;
         have[5] = None;
-        assert!(join(4, 2, 1000, &have).is_err());
+        let views: Vec<Option<&[u8]>> = have.iter().map(|s| s.as_deref()).collect();
+        assert!(join(4, 2, 1000, &views).is_err());
     }
 }

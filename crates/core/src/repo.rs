@@ -253,6 +253,24 @@ impl Repo {
         Ok(repo)
     }
 
+    /// The same vault and stores as another tenant, with no keys or index loaded yet.
+    pub(crate) fn sibling(&self, tenant: &str) -> Repo {
+        Repo {
+            location: self.location.clone(),
+            stores: self.stores.clone(),
+            vault_id: self.vault_id,
+            key_id: self.key_id.clone(),
+            tenant: tenant.to_string(),
+            keys: BTreeMap::new(),
+            index: HashMap::new(),
+            index_errors: vec![],
+            packs: Default::default(),
+            down: Mutex::new(self.down.lock().expect("down set").clone()),
+            config: self.config.clone(),
+            mk: self.mk.clone(),
+        }
+    }
+
     /// Short id of the master key, in tenant key object names, so objects wrapped by a previous master key
     /// (during `key rotate`) sit beside the current ones without being confused with them.
     pub fn mk_id(&self) -> String {
@@ -263,7 +281,7 @@ impl Repo {
         format!("tenants/{}/keys/{version}.{}", self.tenant, self.mk_id())
     }
 
-    fn load_tenant_keys(&mut self) -> Result<()> {
+    pub(crate) fn load_tenant_keys(&mut self) -> Result<()> {
         let prefix = format!("tenants/{}/keys", self.tenant);
         let mk_id = self.mk_id();
         for name in self.list_meta(&prefix)? {
@@ -382,17 +400,17 @@ impl Repo {
         self.down.lock().expect("down set").contains(&store)
     }
 
-    fn open_object(&self, kind: Kind, path: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn open_object(&self, kind: Kind, path: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         object::open(&self.vault_id, &self.tenant, |v| self.keys.get(&v), kind, path, bytes, MAX_META_PLAIN)
     }
 
-    fn seal_object(&self, kind: Kind, path: &str, plain: &[u8]) -> Vec<u8> {
+    pub(crate) fn seal_object(&self, kind: Kind, path: &str, plain: &[u8]) -> Vec<u8> {
         object::seal(&self.vault_id, &self.tenant, self.current_keys(), kind, path, plain)
     }
 
     // ---- index ----
 
-    fn load_index(&mut self) -> Result<()> {
+    pub(crate) fn load_index(&mut self) -> Result<()> {
         let names = self.list_meta(&format!("tenants/{}/index", self.tenant))?;
         for name in names {
             match self.read_meta(&name, |b| {
@@ -559,7 +577,7 @@ impl Repo {
                     };
                     holding.insert(target);
                     let obj = match self.read_shard(pack, shard, idx) {
-                        Ok((h, payload)) => crate::format::shard::encode(&h, &payload),
+                        Ok((_, copy)) => copy.object().to_vec(),
                         Err(_) => self.rebuild_shard(pack, shard)?,
                     };
                     self.stores[target].put(&crate::packio::pack_path(&self.tenant, pack, shard), &obj)?;
@@ -578,12 +596,11 @@ impl Repo {
 
     /// One shard object rebuilt from the pack's other shards.
     pub fn rebuild_shard(&self, pack: &PackId, shard: usize) -> Result<Vec<u8>> {
-        let bytes = self.rebuild_pack(pack)?;
+        let (pack_len, rebuilt) = self.rebuild_shards(pack, &[shard])?;
         let r = &self.config.redundancy;
-        let payloads = redundancy::split(&bytes, r.k, r.m)?;
-        let h =
-            crate::format::shard::ShardHeader::new(*pack, shard as u8, r.k, r.m, bytes.len() as u64, &payloads[shard]);
-        Ok(crate::format::shard::encode(&h, &payloads[shard]))
+        let payload = &rebuilt[0].1;
+        let h = crate::format::shard::ShardHeader::new(*pack, shard as u8, r.k, r.m, pack_len, payload);
+        Ok(crate::format::shard::encode(&h, payload))
     }
 
     // ---- trees ----

@@ -1,18 +1,46 @@
 //! Restore a snapshot (or the parts matching a glob) under a target directory, byte-exact with modes and
-//! mtimes. Files are restored by a small pool of threads; each file streams chunk by chunk, so memory stays
-//! at a few chunks whatever the file size. `verify` re-reads every written file and checks each chunk's
-//! keyed hash against the snapshot.
+//! mtimes. A small pool of threads (two more than the cores, so the cores stay busy while threads wait on
+//! writes, fsyncs or a degraded read's decode) takes chunks in snapshot order from every file and writes each
+//! at its offset: memory stays at a few chunks whatever the file size, and the last big file does not leave a
+//! core idle. `verify` re-reads every written file and checks each chunk's keyed hash against the snapshot.
 
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::ids::ChunkId;
 use crate::repo::Repo;
 use std::ffi::OsStr;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Where restore reads trees and chunks: the vault itself, or a server (the CLI's remote mode).
+pub trait BlobSource: Sync {
+    fn load_tree(&self, id: &ChunkId) -> Result<Vec<Node>>;
+    /// A chunk's plaintext, verified against its id.
+    fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>>;
+    /// A chunk's plaintext length, known before it is read (restore writes chunks at their offsets).
+    fn chunk_len(&self, id: &ChunkId) -> Option<u64>;
+    /// The keyed hash that names chunks (for `verify`).
+    fn chunk_id(&self, data: &[u8]) -> ChunkId;
+}
+
+impl BlobSource for Repo {
+    fn load_tree(&self, id: &ChunkId) -> Result<Vec<Node>> {
+        Repo::load_tree(self, id)
+    }
+    fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        Repo::read_blob(self, id)
+    }
+    fn chunk_len(&self, id: &ChunkId) -> Option<u64> {
+        self.lookup(id).map(|l| l.raw_length as u64)
+    }
+    fn chunk_id(&self, data: &[u8]) -> ChunkId {
+        self.current_keys().chunk_id(data)
+    }
+}
 
 #[derive(Default)]
 pub struct RestoreOptions {
@@ -46,7 +74,7 @@ struct Entry {
 }
 
 /// Flatten the tree (parents before children).
-fn walk(repo: &Repo, tree: &ChunkId, prefix: &[u8], out: &mut Vec<Entry>) -> Result<()> {
+fn walk(repo: &dyn BlobSource, tree: &ChunkId, prefix: &[u8], out: &mut Vec<Entry>) -> Result<()> {
     for node in repo.load_tree(tree)? {
         let mut path = prefix.to_vec();
         path.push(b'/');
@@ -64,7 +92,7 @@ fn walk(repo: &Repo, tree: &ChunkId, prefix: &[u8], out: &mut Vec<Entry>) -> Res
 }
 
 /// Every entry of a snapshot tree, as (absolute path, node), parents first.
-pub fn list(repo: &Repo, root: &ChunkId) -> Result<Vec<(Vec<u8>, Node)>> {
+pub fn list(repo: &dyn BlobSource, root: &ChunkId) -> Result<Vec<(Vec<u8>, Node)>> {
     let mut out = Vec::new();
     walk(repo, root, b"", &mut out)?;
     Ok(out.into_iter().map(|e| (e.path, e.node)).collect())
@@ -117,25 +145,68 @@ fn set_mode(path: &Path, node: &Node) -> Result<()> {
         .map_err(|e| Error::io("set mode of", path, e))
 }
 
-fn restore_file(repo: &Repo, path: &Path, chunks: &[ChunkId], progress: &Progress) -> Result<u64> {
-    // Replace whatever is there (a symlink must not be followed).
-    if let Ok(md) = std::fs::symlink_metadata(path) {
-        if !md.is_file() {
-            remove_any(path)?;
+/// One file being restored: chunks are fetched by any worker and written at their offsets, so both cores
+/// stay busy to the end of the last big file; the worker that writes a file's last chunk closes it.
+struct FileJob<'a> {
+    entry: &'a Entry,
+    chunks: &'a [ChunkId],
+    path: PathBuf,
+    /// Where each chunk starts, from the index's plaintext lengths; one more entry for the file's length.
+    offsets: Vec<u64>,
+    file: Mutex<Option<Arc<std::fs::File>>>,
+    left: AtomicUsize,
+}
+
+impl FileJob<'_> {
+    fn open(&self) -> Result<Arc<std::fs::File>> {
+        let mut slot = self.file.lock().expect("file slot");
+        if let Some(f) = &*slot {
+            return Ok(f.clone());
         }
+        // Replace whatever is there (a symlink must not be followed).
+        if let Ok(md) = std::fs::symlink_metadata(&self.path) {
+            if !md.is_file() {
+                remove_any(&self.path)?;
+            }
+        }
+        let f = std::fs::File::create(&self.path).map_err(|e| Error::io("create", &self.path, e))?;
+        f.set_len(*self.offsets.last().expect("offsets end")).map_err(|e| Error::io("size", &self.path, e))?;
+        let f = Arc::new(f);
+        *slot = Some(f.clone());
+        Ok(f)
     }
-    let f = std::fs::File::create(path).map_err(|e| Error::io("create", path, e))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-    let mut n = 0u64;
-    for c in chunks {
-        let data = repo.read_blob(c)?;
-        w.write_all(&data).map_err(|e| Error::io("write", path, e))?;
-        n += data.len() as u64;
+
+    fn write_chunk(&self, repo: &dyn BlobSource, i: usize, progress: &Progress) -> Result<()> {
+        let data = repo.read_blob(&self.chunks[i])?;
+        let (start, end) = (self.offsets[i], self.offsets[i + 1]);
+        if data.len() as u64 != end - start {
+            return Err(Error::corrupt(
+                format!("chunk {}", self.chunks[i]),
+                format!("{} bytes where the index says {}", data.len(), end - start),
+            ));
+        }
+        self.open()?.write_all_at(&data, start).map_err(|e| Error::io("write", &self.path, e))?;
         progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
-    let f = w.into_inner().map_err(|e| Error::io("write", path, e.into_error()))?;
-    f.sync_all().map_err(|e| Error::io("sync", path, e))?;
-    Ok(n)
+
+    /// After the last chunk: make the file durable and give it its mode and mtime.
+    fn finish(&self, repo: &dyn BlobSource, verify: bool, progress: &Progress) -> Result<()> {
+        let taken = self.file.lock().expect("file slot").take();
+        let f = match taken {
+            Some(f) => f,
+            None => self.open()?, // an empty file
+        };
+        f.sync_all().map_err(|e| Error::io("sync", &self.path, e))?;
+        drop(f);
+        set_mode(&self.path, &self.entry.node)?;
+        set_times(&self.path, &self.entry.node, false)?;
+        if verify {
+            verify_file(repo, &self.path, self.chunks)?;
+        }
+        progress.files.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 fn remove_any(path: &Path) -> Result<()> {
@@ -145,18 +216,17 @@ fn remove_any(path: &Path) -> Result<()> {
 }
 
 /// Re-read a restored file and check it chunk by chunk against the snapshot.
-pub fn verify_file(repo: &Repo, path: &Path, chunks: &[ChunkId]) -> Result<()> {
+pub fn verify_file(repo: &dyn BlobSource, path: &Path, chunks: &[ChunkId]) -> Result<()> {
     let mut f =
         std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?);
-    let keys = repo.current_keys();
     let mut buf = Vec::new();
     for c in chunks {
-        let loc = repo.lookup(c).ok_or_else(|| Error::NotFound(format!("chunk {c}: not in the index")))?;
-        buf.resize(loc.raw_length as usize, 0);
+        let len = repo.chunk_len(c).ok_or_else(|| Error::NotFound(format!("chunk {c}: not in the index")))?;
+        buf.resize(len as usize, 0);
         f.read_exact(&mut buf).map_err(|e| {
             Error::corrupt(path.display().to_string(), format!("verify: shorter than the snapshot says ({e})"))
         })?;
-        if keys.chunk_id(&buf) != *c {
+        if repo.chunk_id(&buf) != *c {
             return Err(Error::corrupt(path.display().to_string(), "verify: restored bytes differ from the snapshot"));
         }
     }
@@ -167,7 +237,12 @@ pub fn verify_file(repo: &Repo, path: &Path, chunks: &[ChunkId]) -> Result<()> {
     Ok(())
 }
 
-pub fn restore(repo: &Repo, root: &ChunkId, opts: &RestoreOptions, progress: &Progress) -> Result<RestoreSummary> {
+pub fn restore(
+    repo: &dyn BlobSource,
+    root: &ChunkId,
+    opts: &RestoreOptions,
+    progress: &Progress,
+) -> Result<RestoreSummary> {
     let start = std::time::Instant::now();
     let mut entries = Vec::new();
     walk(repo, root, b"", &mut entries)?;
@@ -202,12 +277,34 @@ pub fn restore(repo: &Repo, root: &ChunkId, opts: &RestoreOptions, progress: &Pr
         }
     }
 
-    let files: Vec<&Entry> = entries.iter().filter(|e| matches!(e.node.kind, NodeKind::File { .. })).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut files = Vec::new();
+    for e in &entries {
+        let NodeKind::File { chunks } = &e.node.kind else { continue };
+        let mut offsets = Vec::with_capacity(chunks.len() + 1);
+        offsets.push(0u64);
+        for c in chunks {
+            let len = repo.chunk_len(c).ok_or_else(|| Error::NotFound(format!("chunk {c}: not in the index")))?;
+            offsets.push(offsets.last().expect("start") + len);
+        }
+        let path = target_path(&opts.target, &e.path);
+        files.push(FileJob {
+            entry: e,
+            chunks,
+            path,
+            offsets,
+            file: Mutex::new(None),
+            left: AtomicUsize::new(chunks.len()),
+        });
+    }
+    for f in files.iter().filter(|f| f.chunks.is_empty()) {
+        f.finish(repo, opts.verify, progress)?;
+    }
+    let jobs: Vec<(usize, usize)> =
+        files.iter().enumerate().flat_map(|(i, f)| (0..f.chunks.len()).map(move |c| (i, c))).collect();
+    let next = AtomicUsize::new(0);
     let first_err: Mutex<Option<Error>> = Mutex::new(None);
-    let bytes = AtomicU64::new(0);
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) + 2
     } else {
         opts.threads
     };
@@ -217,20 +314,12 @@ pub fn restore(repo: &Repo, root: &ChunkId, opts: &RestoreOptions, progress: &Pr
                 if first_err.lock().expect("error slot").is_some() {
                     return;
                 }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(e) = files.get(i) else { return };
-                let NodeKind::File { chunks } = &e.node.kind else {
-                    continue;
-                };
-                let p = target_path(&opts.target, &e.path);
-                let r = restore_file(repo, &p, chunks, progress)
-                    .and_then(|n| {
-                        bytes.fetch_add(n, Ordering::Relaxed);
-                        set_mode(&p, &e.node)?;
-                        set_times(&p, &e.node, false)
-                    })
-                    .and_then(|_| if opts.verify { verify_file(repo, &p, chunks) } else { Ok(()) });
-                progress.files.fetch_add(1, Ordering::Relaxed);
+                let Some(&(fi, ci)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
+                let f = &files[fi];
+                let mut r = f.write_chunk(repo, ci, progress);
+                if r.is_ok() && f.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    r = f.finish(repo, opts.verify, progress);
+                }
                 if let Err(er) = r {
                     first_err.lock().expect("error slot").get_or_insert(er);
                     return;
@@ -242,7 +331,7 @@ pub fn restore(repo: &Repo, root: &ChunkId, opts: &RestoreOptions, progress: &Pr
         return Err(e);
     }
     summary.files = files.len() as u64;
-    summary.bytes = bytes.load(Ordering::Relaxed);
+    summary.bytes = files.iter().map(|f| *f.offsets.last().expect("offsets end")).sum();
     if opts.verify {
         summary.verified_files = summary.files;
     }

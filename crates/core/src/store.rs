@@ -18,6 +18,11 @@ pub trait Store: Send + Sync {
     fn url(&self) -> &str;
     fn get(&self, path: &str) -> Result<Vec<u8>>;
     fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// `get` into a buffer the caller reuses (its old contents are replaced).
+    fn get_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<()> {
+        *buf = self.get(path)?;
+        Ok(())
+    }
     fn put(&self, path: &str, bytes: &[u8]) -> Result<()>;
     fn delete(&self, path: &str) -> Result<()>;
     /// Every object name under `prefix` (a directory-like prefix without trailing slash), recursively.
@@ -166,6 +171,13 @@ impl Store for FsStore {
 
     fn get(&self, path: &str) -> Result<Vec<u8>> {
         fs::read(self.full(path)).map_err(|e| self.err("get", path, e))
+    }
+
+    fn get_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<()> {
+        let mut f = fs::File::open(self.full(path)).map_err(|e| self.err("get", path, e))?;
+        buf.clear();
+        f.read_to_end(buf).map_err(|e| self.err("read", path, e))?;
+        Ok(())
     }
 
     fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {

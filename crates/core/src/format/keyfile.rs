@@ -73,7 +73,7 @@ impl KeyFile {
         let wrapped =
             hex::decode(&self.wrapped_master_key).map_err(|e| Error::malformed(&what, format!("wrapped key: {e}")))?;
         let kek = self.kdf.params.derive_kek(passphrase, &salt).map_err(|e| e.in_object(&what))?;
-        match kek.aead().open(nonce, &aad(vault, &self.id), &wrapped, &what) {
+        match kek.aead().open(nonce, &aad(vault, &self.id), wrapped.as_slice(), &what) {
             Ok(mut mk) => {
                 let mut b = [0u8; 32];
                 b.copy_from_slice(&mk);

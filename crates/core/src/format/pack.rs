@@ -258,7 +258,7 @@ pub fn open_blob(
     ctx: &BlobContext,
     index: u32,
     e: &BlobEntry,
-    ciphertext: &[u8],
+    ciphertext: impl Into<Vec<u8>>,
     object: &str,
 ) -> Result<Vec<u8>> {
     key.open(counter_nonce(index as u64), &ctx.blob_aad(index, e.blob_type, e.codec, &e.id), ciphertext, object)

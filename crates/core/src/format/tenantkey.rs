@@ -61,7 +61,7 @@ pub fn unwrap(
     let plain = zeroize::Zeroizing::new(mk.derive(&[], "mvault/v1/wrap").aead().open(
         nonce,
         &aad(vault, tenant, version),
-        &wrapped,
+        wrapped.as_slice(),
         object,
     )?);
     let mut tk = zeroize::Zeroizing::new([0u8; 32]);
