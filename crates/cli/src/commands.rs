@@ -151,7 +151,13 @@ pub fn open(g: &Global) -> Result<Repo> {
 
 pub fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;
+    if let Some(url) = g.vault.as_deref().filter(|v| v.starts_with("https://")) {
+        return crate::server_cmds::remote(g, url, cli.command);
+    }
     match cli.command {
+        Command::Server(a) => crate::server_cmds::server(g, a),
+        Command::Token(c) => crate::server_cmds::token_local(g, c),
+        Command::Audit(c) => crate::server_cmds::audit_local(g, c),
         Command::Demo(a) => crate::demo::run(g, a),
         Command::Init(a) => init(g, a),
         Command::Backup(a) => backup(g, a),
@@ -312,6 +318,12 @@ fn snapshots(g: &Global) -> Result<i32> {
     for e in &bad {
         eprintln!("mvault: warning: {e}");
     }
+    print_snapshots(g, &all);
+    Ok(if bad.is_empty() { 0 } else { 1 })
+}
+
+/// The snapshot list, as text or JSON (local and remote mode print the same).
+pub fn print_snapshots(g: &Global, all: &[(mvault_core::ids::SnapshotId, mvault_core::format::snapshot::Snapshot)]) {
     if g.json {
         let v: Vec<_> = all
             .iter()
@@ -323,7 +335,7 @@ fn snapshots(g: &Global) -> Result<i32> {
         ui::print_json(&v);
     } else {
         println!("{:<10} {:<20} {:<16} {:>10} {:>8}  paths", "id", "time", "host", "size", "files");
-        for (id, s) in &all {
+        for (id, s) in all {
             let time: String = s.time.chars().take(19).collect::<String>().replace('T', " ");
             println!(
                 "{:<10} {:<20} {:<16} {:>10} {:>8}  {}",
@@ -337,7 +349,6 @@ fn snapshots(g: &Global) -> Result<i32> {
         }
         println!("{} snapshots", all.len());
     }
-    Ok(if bad.is_empty() { 0 } else { 1 })
 }
 
 fn mode_string(kind: &NodeKind, mode: u32) -> String {
@@ -356,7 +367,12 @@ fn mode_string(kind: &NodeKind, mode: u32) -> String {
 fn ls(g: &Global, a: LsArgs) -> Result<i32> {
     let repo = open(g)?;
     let (_, snap) = repo.find_snapshot(&a.snapshot)?;
-    let entries = restore::list(&repo, &snap.tree_id()?)?;
+    print_ls(g, &repo, &snap.tree_id()?, a)
+}
+
+/// List a snapshot's tree from any blob source (the vault, or a server).
+pub fn print_ls(g: &Global, src: &dyn restore::BlobSource, root: &mvault_core::ids::ChunkId, a: LsArgs) -> Result<i32> {
+    let entries = restore::list(src, root)?;
     let prefix = a.path.as_deref().map(|p| p.trim_end_matches('/').as_bytes().to_vec());
     let under = |p: &[u8]| match &prefix {
         None => true,
@@ -400,6 +416,17 @@ fn ls(g: &Global, a: LsArgs) -> Result<i32> {
 fn restore(g: &Global, a: RestoreArgs) -> Result<i32> {
     let repo = open(g)?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    restore_from(g, &repo, &id, &snap, a)
+}
+
+/// Restore a snapshot from any blob source (the vault, or a server), with progress and the same report.
+pub fn restore_from(
+    g: &Global,
+    src: &dyn restore::BlobSource,
+    id: &mvault_core::ids::SnapshotId,
+    snap: &mvault_core::format::snapshot::Snapshot,
+    a: RestoreArgs,
+) -> Result<i32> {
     let total = snap.summary.bytes;
     let opts = RestoreOptions { target: a.target.clone(), include: a.include, verify: a.verify, threads: 0 };
     let progress = restore::Progress::default();
@@ -411,7 +438,7 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<i32> {
     let summary = ui::with_progress(
         &pb,
         |pb| pb.set_position(progress.bytes.load(Ordering::Relaxed)),
-        || restore::restore(&repo, &snap.tree_id()?, &opts, &progress),
+        || restore::restore(src, &snap.tree_id()?, &opts, &progress),
     )?;
     if g.json {
         ui::print_json(&json!({ "snapshot_id": id.to_hex(), "target": a.target, "summary": summary }));

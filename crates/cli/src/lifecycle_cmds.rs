@@ -147,6 +147,28 @@ pub fn prune(g: &Global, a: PruneArgs) -> Result<i32> {
 
 #[derive(Subcommand)]
 pub enum TenantCommand {
+    /// Create a tenant with its own keys, dedup domain and prefix in every store (operator).
+    Create {
+        name: String,
+        #[command(flatten)]
+        limits: crate::server_cmds::LimitArgs,
+    },
+    /// List tenants with their limits and usage (operator).
+    List,
+    /// Set a tenant's quotas and rate limits; unset ones become unlimited (operator).
+    Limits {
+        name: String,
+        #[command(flatten)]
+        limits: crate::server_cmds::LimitArgs,
+    },
+    /// Crypto-shred a tenant: its keys are destroyed on every store first (its data is unreadable from that
+    /// moment), then its data, tokens and record (operator).
+    Delete {
+        name: String,
+        /// Required: say that the tenant's keys and data are to be destroyed.
+        #[arg(long)]
+        shred: bool,
+    },
     /// Start a new key version for the tenant; with --rewrite, re-encrypt all its data under it and delete
     /// the old versions (resumable: run it again after an interruption).
     Rekey {
@@ -176,6 +198,10 @@ pub struct DrillArgs {
 
 pub fn tenant(g: &Global, c: TenantCommand) -> Result<i32> {
     match c {
+        TenantCommand::Rekey { .. } => {}
+        other => return crate::server_cmds::tenant_local(g, other),
+    }
+    match c {
         TenantCommand::Rekey { tenant, rewrite, resume } => {
             let mut repo = open(g)?;
             if tenant != repo.tenant {
@@ -192,6 +218,7 @@ pub fn tenant(g: &Global, c: TenantCommand) -> Result<i32> {
             }
             Ok(0)
         }
+        _ => unreachable!("handled above"),
     }
 }
 

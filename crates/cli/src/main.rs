@@ -6,6 +6,8 @@ mod demo;
 mod heal_cmds;
 mod lifecycle_cmds;
 mod model_cmds;
+mod remote;
+mod server_cmds;
 mod ui;
 
 use clap::{Args, Parser, Subcommand};
@@ -27,9 +29,13 @@ pub struct Cli {
 
 #[derive(Args, Clone)]
 pub struct Global {
-    /// The vault: a directory path or a store URL such as fs:/backups/vault.
+    /// The vault: a directory path or a store URL such as fs:/backups/vault; or a server,
+    /// https://HOST:PORT, with the token in MVAULT_TOKEN (remote mode).
     #[arg(long, global = true, env = "MVAULT_VAULT", value_name = "LOC")]
     pub vault: Option<String>,
+    /// Remote mode: trust this CA certificate (PEM), such as the server's self-signed one.
+    #[arg(long, global = true, env = "MVAULT_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
     /// Read the passphrase from the first line of this file (instead of MVAULT_PASSWORD or a prompt).
     #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
@@ -104,6 +110,18 @@ pub enum Command {
     ///
     /// Without --ec, the vault's own layout and store figures are used (needs --vault).
     Durability(heal_cmds::DurabilityArgs),
+    /// Serve the vault over HTTPS to many tenants (see docs/API.md). Stops cleanly on SIGINT or SIGTERM.
+    ///
+    /// Example: mvault --vault /srv/vault server --listen 127.0.0.1:8443
+    Server(server_cmds::ServerArgs),
+    /// API tokens: `token create --role operator` (locally, with the vault's passphrase) makes the first
+    /// one; over a server, an operator makes tenant admins and an admin makes its tenant's tokens.
+    #[command(subcommand)]
+    Token(server_cmds::TokenCommand),
+    /// The server's audit log: `audit show [--tenant T]` and `audit verify` (finds edits, removals and
+    /// reordering).
+    #[command(subcommand)]
+    Audit(server_cmds::AuditCommand),
 }
 
 /// Rust ignores SIGPIPE, so `mvault ls | head` would panic in println! once the reader goes away. A reader
@@ -121,6 +139,8 @@ fn quiet_on_closed_stdout() {
 
 fn main() {
     quiet_on_closed_stdout();
+    // One TLS crypto provider for the process (OpenDAL's transport also links aws-lc; ring is used).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let code = match commands::run(cli) {
         Ok(code) => code,

@@ -97,18 +97,21 @@ struct Raw {
     base: Option<ChunkId>,
 }
 
-/// The absolute paths given to `backup`, arranged as the directory tree that holds them.
+/// The absolute paths given to `backup`, arranged as the directory tree that holds them (the remote
+/// client's walker uses it too, so local and remote snapshots have the same shape).
 #[derive(Default)]
-struct Virtual {
-    children: BTreeMap<Vec<u8>, VEntry>,
+pub struct Virtual {
+    pub children: BTreeMap<Vec<u8>, VEntry>,
 }
 
-enum VEntry {
+pub enum VEntry {
+    /// A path given to backup: backed up whole.
     Real(PathBuf),
+    /// A directory above the given paths: only the given paths within it are backed up.
     Dir(PathBuf, Virtual),
 }
 
-fn build_virtual(paths: &[PathBuf]) -> Result<Virtual> {
+pub fn build_virtual(paths: &[PathBuf]) -> Result<Virtual> {
     let mut root = Virtual::default();
     for p in paths {
         let abs = std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))?;
@@ -140,6 +143,44 @@ fn build_virtual(paths: &[PathBuf]) -> Result<Virtual> {
         }
     }
     Ok(root)
+}
+
+/// A tree node for a file system entry, from its metadata.
+pub fn node_from_meta(name: &[u8], md: &std::fs::Metadata, kind: NodeKind) -> Node {
+    Node {
+        name: name.to_vec(),
+        kind,
+        mode: md.mode(),
+        mtime_sec: md.mtime(),
+        mtime_nsec: md.mtime_nsec().clamp(0, 999_999_999) as u32,
+        size: if md.is_file() { md.size() } else { 0 },
+        dev: md.dev(),
+        inode: md.ino(),
+    }
+}
+
+/// The pieces an open file is cut into: at tensor boundaries for a model file the parsers accept (its
+/// layout is returned too), by content (FastCDC) otherwise. A file that claims a model format but fails
+/// to parse is cut by content, with a warning.
+pub fn pieces(
+    path: &Path,
+    f: std::fs::File,
+    params: crate::format::config::ChunkerParams,
+    warn: &dyn Fn(&Error),
+) -> (Option<crate::model::Layout>, Box<dyn Iterator<Item = std::io::Result<Piece>>>) {
+    match model::detect(path, &f) {
+        Detected::Model(l) => {
+            let chunker = TensorChunker::new(std::io::BufReader::with_capacity(1 << 20, f), &l, params);
+            (Some(l), Box::new(chunker))
+        }
+        other => {
+            if let Detected::Malformed(e) = other {
+                warn(&Error::Usage(format!("{}: {e}; stored as a plain file", path.display())));
+            }
+            let plain = Chunker::new(std::io::BufReader::with_capacity(1 << 20, f), params);
+            (None, Box::new(plain.map(|c| c.map(|data| Piece { data, float: None, tensor: None }))))
+        }
+    }
 }
 
 struct Walker<'a> {
@@ -209,16 +250,7 @@ impl Walker<'_> {
     }
 
     fn node_from_meta(name: &[u8], md: &std::fs::Metadata, kind: NodeKind) -> Node {
-        Node {
-            name: name.to_vec(),
-            kind,
-            mode: md.mode(),
-            mtime_sec: md.mtime(),
-            mtime_nsec: md.mtime_nsec().clamp(0, 999_999_999) as u32,
-            size: if md.is_file() { md.size() } else { 0 },
-            dev: md.dev(),
-            inode: md.ino(),
-        }
+        node_from_meta(name, md, kind)
     }
 
     /// Back up one path into a node, or None if it could not be read (already reported).
@@ -298,21 +330,7 @@ impl Walker<'_> {
         let mut chunks = Vec::new();
         let keys = self.repo.current_keys();
         let params = self.repo.config.chunker;
-        let mut layout = None;
-        let pieces: Box<dyn Iterator<Item = std::io::Result<Piece>>> = match model::detect(path, &f) {
-            Detected::Model(l) => {
-                let chunker = TensorChunker::new(std::io::BufReader::with_capacity(1 << 20, f), &l, params);
-                layout = Some(l);
-                Box::new(chunker)
-            }
-            other => {
-                if let Detected::Malformed(e) = other {
-                    (self.warn)(&Error::Usage(format!("{}: {e}; stored as a plain file", path.display())));
-                }
-                let plain = Chunker::new(std::io::BufReader::with_capacity(1 << 20, f), params);
-                Box::new(plain.map(|c| c.map(|data| Piece { data, float: None, tensor: None })))
-            }
-        };
+        let (layout, pieces) = pieces(path, f, params, self.warn);
         for c in pieces {
             let Piece { data, float, tensor } = match c {
                 Ok(d) => d,

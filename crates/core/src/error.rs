@@ -31,6 +31,10 @@ pub enum Error {
     #[error("{object}: integrity check failed: {reason}")]
     Corrupt { object: String, reason: String },
 
+    /// A ModelVault server refused or failed a request (remote mode).
+    #[error("server {url}: {message} (HTTP {status})")]
+    Remote { url: String, status: u16, message: String },
+
     /// An object the vault refers to is not on any store.
     #[error("{0}: not found")]
     NotFound(String),

@@ -16,6 +16,7 @@ pub mod fault;
 pub mod format;
 pub mod heal;
 pub mod ids;
+pub mod ingest;
 pub mod inspect;
 pub mod locks;
 pub mod model;
@@ -28,5 +29,6 @@ pub mod restore;
 pub mod retention;
 pub mod rotate;
 pub mod store;
+pub mod tenants;
 
 pub use error::{Error, Result};

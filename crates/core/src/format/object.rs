@@ -1,4 +1,5 @@
-//! The MVOB envelope around encrypted metadata objects (index files, snapshots).
+//! The MVOB envelope around encrypted metadata objects (index files, snapshots, the server's system records
+//! and audit segments).
 
 use super::wire::{Reader, Writer};
 use crate::crypto::{random32, TenantKeys, NONCE_LEN};
@@ -13,6 +14,10 @@ const HEADER_LEN: usize = 5 + 1 + 4 + 32;
 pub enum Kind {
     Index = 1,
     Snapshot = 2,
+    /// The server's records under `system/` (tenant registry, tokens), sealed by the system tenant.
+    System = 3,
+    /// Audit log segments under `system/audit/`.
+    Audit = 4,
 }
 
 fn aad(vault: &VaultId, tenant: &str, key_version: u32, kind: u8, path: &str) -> Vec<u8> {
@@ -37,7 +42,7 @@ pub fn parse(bytes: &[u8]) -> Result<(u8, u32, [u8; 32], &[u8])> {
     let mut r = Reader::new(bytes, "object");
     r.header(MAGIC, 1)?;
     let kind = r.u8()?;
-    if kind != Kind::Index as u8 && kind != Kind::Snapshot as u8 {
+    if !(Kind::Index as u8..=Kind::Audit as u8).contains(&kind) {
         return Err(r.err(format!("unknown object kind {kind}")));
     }
     let version = r.u32()?;

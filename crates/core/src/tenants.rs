@@ -1,0 +1,117 @@
+//! Tenants: the unit of isolation. Each has its own keys (`tenants/<t>/keys/`), so its own ChunkIds and dedup
+//! domain, and its own prefix in every store. Local use has the one tenant `default`; the server creates more.
+//!
+//! `_system` is a tenant no user can name: its keys seal the server's own objects under `system/` (tenant
+//! registry, token hashes, audit segments), so `key rotate` rewraps them like any tenant's keys.
+
+use crate::crypto::SecretKey;
+use crate::error::{Error, Result};
+use crate::format::object::Kind;
+use crate::format::tenantkey;
+use crate::repo::Repo;
+
+/// The tenant whose keys seal the server's objects under `system/`.
+pub const SYSTEM_TENANT: &str = "_system";
+
+/// Tenant names: 1-63 of `a-z 0-9 -`, starting with a letter or digit (safe as a path segment and a label).
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name == SYSTEM_TENANT || valid_name(name) {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "tenant name {name:?}: use 1-63 of a-z, 0-9 and '-', starting with a letter or digit"
+        )))
+    }
+}
+
+impl Repo {
+    /// The same vault, opened as another tenant: its keys and index are loaded, nothing else is shared but
+    /// the stores and the master key. A tenant without keys (never created, or shredded) is NotFound.
+    pub fn for_tenant(&self, tenant: &str) -> Result<Repo> {
+        check_name(tenant)?;
+        let mut r = self.sibling(tenant);
+        r.load_tenant_keys()?;
+        r.load_index()?;
+        Ok(r)
+    }
+
+    /// The tenant names that have keys on the stores (`_system` excluded).
+    pub fn tenant_names(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .list_meta("tenants")?
+            .iter()
+            .filter_map(|p| p.strip_prefix("tenants/")?.split_once("/keys/").map(|(t, _)| t.to_string()))
+            .filter(|t| t != SYSTEM_TENANT)
+            .collect();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Give a new tenant its first key. Refuses a name that already has keys.
+    pub fn create_tenant(&self, tenant: &str) -> Result<()> {
+        check_name(tenant)?;
+        if !self.list_meta(&format!("tenants/{tenant}/keys"))?.is_empty() {
+            return Err(Error::Usage(format!("tenant {tenant} exists already")));
+        }
+        let secret = tenantkey::TenantSecret { tk: SecretKey::random(), id_seed: SecretKey::random() };
+        let r = self.sibling(tenant);
+        self.write_meta(&r.tenant_key_path(1), &tenantkey::wrap(&self.vault_id, &self.mk, tenant, 1, &secret))
+    }
+
+    /// Crypto-shred a tenant: first delete every version of its keys on every store (from then on its data
+    /// cannot be decrypted by anyone), then everything under its prefix. Needs every store up, so no copy of
+    /// a key survives on a store that was away. Returns (key objects, other objects) deleted.
+    pub fn shred_tenant(&self, tenant: &str) -> Result<(u64, u64)> {
+        check_name(tenant)?;
+        if tenant == SYSTEM_TENANT {
+            return Err(Error::Usage("the system tenant cannot be shredded".into()));
+        }
+        let (mut keys, mut other) = (0, 0);
+        for pass in ["keys", ""] {
+            let prefix = if pass.is_empty() { format!("tenants/{tenant}") } else { format!("tenants/{tenant}/keys") };
+            for (i, s) in self.stores().iter().enumerate() {
+                let names = s.list(&prefix).inspect_err(|e| self.note_failure(i, e)).map_err(|e| {
+                    Error::Usage(format!("shredding tenant {tenant} needs every store up; {}: {e}", s.url()))
+                })?;
+                for n in names {
+                    s.delete(&n)?;
+                    if pass == "keys" {
+                        keys += 1;
+                    } else {
+                        other += 1;
+                    }
+                }
+            }
+        }
+        Ok((keys, other))
+    }
+
+    /// Write a sealed metadata object of this tenant (for the system tenant: registry, tokens, audit).
+    pub fn write_sealed(&self, kind: Kind, path: &str, plain: &[u8]) -> Result<()> {
+        self.write_meta(path, &self.seal_object(kind, path, plain))
+    }
+
+    /// Read and open a sealed metadata object of this tenant.
+    pub fn read_sealed(&self, kind: Kind, path: &str) -> Result<Vec<u8>> {
+        self.read_meta(path, |b| self.open_object(kind, path, b))
+    }
+
+    /// The system tenant's view of the vault, creating its key on first use.
+    pub fn system(&self) -> Result<Repo> {
+        match self.for_tenant(SYSTEM_TENANT) {
+            Err(Error::NotFound(_)) => {
+                self.create_tenant(SYSTEM_TENANT)?;
+                self.for_tenant(SYSTEM_TENANT)
+            }
+            r => r,
+        }
+    }
+}

@@ -1,0 +1,607 @@
+//! The HTTP API (docs/API.md): routing, and one request path that every endpoint goes through:
+//! authenticate the bearer token, check the role table, apply the token's rate limits, run the handler on a
+//! blocking thread (the core is synchronous), then record the request in the audit log and the metrics.
+//!
+//! Every data request is scoped to the token's tenant: ids are looked up in that tenant's index and
+//! snapshots only, so another tenant's ids are simply not found, whatever they are.
+
+use crate::auth::{self, Action, Refused, Role, TokenRecord};
+use crate::{audit, frames, registry, App};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use mvault_core::format::snapshot::Snapshot;
+use mvault_core::ids::ChunkId;
+use mvault_core::{ingest, Error};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// An answer that is not a success: a status and a JSON body with at least `error`.
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+    retry_after: Option<f64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        ApiError { status, body: json!({ "error": msg.into() }), retry_after: None }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::NotFound(_) | Error::NoVault(_) => StatusCode::NOT_FOUND,
+            Error::Usage(_) | Error::Malformed { .. } => StatusCode::BAD_REQUEST,
+            Error::AlreadyExists(_) => StatusCode::CONFLICT,
+            Error::Store { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+pub enum Reply {
+    Json(Value),
+    Bytes(Vec<u8>),
+    Text(String),
+}
+
+/// Who is asking: the token's record (tenant, role) once it verified.
+pub struct Principal {
+    pub token: TokenRecord,
+}
+
+impl Principal {
+    fn tenant(&self) -> Result<&str, ApiError> {
+        self.token
+            .tenant
+            .as_deref()
+            .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "an operator token has no tenant"))
+    }
+}
+
+/// What the request path needs to know about one request before running it.
+struct Req {
+    name: &'static str,
+    action: Action,
+    target: String,
+    headers: HeaderMap,
+    client: SocketAddr,
+    bytes_in: u64,
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, Refused> {
+    let v = headers.get("authorization").ok_or(Refused::Missing)?;
+    let v = v.to_str().map_err(|_| Refused::Malformed)?;
+    v.strip_prefix("Bearer ").ok_or(Refused::Malformed)
+}
+
+impl App {
+    /// Verify the bearer token; the reason for a refusal goes to the audit log only.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<TokenRecord, (Refused, Option<String>)> {
+        let token = bearer(headers).map_err(|r| (r, None))?;
+        let (id, secret) = auth::parse(token).ok_or((Refused::Malformed, None))?;
+        let rec = self.token(id).ok_or((Refused::Unknown, Some(id.to_string())))?;
+        auth::check(&rec, &secret).map_err(|r| (r, Some(id.to_string())))?;
+        if let Some(t) = &rec.tenant {
+            if self.tenant(t).is_err() {
+                return Err((Refused::TenantGone, Some(id.to_string())));
+            }
+        }
+        Ok(rec)
+    }
+
+    fn run(self: &Arc<Self>, r: Req, f: impl FnOnce(&Principal) -> Result<Reply, ApiError>) -> Response {
+        let start = Instant::now();
+        let mut rec = audit::Record {
+            action: r.name.into(),
+            target: r.target.clone(),
+            client: r.client.ip().to_string(),
+            bytes: r.bytes_in,
+            ..Default::default()
+        };
+        let result = match self.authenticate(&r.headers) {
+            Err((why, id)) => {
+                rec.token = id;
+                rec.detail = why.to_string();
+                Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing, invalid, expired or revoked token"))
+            }
+            Ok(token) => {
+                rec.token = Some(token.id.clone());
+                rec.tenant = token.tenant.clone();
+                let p = Principal { token };
+                if !p.token.role.may(r.action) {
+                    Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        format!("a {} token may not {}", p.token.role, r.name.replace('.', " ")),
+                    ))
+                } else if let Err(l) = self.admit(&p, r.bytes_in) {
+                    Err(l)
+                } else {
+                    f(&p)
+                }
+            }
+        };
+        let (status, response, bytes_out) = match result {
+            Ok(Reply::Json(v)) => {
+                let body = serde_json::to_vec(&v).expect("json");
+                let n = body.len() as u64;
+                (StatusCode::OK, ([("content-type", "application/json")], body).into_response(), n)
+            }
+            Ok(Reply::Bytes(b)) => {
+                let n = b.len() as u64;
+                (StatusCode::OK, ([("content-type", "application/octet-stream")], b).into_response(), n)
+            }
+            Ok(Reply::Text(t)) => {
+                let n = t.len() as u64;
+                (StatusCode::OK, ([("content-type", "text/plain; version=0.0.4")], t).into_response(), n)
+            }
+            Err(e) => {
+                if rec.detail.is_empty() {
+                    rec.detail = e.body["error"].as_str().unwrap_or_default().to_string();
+                }
+                let mut resp = (e.status, axum::Json(e.body.clone())).into_response();
+                if e.status == StatusCode::UNAUTHORIZED {
+                    resp.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+                }
+                if let Some(s) = e.retry_after {
+                    if let Ok(v) = HeaderValue::from_str(&format!("{}", s.ceil().max(1.0) as u64)) {
+                        resp.headers_mut().insert("retry-after", v);
+                    }
+                }
+                (e.status, resp, 0)
+            }
+        };
+        rec.result = status.as_u16();
+        self.audit.append(rec);
+        self.metrics.observe(r.name, status.as_u16(), r.bytes_in, bytes_out, start.elapsed().as_secs_f64());
+        response
+    }
+
+    /// The token's tenant's rate limits: one request, and the request's body bytes.
+    fn admit(&self, p: &Principal, bytes: u64) -> Result<(), ApiError> {
+        let Some(t) = &p.token.tenant else { return Ok(()) };
+        let limits = self.tenant(t)?.record.lock().expect("record").limits.clone();
+        self.limiter
+            .admit(&p.token.id, "requests", 1.0, limits.requests_per_second)
+            .and_then(|_| {
+                self.limiter.admit(&p.token.id, "bytes", bytes as f64, limits.bytes_per_second.map(|b| b as f64))
+            })
+            .map_err(|l| ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                body: json!({
+                    "error": format!("rate limit {} of {} exceeded; retry in {:.1} s", l.limit, l.rate, l.retry_after),
+                    "limit": l.limit, "rate": l.rate, "retry_after": l.retry_after,
+                }),
+                retry_after: Some(l.retry_after),
+            })
+    }
+}
+
+type St = State<Arc<App>>;
+type Client = ConnectInfo<SocketAddr>;
+
+/// Run a request on a blocking thread (the core is synchronous, and may block on stores).
+async fn blocking(
+    app: Arc<App>,
+    r: Req,
+    f: impl FnOnce(&App, &Principal) -> Result<Reply, ApiError> + Send + 'static,
+) -> Response {
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || app2.run(r, |p| f(&app, p)))
+        .await
+        .unwrap_or_else(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "handler failed").into_response())
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+fn req(
+    name: &'static str,
+    action: Action,
+    target: impl Into<String>,
+    headers: HeaderMap,
+    c: Client,
+    bytes_in: u64,
+) -> Req {
+    Req { name, action, target: target.into(), headers, client: c.0, bytes_in }
+}
+
+fn chunk_id(s: &str) -> Result<ChunkId, ApiError> {
+    ChunkId::from_hex(s).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no blob {s:?}")))
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(b).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("request body: {e}")))
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/tenants", get(tenants_list).post(tenants_create))
+        .route("/v1/tenants/{name}", delete(tenants_delete))
+        .route("/v1/tenants/{name}/limits", put(tenants_limits))
+        .route("/v1/tokens", get(tokens_list).post(tokens_create))
+        .route("/v1/tokens/{id}", delete(tokens_revoke))
+        .route("/v1/audit", get(audit_show))
+        .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/tenant", get(tenant_info))
+        .route("/v1/tenant/id-key", get(tenant_id_key))
+        .route("/v1/chunks/missing", post(chunks_missing))
+        .route("/v1/chunks/stat", post(chunks_stat))
+        .route("/v1/chunks", post(chunks_upload))
+        .route("/v1/blobs/{id}", get(blob_get))
+        .route("/v1/snapshots", get(snapshots_list).post(snapshots_create))
+        .route("/v1/snapshots/forget", post(snapshots_forget))
+        .route("/v1/snapshots/{id}", get(snapshot_get))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(axum::extract::DefaultBodyLimit::max(crate::MAX_BODY))
+        .with_state(app)
+}
+
+// ---- operator: metrics, tenants, audit ----
+
+async fn metrics(State(app): St, h: HeaderMap, c: Client) -> Response {
+    blocking(app, req("metrics", Action::System, "/metrics", h, c, 0), |app, _| {
+        let mut s = String::new();
+        app.metrics.render(&mut s);
+        app.render_gauges(&mut s);
+        Ok(Reply::Text(s))
+    })
+    .await
+}
+
+async fn tenants_list(State(app): St, h: HeaderMap, c: Client) -> Response {
+    blocking(app, req("tenant.list", Action::System, "tenants", h, c, 0), |app, _| {
+        let mut out = Vec::new();
+        for rec in registry::list(&app.sys)? {
+            let usage = app.tenant(&rec.name).map(|t| t.usage()).unwrap_or_default();
+            out.push(json!({ "name": rec.name, "created": rec.created, "limits": rec.limits, "usage": usage }));
+        }
+        Ok(Reply::Json(Value::Array(out)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct TenantCreate {
+    name: String,
+    #[serde(default)]
+    limits: registry::Limits,
+}
+
+async fn tenants_create(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+    let n = body.len() as u64;
+    blocking(app, req("tenant.create", Action::System, "tenants", h, c, n), move |app, _| {
+        let tc: TenantCreate = json_body(&body)?;
+        let rec = registry::create(&app.base, &app.sys, &tc.name, tc.limits)?;
+        Ok(Reply::Json(json!(rec)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ShredQuery {
+    #[serde(default)]
+    shred: bool,
+}
+
+async fn tenants_delete(
+    State(app): St,
+    h: HeaderMap,
+    c: Client,
+    Path(name): Path<String>,
+    Query(q): Query<ShredQuery>,
+) -> Response {
+    blocking(app, req("tenant.delete", Action::System, format!("tenant {name}"), h, c, 0), move |app, _| {
+        if !q.shred {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "deleting a tenant destroys its keys and data: add ?shred=true",
+            ));
+        }
+        let (keys, objects) = registry::shred(&app.base, &app.sys, &name)?;
+        app.forget_tenant(&name);
+        Ok(Reply::Json(json!({ "tenant": name, "key_objects_deleted": keys, "objects_deleted": objects })))
+    })
+    .await
+}
+
+async fn tenants_limits(State(app): St, h: HeaderMap, c: Client, Path(name): Path<String>, body: Bytes) -> Response {
+    let n = body.len() as u64;
+    blocking(app, req("tenant.limits", Action::System, format!("tenant {name}"), h, c, n), move |app, _| {
+        let limits: registry::Limits = json_body(&body)?;
+        let mut rec = registry::load(&app.sys, &name)?;
+        rec.limits = limits;
+        registry::save(&app.sys, &rec)?;
+        if let Ok(t) = app.tenant(&name) {
+            *t.record.lock().expect("record") = rec.clone();
+        }
+        Ok(Reply::Json(json!(rec)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    tenant: Option<String>,
+}
+
+async fn audit_show(State(app): St, h: HeaderMap, c: Client, Query(q): Query<AuditQuery>) -> Response {
+    blocking(app, req("audit.show", Action::System, "audit", h, c, 0), move |app, _| {
+        app.audit.flush(&app.sys)?;
+        let recs = audit::show(&app.sys, q.tenant.as_deref())?;
+        Ok(Reply::Json(json!(recs
+            .into_iter()
+            .map(|(chain, r)| json!({"chain": chain, "record": r}))
+            .collect::<Vec<_>>())))
+    })
+    .await
+}
+
+async fn audit_verify(State(app): St, h: HeaderMap, c: Client) -> Response {
+    blocking(app, req("audit.verify", Action::System, "audit", h, c, 0), |app, _| {
+        app.audit.flush(&app.sys)?;
+        Ok(Reply::Json(json!(audit::verify(&app.sys)?)))
+    })
+    .await
+}
+
+// ---- tokens: the operator for any tenant, a tenant's admin for its own ----
+
+#[derive(Deserialize)]
+struct TokenCreate {
+    tenant: Option<String>,
+    role: Role,
+    /// Seconds until it expires.
+    ttl: Option<u64>,
+    #[serde(default)]
+    label: String,
+}
+
+async fn tokens_create(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+    let n = body.len() as u64;
+    blocking(app, req("token.create", Action::Tokens, "tokens", h, c, n), move |app, p| {
+        let mut tc: TokenCreate = json_body(&body)?;
+        if p.token.role == Role::Admin {
+            let own = p.tenant()?;
+            if tc.tenant.as_deref().is_some_and(|t| t != own) || tc.role == Role::Operator {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "an admin token makes tokens for its own tenant only",
+                ));
+            }
+            tc.tenant = Some(own.to_string());
+        }
+        if let Some(t) = &tc.tenant {
+            app.tenant(t)?;
+        }
+        let (token, rec) = auth::create(&app.sys, tc.tenant.as_deref(), tc.role, tc.ttl, &tc.label)?;
+        app.remember_token(rec.clone());
+        let mut v = rec.public();
+        v["token"] = json!(token);
+        Ok(Reply::Json(v))
+    })
+    .await
+}
+
+async fn tokens_list(State(app): St, h: HeaderMap, c: Client) -> Response {
+    blocking(app, req("token.list", Action::Tokens, "tokens", h, c, 0), |app, p| {
+        let all = auth::list(&app.sys)?;
+        let mine = all.iter().filter(|t| p.token.role == Role::Operator || t.tenant == p.token.tenant);
+        Ok(Reply::Json(Value::Array(mine.map(TokenRecord::public).collect())))
+    })
+    .await
+}
+
+async fn tokens_revoke(State(app): St, h: HeaderMap, c: Client, Path(id): Path<String>) -> Response {
+    blocking(app, req("token.revoke", Action::Tokens, format!("token {id}"), h, c, 0), move |app, p| {
+        let mut rec = auth::load(&app.sys, &id)?;
+        if p.token.role != Role::Operator && rec.tenant != p.token.tenant {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no token {id}")));
+        }
+        rec.revoked = true;
+        auth::save(&app.sys, &rec)?;
+        app.remember_token(rec.clone());
+        Ok(Reply::Json(rec.public()))
+    })
+    .await
+}
+
+// ---- tenant data ----
+
+async fn tenant_info(State(app): St, h: HeaderMap, c: Client) -> Response {
+    blocking(app, req("tenant.info", Action::TenantInfo, "tenant", h, c, 0), |app, p| {
+        let t = app.tenant(p.tenant()?)?;
+        let rec = t.record.lock().expect("record").clone();
+        Ok(Reply::Json(json!({ "name": rec.name, "limits": rec.limits, "usage": t.usage() })))
+    })
+    .await
+}
+
+async fn tenant_id_key(State(app): St, h: HeaderMap, c: Client) -> Response {
+    blocking(app, req("tenant.id-key", Action::TenantInfo, "tenant id key", h, c, 0), |app, p| {
+        let t = app.tenant(p.tenant()?)?;
+        let repo = t.repo.read().expect("tenant repo");
+        Ok(Reply::Json(
+            json!({ "id_key": hex::encode(repo.current_keys().id_key().expose()), "chunker": repo.config.chunker }),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct Ids {
+    ids: Vec<String>,
+}
+
+/// Which of the given ids this tenant lacks. Only the caller's tenant's index is consulted, so the
+/// answer says nothing about any other tenant's data.
+async fn chunks_missing(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+    let n = body.len() as u64;
+    blocking(app, req("chunks.missing", Action::Append, "chunks", h, c, n), move |app, p| {
+        let ids: Ids = json_body(&body)?;
+        let t = app.tenant(p.tenant()?)?;
+        let repo = t.repo.read().expect("tenant repo");
+        let missing: Vec<&String> =
+            ids.ids.iter().filter(|s| ChunkId::from_hex(s).map_or(true, |id| repo.lookup(&id).is_none())).collect();
+        Ok(Reply::Json(json!({ "missing": missing })))
+    })
+    .await
+}
+
+async fn chunks_stat(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+    let n = body.len() as u64;
+    blocking(app, req("chunks.stat", Action::ReadData, "chunks", h, c, n), move |app, p| {
+        let ids: Ids = json_body(&body)?;
+        let t = app.tenant(p.tenant()?)?;
+        let repo = t.repo.read().expect("tenant repo");
+        let lens: Vec<Option<u32>> = ids
+            .ids
+            .iter()
+            .map(|s| ChunkId::from_hex(s).ok().and_then(|id| repo.lookup(&id)).map(|l| l.raw_length))
+            .collect();
+        Ok(Reply::Json(json!({ "lengths": lens })))
+    })
+    .await
+}
+
+/// Store a batch of blobs. The quota is checked against the batch's encoded size before anything is
+/// written; over it, nothing of the batch is kept (507).
+async fn chunks_upload(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+    let n = body.len() as u64;
+    blocking(app, req("chunks.upload", Action::Append, "chunks", h, c, n), move |app, p| {
+        let items = frames::parse(&body)?;
+        let received = items.len();
+        let t = app.tenant(p.tenant()?)?;
+        let _one_writer = t.writes.lock().expect("tenant writes");
+        let prepared = ingest::prepare(&t.repo.read().expect("tenant repo"), items)?;
+        let adding = ingest::encoded_bytes(&prepared);
+        let max = t.record.lock().expect("record").limits.max_bytes;
+        let usage = t.usage();
+        if let Some(max) = max.filter(|m| usage.bytes + adding > *m) {
+            return Err(ApiError {
+                status: StatusCode::INSUFFICIENT_STORAGE,
+                body: json!({
+                    "error": format!("quota max_bytes exceeded: {} stored + {adding} in this upload > {max}", usage.bytes),
+                    "limit": "max_bytes", "quota": max, "usage": usage.bytes, "requested": adding,
+                }),
+                retry_after: None,
+            });
+        }
+        let stored = prepared.len();
+        let written = ingest::store(&mut t.repo.write().expect("tenant repo"), prepared)?;
+        Ok(Reply::Json(json!({ "received": received, "stored": stored, "bytes_written": written })))
+    })
+    .await
+}
+
+async fn blob_get(State(app): St, h: HeaderMap, c: Client, Path(id): Path<String>) -> Response {
+    blocking(app, req("blob.read", Action::ReadData, format!("blob {id}"), h, c, 0), move |app, p| {
+        let id = chunk_id(&id)?;
+        let t = app.tenant(p.tenant()?)?;
+        let repo = t.repo.read().expect("tenant repo");
+        if repo.lookup(&id).is_none() {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no blob {id}")));
+        }
+        Ok(Reply::Bytes(repo.read_blob(&id)?))
+    })
+    .await
+}
+
+fn snapshot_json(id: &mvault_core::ids::SnapshotId, s: &Snapshot) -> Value {
+    let mut v = json!(s);
+    v["id"] = json!(id.to_hex());
+    v
+}
+
+async fn snapshots_list(State(app): St, h: HeaderMap, c: Client) -> Response {
+    blocking(app, req("snapshot.list", Action::ListSnapshots, "snapshots", h, c, 0), |app, p| {
+        let t = app.tenant(p.tenant()?)?;
+        let (list, _) = t.repo.read().expect("tenant repo").snapshots()?;
+        Ok(Reply::Json(Value::Array(list.iter().map(|(id, s)| snapshot_json(id, s)).collect())))
+    })
+    .await
+}
+
+async fn snapshot_get(State(app): St, h: HeaderMap, c: Client, Path(spec): Path<String>) -> Response {
+    blocking(app, req("snapshot.get", Action::ListSnapshots, format!("snapshot {spec}"), h, c, 0), move |app, p| {
+        let t = app.tenant(p.tenant()?)?;
+        let (id, s) = t.repo.read().expect("tenant repo").find_snapshot(&spec)?;
+        Ok(Reply::Json(snapshot_json(&id, &s)))
+    })
+    .await
+}
+
+/// Add a snapshot whose tree the client uploaded. Every blob it references must be in this tenant.
+async fn snapshots_create(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+    let n = body.len() as u64;
+    blocking(app, req("snapshot.create", Action::Append, "snapshots", h, c, n), move |app, p| {
+        let mut snap: Snapshot = json_body(&body)?;
+        let t = app.tenant(p.tenant()?)?;
+        let _one_writer = t.writes.lock().expect("tenant writes");
+        let repo = t.repo.read().expect("tenant repo");
+        if let Some(max) = t.record.lock().expect("record").limits.max_snapshots {
+            let have = repo.snapshots()?.0.len() as u64;
+            if have >= max {
+                return Err(ApiError {
+                    status: StatusCode::INSUFFICIENT_STORAGE,
+                    body: json!({
+                        "error": format!("quota max_snapshots exceeded: {have} snapshots of {max} allowed"),
+                        "limit": "max_snapshots", "quota": max, "usage": have, "requested": 1,
+                    }),
+                    retry_after: None,
+                });
+            }
+        }
+        // The server keeps time and lock fields; a client cannot backdate or lock through this call.
+        snap.version = 1;
+        snap.time = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+        snap.locked_until = None;
+        snap.original = None;
+        let missing = ingest::missing_references(&repo, &snap.tree_id()?)?;
+        if !missing.is_empty() {
+            return Err(ApiError {
+                status: StatusCode::CONFLICT,
+                body: json!({
+                    "error": format!("the snapshot references {} blobs this tenant does not have; upload them first", missing.len()),
+                    "missing": missing.iter().take(1000).map(|m| m.to_hex()).collect::<Vec<_>>(),
+                }),
+                retry_after: None,
+            });
+        }
+        let id = repo.save_snapshot(&snap)?;
+        Ok(Reply::Json(snapshot_json(&id, &snap)))
+    })
+    .await
+}
+
+async fn snapshots_forget(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+    let n = body.len() as u64;
+    blocking(app, req("snapshot.forget", Action::Forget, "snapshots", h, c, n), move |app, p| {
+        let ids: Ids = json_body(&body)?;
+        let t = app.tenant(p.tenant()?)?;
+        let repo = t.repo.read().expect("tenant repo");
+        let opts = mvault_core::prune::ForgetOptions {
+            policy: Default::default(),
+            ids: ids.ids,
+            group_by: Default::default(),
+            dry_run: false,
+        };
+        let report = mvault_core::prune::forget(&repo, &opts)?;
+        Ok(Reply::Json(json!(report)))
+    })
+    .await
+}

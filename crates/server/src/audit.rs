@@ -1,0 +1,220 @@
+//! The audit log: every request and admin action as a record chained by hash to the one before it,
+//! flushed in segments sealed by the system tenant (AES-GCM with the object's path in its AAD).
+//!
+//! Layout: `system/audit/<chain>/<first seq, 20 digits>` holds a JSON array of records; each writer (a server
+//! run, a CLI admin command) has its own chain, so writers never contend. `system/audit-heads/<chain>` names
+//! the chain's last record (seq and hash), so dropping the newest segments is detected too.
+//!
+//! `verify` finds: an edited record (its hash no longer matches, or the segment fails to decrypt), a removed
+//! record or segment (a gap in seq, or `prev` not the hash before), reordered records or segments (the AEAD
+//! binds each segment to its path; within one, seq and `prev` must follow), and a truncated tail (the head).
+
+use mvault_core::format::object::Kind;
+use mvault_core::repo::Repo;
+use mvault_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// Token id (never the token), if one was presented and parsed.
+    pub token: Option<String>,
+    pub tenant: Option<String>,
+    pub action: String,
+    pub target: String,
+    /// HTTP status (or 0/1 for a CLI command's exit).
+    pub result: u16,
+    pub bytes: u64,
+    pub client: String,
+    /// Why a request was refused, when it was.
+    #[serde(default)]
+    pub detail: String,
+    /// Hash of the previous record (hex; zeros for the first).
+    pub prev: String,
+    /// BLAKE3 of this record with `hash` empty.
+    pub hash: String,
+}
+
+impl Record {
+    fn compute_hash(&self) -> String {
+        let mut r = self.clone();
+        r.hash = String::new();
+        blake3::hash(&serde_json::to_vec(&r).expect("record serializes")).to_hex().to_string()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Head {
+    seq: u64,
+    hash: String,
+}
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+struct State {
+    next_seq: u64,
+    prev: String,
+    pending: Vec<Record>,
+}
+
+/// One writer's chain.
+pub struct Chain {
+    name: String,
+    state: Mutex<State>,
+}
+
+impl Chain {
+    /// A new chain (each server run and each CLI admin command starts one).
+    pub fn new(prefix: &str) -> Chain {
+        let mut r = [0u8; 6];
+        mvault_core::crypto::fill_random(&mut r);
+        Chain {
+            name: format!("{prefix}-{}", hex::encode(r)),
+            state: Mutex::new(State { next_seq: 0, prev: GENESIS.into(), pending: Vec::new() }),
+        }
+    }
+
+    /// Append a record (seq, prev and hash are filled in here).
+    pub fn append(&self, mut rec: Record) {
+        let mut st = self.state.lock().expect("audit chain");
+        rec.seq = st.next_seq;
+        rec.prev = st.prev.clone();
+        if rec.time.is_empty() {
+            rec.time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        }
+        rec.hash = rec.compute_hash();
+        st.next_seq += 1;
+        st.prev = rec.hash.clone();
+        st.pending.push(rec);
+    }
+
+    /// Write the pending records as one segment, then the head. On failure they stay pending.
+    pub fn flush(&self, sys: &Repo) -> Result<usize> {
+        let mut st = self.state.lock().expect("audit chain");
+        let Some(first) = st.pending.first().map(|r| r.seq) else { return Ok(0) };
+        let last = st.pending.last().expect("non-empty").clone();
+        let seg = format!("system/audit/{}/{first:020}", self.name);
+        sys.write_sealed(Kind::Audit, &seg, &serde_json::to_vec(&st.pending).expect("records serialize"))?;
+        let head = Head { seq: last.seq, hash: last.hash };
+        sys.write_sealed(
+            Kind::System,
+            &format!("system/audit-heads/{}", self.name),
+            &serde_json::to_vec(&head).expect("head serializes"),
+        )?;
+        let n = st.pending.len();
+        st.pending.clear();
+        Ok(n)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Every chain's segment names, grouped and sorted.
+fn chains(sys: &Repo) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for name in sys.list_meta("system/audit")? {
+        let Some(rest) = name.strip_prefix("system/audit/") else { continue };
+        let Some((chain, _)) = rest.split_once('/') else { continue };
+        out.entry(chain.to_string()).or_default().push(name.clone());
+    }
+    for heads in sys.list_meta("system/audit-heads")? {
+        if let Some(chain) = heads.strip_prefix("system/audit-heads/") {
+            out.entry(chain.to_string()).or_default();
+        }
+    }
+    for segs in out.values_mut() {
+        segs.sort();
+    }
+    Ok(out)
+}
+
+/// All records, chain by chain, optionally only one tenant's.
+pub fn show(sys: &Repo, tenant: Option<&str>) -> Result<Vec<(String, Record)>> {
+    let mut out = Vec::new();
+    for (chain, segs) in chains(sys)? {
+        for seg in segs {
+            let recs: Vec<Record> = serde_json::from_slice(&sys.read_sealed(Kind::Audit, &seg)?)
+                .map_err(|e| Error::malformed(&seg, e.to_string()))?;
+            out.extend(
+                recs.into_iter()
+                    .filter(|r| tenant.is_none() || r.tenant.as_deref() == tenant)
+                    .map(|r| (chain.clone(), r)),
+            );
+        }
+    }
+    out.sort_by(|a, b| (&a.1.time, &a.0, a.1.seq).cmp(&(&b.1.time, &b.0, b.1.seq)));
+    Ok(out)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub chains: u64,
+    pub records: u64,
+    /// Each problem found, naming the chain and the segment or record.
+    pub problems: Vec<String>,
+}
+
+/// Check every chain end to end (all problems are collected, not just the first).
+pub fn verify(sys: &Repo) -> Result<VerifyReport> {
+    let mut rep = VerifyReport::default();
+    for (chain, segs) in chains(sys)? {
+        rep.chains += 1;
+        let mut expect_seq = 0u64;
+        let mut prev = GENESIS.to_string();
+        for seg in &segs {
+            let recs: Vec<Record> = match sys.read_sealed(Kind::Audit, seg) {
+                Ok(b) => match serde_json::from_slice(&b) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        rep.problems.push(format!("{seg}: not a list of records ({e})"));
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    rep.problems.push(format!("{seg}: {e}"));
+                    continue;
+                }
+            };
+            let named: Option<u64> = seg.rsplit('/').next().and_then(|s| s.parse().ok());
+            if recs.first().map(|r| r.seq) != named {
+                rep.problems
+                    .push(format!("{seg}: named for seq {named:?} but starts at {:?}", recs.first().map(|r| r.seq)));
+            }
+            for r in recs {
+                rep.records += 1;
+                if r.seq != expect_seq {
+                    rep.problems.push(format!(
+                        "chain {chain}: record {} where {expect_seq} was next (removed or reordered)",
+                        r.seq
+                    ));
+                }
+                if r.prev != prev {
+                    rep.problems.push(format!("chain {chain}: record {} does not follow the one before it", r.seq));
+                }
+                if r.compute_hash() != r.hash {
+                    rep.problems.push(format!("chain {chain}: record {} was altered (hash mismatch)", r.seq));
+                }
+                expect_seq = r.seq + 1;
+                prev = r.hash.clone();
+            }
+        }
+        match sys.read_sealed(Kind::System, &format!("system/audit-heads/{chain}")) {
+            Ok(b) => match serde_json::from_slice::<Head>(&b) {
+                Ok(h) if h.hash == prev && h.seq + 1 == expect_seq => {}
+                Ok(h) => rep.problems.push(format!(
+                    "chain {chain}: ends at record {} but its head names record {} (records removed from the end?)",
+                    expect_seq.wrapping_sub(1) as i64,
+                    h.seq
+                )),
+                Err(e) => rep.problems.push(format!("chain {chain}: head unreadable ({e})")),
+            },
+            Err(e) => rep.problems.push(format!("chain {chain}: no head ({e})")),
+        }
+    }
+    Ok(rep)
+}

@@ -1,0 +1,187 @@
+//! `mvault server`: the vault behind an HTTPS API for many tenants (DESIGN.md section 8, docs/API.md).
+//!
+//! The server holds the master key (unlocked at start) and nothing else of its own: tenants, token hashes
+//! and the audit log are sealed objects under `system/` on the stores, so any number of instances can
+//! serve the same stores. Clients chunk and hash locally with their tenant's id key and upload only the
+//! chunks the server lacks; the server checks each, encrypts it under the tenant's keys and packs it.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod frames;
+pub mod limits;
+pub mod metrics;
+pub mod registry;
+pub mod tls;
+
+use mvault_core::repo::Repo;
+use mvault_core::{Error, Result};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Largest request body (an upload batch): clients send batches of at most 32 MiB.
+pub const MAX_BODY: usize = 96 << 20;
+/// How long a token record is trusted from memory before it is read again (revocations by another
+/// instance take effect within this time; this instance's own take effect at once).
+const TOKEN_CACHE: Duration = Duration::from_secs(5);
+
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Where the self-signed certificate is kept between runs.
+    pub state_dir: PathBuf,
+    /// Called once the server listens: (https URL, certificate file).
+    pub announce: Box<dyn FnOnce(&str, &std::path::Path) + Send>,
+}
+
+/// One tenant as the server holds it: its repo (keys, index) and its registry record.
+pub struct Tenant {
+    pub repo: RwLock<Repo>,
+    pub record: Mutex<registry::TenantRecord>,
+    /// Uploads and snapshot commits of one tenant run one at a time, so quota checks see every write.
+    pub writes: Mutex<()>,
+}
+
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Usage {
+    /// Stored bytes after dedup and compression (before redundancy).
+    pub bytes: u64,
+    pub chunks: u64,
+}
+
+impl Tenant {
+    pub fn usage(&self) -> Usage {
+        let repo = self.repo.read().expect("tenant repo");
+        let idx = repo.index();
+        Usage { bytes: idx.values().map(|l| l.length as u64).sum(), chunks: idx.len() as u64 }
+    }
+}
+
+pub struct App {
+    pub base: Repo,
+    pub sys: Repo,
+    tenants: RwLock<HashMap<String, Arc<Tenant>>>,
+    tokens: Mutex<HashMap<String, (auth::TokenRecord, Instant)>>,
+    pub audit: audit::Chain,
+    pub metrics: metrics::Metrics,
+    limiter: limits::RateLimiter,
+}
+
+impl App {
+    pub fn new(base: Repo) -> Result<App> {
+        let sys = base.system()?;
+        Ok(App {
+            base,
+            sys,
+            tenants: RwLock::default(),
+            tokens: Mutex::default(),
+            audit: audit::Chain::new("server"),
+            metrics: metrics::Metrics::default(),
+            limiter: limits::RateLimiter::default(),
+        })
+    }
+
+    /// A tenant by name, loaded on first use. Unknown (or shredded) tenants are NotFound.
+    pub fn tenant(&self, name: &str) -> Result<Arc<Tenant>> {
+        if let Some(t) = self.tenants.read().expect("tenants").get(name) {
+            return Ok(t.clone());
+        }
+        let record = registry::load(&self.sys, name)?;
+        let repo = self.base.for_tenant(name)?;
+        let t = Arc::new(Tenant { repo: RwLock::new(repo), record: Mutex::new(record), writes: Mutex::new(()) });
+        Ok(self.tenants.write().expect("tenants").entry(name.to_string()).or_insert(t).clone())
+    }
+
+    fn forget_tenant(&self, name: &str) {
+        self.tenants.write().expect("tenants").remove(name);
+        self.tokens.lock().expect("tokens").retain(|_, (t, _)| t.tenant.as_deref() != Some(name));
+    }
+
+    fn token(&self, id: &str) -> Option<auth::TokenRecord> {
+        if let Some((t, at)) = self.tokens.lock().expect("tokens").get(id) {
+            if at.elapsed() < TOKEN_CACHE {
+                return Some(t.clone());
+            }
+        }
+        let t = auth::load(&self.sys, id).ok()?;
+        self.remember_token(t.clone());
+        Some(t)
+    }
+
+    fn remember_token(&self, t: auth::TokenRecord) {
+        self.tokens.lock().expect("tokens").insert(t.id.clone(), (t, Instant::now()));
+    }
+
+    /// Gauges computed at scrape time: per-tenant usage and store health.
+    fn render_gauges(&self, out: &mut String) {
+        use std::fmt::Write;
+        out.push_str("# HELP mvault_tenant_stored_bytes Stored bytes per tenant (after dedup and compression).\n");
+        out.push_str("# TYPE mvault_tenant_stored_bytes gauge\n");
+        for (name, t) in self.tenants.read().expect("tenants").iter() {
+            let _ = writeln!(out, "mvault_tenant_stored_bytes{{tenant=\"{name}\"}} {}", t.usage().bytes);
+        }
+        out.push_str("# HELP mvault_store_up Whether a store answered (1) or is marked down (0).\n");
+        out.push_str("# TYPE mvault_store_up gauge\n");
+        for (i, s) in self.base.config.stores.iter().enumerate() {
+            let up = self.base.stores().get(i).is_some_and(|st| st.exists("config").is_ok());
+            let _ = writeln!(out, "mvault_store_up{{store=\"{}\"}} {}", s.id, up as u8);
+        }
+    }
+}
+
+/// Serve until SIGINT or SIGTERM; then stop accepting, let requests in flight (uploads included) finish,
+/// and flush the audit log.
+pub fn run(base: Repo, opts: ServerOptions) -> Result<()> {
+    let app = Arc::new(App::new(base)?);
+    let (config, cert_path) = tls::server_config(&opts)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("mvault-server")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("start the server runtime: {e}")))?;
+    let flusher = app.clone();
+    let serving = app.clone();
+    let result = rt.block_on(async move {
+        let handle = axum_server::Handle::new();
+        let router = api::router(serving).into_make_service_with_connect_info::<SocketAddr>();
+        let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
+        let server = axum_server::bind_rustls(opts.listen, tls).handle(handle.clone()).serve(router);
+        let server = tokio::spawn(server);
+        let bound =
+            handle.listening().await.ok_or_else(|| Error::Usage(format!("cannot listen on {}", opts.listen)))?;
+        (opts.announce)(&format!("https://{bound}"), &cert_path);
+        // Audit records are flushed every second, and once more at the end.
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let a = flusher.clone();
+                let _ = tokio::task::spawn_blocking(move || a.audit.flush(&a.sys)).await;
+            }
+        });
+        shutdown_signal().await;
+        handle.graceful_shutdown(Some(Duration::from_secs(60)));
+        server
+            .await
+            .map_err(|e| Error::Usage(format!("server task: {e}")))?
+            .map_err(|e| Error::Usage(format!("server: {e}")))?;
+        Ok::<(), Error>(())
+    });
+    rt.shutdown_timeout(Duration::from_secs(5));
+    if let Err(e) = app.audit.flush(&app.sys) {
+        eprintln!("mvault server: audit records could not be written at shutdown: {e}");
+    }
+    result
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
