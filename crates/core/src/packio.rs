@@ -277,7 +277,7 @@ impl Repo {
     }
 
     /// Rebuild shards `want` of a pack from any `k` good shards: (pack length, rebuilt shard payloads).
-    pub fn rebuild_shards(&self, pack: &PackId, want: &[usize]) -> Result<(u64, Vec<(usize, Vec<u8>)>)> {
+    pub fn rebuild_shards(&self, pack: &PackId, want: &[usize]) -> Result<(u64, Vec<redundancy::Rebuilt>)> {
         let (pack_len, shards) = self.read_good_shards(pack)?;
         let views: Vec<Option<&[u8]>> = shards.iter().map(|s| s.as_deref()).collect();
         let rebuilt = redundancy::rebuild_shards(self.k(), self.config.redundancy.m, &views, want)

@@ -182,9 +182,12 @@ pub fn decode_cell(k: u8, m: u8, have: &[(usize, &[u8])]) -> Result<Vec<(usize, 
     })
 }
 
+/// A rebuilt shard: its index and payload.
+pub type Rebuilt = (usize, Vec<u8>);
+
 /// Rebuild the shards `want` (data or parity) from any `k` of `shards` (`shards[i]` is shard i's payload,
 /// if at hand; all of one length), cell by cell so the working set stays in cache.
-pub fn rebuild_shards(k: u8, m: u8, shards: &[Option<&[u8]>], want: &[usize]) -> Result<Vec<(usize, Vec<u8>)>> {
+pub fn rebuild_shards(k: u8, m: u8, shards: &[Option<&[u8]>], want: &[usize]) -> Result<Vec<Rebuilt>> {
     let (ku, n) = (k as usize, k as usize + m as usize);
     let present: Vec<usize> = (0..n).filter(|&i| shards.get(i).is_some_and(|s| s.is_some())).collect();
     if present.len() < ku || want.iter().any(|&w| w >= n) {
@@ -197,7 +200,7 @@ pub fn rebuild_shards(k: u8, m: u8, shards: &[Option<&[u8]>], want: &[usize]) ->
     if k == 1 {
         return Ok(want.iter().map(|&w| (w, shards[present[0]].expect("present").to_vec())).collect());
     }
-    let mut out: Vec<(usize, Vec<u8>)> = want.iter().map(|&w| (w, Vec::with_capacity(len))).collect();
+    let mut out: Vec<Rebuilt> = want.iter().map(|&w| (w, Vec::with_capacity(len))).collect();
     let need_parity = want.iter().any(|&w| w >= ku);
     for cell in 0..(len as u64).div_ceil(DECODE_CELL) {
         let (start, clen) = cell_range(cell, len as u64);

@@ -28,14 +28,17 @@ pub const MAX_BODY: usize = 96 << 20;
 /// instance take effect within this time; this instance's own take effect at once).
 const TOKEN_CACHE: Duration = Duration::from_secs(5);
 
+/// Told the server's https URL and the certificate file clients should trust, once it listens.
+pub type Announce = Box<dyn FnOnce(&str, &std::path::Path) + Send>;
+
 pub struct ServerOptions {
     pub listen: SocketAddr,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// Where the self-signed certificate is kept between runs.
     pub state_dir: PathBuf,
-    /// Called once the server listens: (https URL, certificate file).
-    pub announce: Box<dyn FnOnce(&str, &std::path::Path) + Send>,
+    /// Called once the server listens.
+    pub announce: Announce,
 }
 
 /// One tenant as the server holds it: its repo (keys, index) and its registry record.
