@@ -156,6 +156,7 @@ pub enum TenantCommand {
     /// List tenants with their limits and usage (operator).
     List,
     /// Set a tenant's quotas and rate limits; unset ones become unlimited (operator).
+    #[command(alias = "quota")]
     Limits {
         name: String,
         #[command(flatten)]

@@ -86,12 +86,23 @@ pub fn diff(g: &Global, a: DiffArgs) -> Result<i32> {
     let repo = crate::commands::open(g)?;
     let (_, sa) = repo.find_snapshot(&a.snapshot_a)?;
     let (_, sb) = repo.find_snapshot(&a.snapshot_b)?;
+    print_diff(g, &repo, &sa, &sb, a)
+}
+
+/// Compare two snapshots read from any blob source (the vault, or a server) and print the report.
+pub fn print_diff(
+    g: &Global,
+    repo: &dyn mvault_core::restore::BlobSource,
+    sa: &mvault_core::format::snapshot::Snapshot,
+    sb: &mvault_core::format::snapshot::Snapshot,
+    a: DiffArgs,
+) -> Result<i32> {
     // Snapshots of one directory each (checkpoints step-1/, step-2/) compare relative to that directory.
     let bases = match (sa.paths.as_slice(), sb.paths.as_slice()) {
         ([pa], [pb]) if pa != pb => Some((pa.as_str(), pb.as_str())),
         _ => None,
     };
-    let r = diff::diff(&repo, &sa.tree_id()?, &sb.tree_id()?, bases, a.tensors)?;
+    let r = diff::diff(repo, &sa.tree_id()?, &sb.tree_id()?, bases, a.tensors)?;
     if let (Some((pa, pb)), false) = (bases, g.json) {
         println!("comparing {pa} with {pb}");
     }

@@ -365,7 +365,8 @@ pub fn backup(
 pub struct RemoteSource<'c> {
     pub client: &'c Client,
     id_key: [u8; 32],
-    lengths: HashMap<ChunkId, u64>,
+    /// Plaintext and stored lengths of the chunks learned by `prefetch_lengths`.
+    lengths: HashMap<ChunkId, (u64, u64)>,
 }
 
 impl<'c> RemoteSource<'c> {
@@ -391,9 +392,10 @@ impl<'c> RemoteSource<'c> {
             let hex: Vec<String> = batch.iter().map(ChunkId::to_hex).collect();
             let v = self.client.post("/v1/chunks/stat", &json!({ "ids": hex }))?;
             let lens = v["lengths"].as_array().cloned().unwrap_or_default();
-            for (id, l) in batch.iter().zip(lens) {
-                if let Some(l) = l.as_u64() {
-                    self.lengths.insert(*id, l);
+            let stored = v["stored"].as_array().cloned().unwrap_or_default();
+            for ((id, l), s) in batch.iter().zip(lens).zip(stored) {
+                if let (Some(l), Some(s)) = (l.as_u64(), s.as_u64()) {
+                    self.lengths.insert(*id, (l, s));
                 }
             }
         }
@@ -414,7 +416,10 @@ impl BlobSource for RemoteSource<'_> {
         Ok(b)
     }
     fn chunk_len(&self, id: &ChunkId) -> Option<u64> {
-        self.lengths.get(id).copied()
+        self.lengths.get(id).map(|l| l.0)
+    }
+    fn stored_len(&self, id: &ChunkId) -> Option<u64> {
+        self.lengths.get(id).map(|l| l.1)
     }
     fn chunk_id(&self, data: &[u8]) -> ChunkId {
         ChunkId(*blake3::keyed_hash(&self.id_key, data).as_bytes())

@@ -31,6 +31,9 @@ pub struct ServerArgs {
     /// Where the self-signed certificate is kept.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Server config (TOML): a `[schedule]` of forget, prune, scrub and copy jobs (see docs/API.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -97,7 +100,12 @@ pub fn server(g: &Global, a: ServerArgs) -> Result<i32> {
         std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| ".".into()).join(".config/mvault/server")
     });
     let json = g.json;
+    let config = match &a.config {
+        Some(f) => mvault_server::schedule::load(f)?,
+        None => Default::default(),
+    };
     let opts = mvault_server::ServerOptions {
+        config,
         listen: a.listen,
         tls_cert: a.tls_cert,
         tls_key: a.tls_key,
@@ -287,6 +295,14 @@ pub fn remote(g: &Global, url: &str, cmd: Command) -> Result<i32> {
             print_ls(g, &src, &snap.tree_id()?, a)
         }
         Command::Restore(a) => remote_restore(g, &client, a),
+        Command::Diff(a) => {
+            let (_, sa) = snapshot_of(&client.snapshot(&a.snapshot_a)?)?;
+            let (_, sb) = snapshot_of(&client.snapshot(&a.snapshot_b)?)?;
+            let mut src = RemoteSource::new(&client)?;
+            src.prefetch_lengths(&sa.tree_id()?)?;
+            src.prefetch_lengths(&sb.tree_id()?)?;
+            crate::model_cmds::print_diff(g, &src, &sa, &sb, a)
+        }
         Command::Forget(a) => {
             let policy = a.keep_last + a.keep_hourly + a.keep_daily + a.keep_weekly + a.keep_monthly + a.keep_yearly
                 > 0

@@ -139,6 +139,7 @@ impl KdfParams {
 }
 
 /// The keys of one tenant key version, derived from its TK.
+#[derive(Clone)]
 pub struct TenantKeys {
     pub version: u32,
     pub data: SecretKey,

@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::ids::ChunkId;
 use crate::model::{self, Detected, FloatKind, Layout, Source, TensorInfo};
-use crate::repo::Repo;
 use crate::restore;
+use crate::restore::BlobSource;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -53,7 +53,7 @@ pub struct DiffReport {
 
 /// A file of a snapshot, readable at any offset: each read fetches only the chunks it overlaps.
 pub(crate) struct VaultFile<'a> {
-    repo: &'a Repo,
+    repo: &'a dyn BlobSource,
     /// (offset in the file, chunk) in file order.
     chunks: Vec<(u64, ChunkId)>,
     len: u64,
@@ -63,13 +63,13 @@ pub(crate) struct VaultFile<'a> {
 }
 
 impl<'a> VaultFile<'a> {
-    pub(crate) fn new(repo: &'a Repo, ids: &[ChunkId]) -> Result<Self> {
+    pub(crate) fn new(repo: &'a dyn BlobSource, ids: &[ChunkId]) -> Result<Self> {
         let mut chunks = Vec::with_capacity(ids.len());
         let mut len = 0;
         for id in ids {
-            let loc = repo.lookup(id).ok_or_else(|| Error::NotFound(format!("chunk {id}: not in the index")))?;
+            let n = repo.chunk_len(id).ok_or_else(|| Error::NotFound(format!("chunk {id}: not in the index")))?;
             chunks.push((len, *id));
-            len += loc.raw_length as u64;
+            len += n;
         }
         Ok(VaultFile { repo, chunks, len, cache: RefCell::new(None), error: RefCell::new(None) })
     }
@@ -127,7 +127,7 @@ impl Source for VaultFile<'_> {
 }
 
 /// The files (and symlinks) of a snapshot by path, with `base` (if given) cut from the front of each path.
-fn files(repo: &Repo, root: &ChunkId, base: Option<&str>) -> Result<BTreeMap<String, Node>> {
+fn files(repo: &dyn BlobSource, root: &ChunkId, base: Option<&str>) -> Result<BTreeMap<String, Node>> {
     let base = base.map(|b| b.trim_end_matches('/'));
     Ok(restore::list(repo, root)?
         .into_iter()
@@ -218,7 +218,13 @@ fn compare(fa: &VaultFile, ta: &TensorInfo, fb: &VaultFile, tb: &TensorInfo) -> 
     Ok((changed > 0, ta.float.map(|_| max_abs).filter(|_| changed > 0), fraction))
 }
 
-fn tensor_diff(repo: &Repo, path: &str, a: Option<&Node>, b: Option<&Node>, out: &mut Vec<TensorChange>) -> Result<()> {
+fn tensor_diff(
+    repo: &dyn BlobSource,
+    path: &str,
+    a: Option<&Node>,
+    b: Option<&Node>,
+    out: &mut Vec<TensorChange>,
+) -> Result<()> {
     let open = |n: Option<&Node>| -> Result<Option<VaultFile>> {
         match n.map(|n| &n.kind) {
             Some(NodeKind::File { chunks }) => VaultFile::new(repo, chunks).map(Some),
@@ -281,7 +287,13 @@ fn chunk_set(files: &BTreeMap<String, Node>) -> HashSet<ChunkId> {
 
 /// Compare two snapshot trees. With `bases`, each side's paths are taken relative to its base (the one path
 /// each snapshot was made of), so `step-1/` and `step-2/` checkpoints compare file by file.
-pub fn diff(repo: &Repo, a: &ChunkId, b: &ChunkId, bases: Option<(&str, &str)>, tensors: bool) -> Result<DiffReport> {
+pub fn diff(
+    repo: &dyn BlobSource,
+    a: &ChunkId,
+    b: &ChunkId,
+    bases: Option<(&str, &str)>,
+    tensors: bool,
+) -> Result<DiffReport> {
     let (fa, fb) = (files(repo, a, bases.map(|x| x.0))?, files(repo, b, bases.map(|x| x.1))?);
     let mut r = DiffReport::default();
     for (path, na) in &fa {
@@ -293,9 +305,7 @@ pub fn diff(repo: &Repo, a: &ChunkId, b: &ChunkId, bases: Option<(&str, &str)>, 
     }
     r.added = fb.keys().filter(|p| !fa.contains_key(*p)).cloned().collect();
     let (ca, cb) = (chunk_set(&fa), chunk_set(&fb));
-    let stored = |ids: &mut dyn Iterator<Item = &ChunkId>| -> u64 {
-        ids.filter_map(|id| repo.lookup(id)).map(|l| l.length as u64).sum()
-    };
+    let stored = |ids: &mut dyn Iterator<Item = &ChunkId>| -> u64 { ids.filter_map(|id| repo.stored_len(id)).sum() };
     r.a_only_bytes = stored(&mut ca.difference(&cb));
     r.b_only_bytes = stored(&mut cb.difference(&ca));
     if tensors {

@@ -23,6 +23,8 @@ pub trait BlobSource: Sync {
     fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>>;
     /// A chunk's plaintext length, known before it is read (restore writes chunks at their offsets).
     fn chunk_len(&self, id: &ChunkId) -> Option<u64>;
+    /// What a chunk takes in the vault (after its codec and encryption, before redundancy), for diff.
+    fn stored_len(&self, id: &ChunkId) -> Option<u64>;
     /// The keyed hash that names chunks (for `verify`).
     fn chunk_id(&self, data: &[u8]) -> ChunkId;
 }
@@ -36,6 +38,9 @@ impl BlobSource for Repo {
     }
     fn chunk_len(&self, id: &ChunkId) -> Option<u64> {
         self.lookup(id).map(|l| l.raw_length as u64)
+    }
+    fn stored_len(&self, id: &ChunkId) -> Option<u64> {
+        self.lookup(id).map(|l| l.length as u64)
     }
     fn chunk_id(&self, data: &[u8]) -> ChunkId {
         self.current_keys().chunk_id(data)

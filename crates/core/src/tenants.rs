@@ -115,3 +115,99 @@ impl Repo {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KdfParams;
+    use crate::format::pack::BlobType;
+    use crate::ingest::{self, Incoming};
+    use crate::repo::InitOptions;
+
+    fn vault(d: &tempfile::TempDir) -> Repo {
+        let opts = InitOptions { kdf: KdfParams { m_kib: 64, t: 1, p: 1 }, ..Default::default() };
+        Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap()
+    }
+
+    /// Store one blob in a tenant the way the server does; returns its id.
+    fn put(repo: &mut Repo, data: &[u8]) -> crate::ids::ChunkId {
+        let id = repo.current_keys().chunk_id(data);
+        let items = vec![Incoming { blob_type: BlobType::Data, id, float: None, data: data.to_vec() }];
+        let prepared = ingest::prepare(repo, items).unwrap();
+        ingest::store(repo, prepared).unwrap();
+        id
+    }
+
+    #[test]
+    fn tenants_have_their_own_ids_and_cannot_read_each_other() {
+        let d = tempfile::tempdir().unwrap();
+        let base = vault(&d);
+        base.create_tenant("a").unwrap();
+        base.create_tenant("b").unwrap();
+        assert!(base.create_tenant("a").is_err(), "a tenant is created once");
+        assert!(base.create_tenant("../x").is_err() && base.create_tenant("A").is_err(), "names are checked");
+        assert!(base.for_tenant("Bad/Name").is_err());
+        let (mut a, b) = (base.for_tenant("a").unwrap(), base.for_tenant("b").unwrap());
+        let id = put(&mut a, b"tenant a's weights");
+        assert_ne!(b.current_keys().chunk_id(b"tenant a's weights"), id, "the same bytes get another id in b");
+        assert!(b.lookup(&id).is_none() && b.read_blob(&id).is_err(), "b cannot see a's chunk");
+        assert_eq!(base.for_tenant("a").unwrap().read_blob(&id).unwrap(), b"tenant a's weights");
+        assert_eq!(base.tenant_names().unwrap(), vec!["a".to_string(), "b".to_string(), "default".to_string()]);
+    }
+
+    #[test]
+    fn a_shredded_tenant_cannot_be_read_with_any_remaining_key() {
+        let d = tempfile::tempdir().unwrap();
+        let base = vault(&d);
+        base.create_tenant("b").unwrap();
+        let mut b = base.for_tenant("b").unwrap();
+        let id = put(&mut b, &vec![7u8; 100_000]);
+        let loc = *b.lookup(&id).unwrap();
+        // Keep a copy of b's pack and index bytes, as an attacker who copied the disk would.
+        let root = d.path().join("v");
+        let copies: Vec<(std::path::PathBuf, Vec<u8>)> = walk(&root.join("tenants/b"))
+            .into_iter()
+            .filter(|p| !p.to_string_lossy().contains("/keys/"))
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect();
+        assert!(!copies.is_empty());
+        let (keys, _) = base.shred_tenant("b").unwrap();
+        assert!(keys >= 1);
+        assert!(walk(&root.join("tenants/b")).is_empty(), "nothing of b is left on the store");
+        assert!(matches!(base.for_tenant("b"), Err(Error::NotFound(_))), "b has no keys any more");
+        // Put the copied bytes back: no remaining key (default's, the system tenant's) opens them.
+        for (p, bytes) in &copies {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        }
+        let sys = base.system().unwrap();
+        for other in [&base, &sys] {
+            let mut as_b = other.sibling("b");
+            as_b.keys = other.keys.clone();
+            let loaded = as_b.load_index();
+            assert!(loaded.is_err() || !as_b.index_errors.is_empty(), "b's index opened with another tenant's key");
+            assert!(as_b.lookup(&id).is_none());
+            // Even told exactly where the blob is, another key cannot open it.
+            as_b.write_index(vec![(id, loc)]).unwrap();
+            assert!(as_b.read_blob(&id).is_err(), "b's blob decrypted with another tenant's key");
+        }
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    out.extend(walk(&p));
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+}

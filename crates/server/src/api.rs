@@ -468,12 +468,10 @@ async fn chunks_stat(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Re
         let ids: Ids = json_body(&body)?;
         let t = app.tenant(p.tenant()?)?;
         let repo = t.repo.read().expect("tenant repo");
-        let lens: Vec<Option<u32>> = ids
-            .ids
-            .iter()
-            .map(|s| ChunkId::from_hex(s).ok().and_then(|id| repo.lookup(&id)).map(|l| l.raw_length))
-            .collect();
-        Ok(Reply::Json(json!({ "lengths": lens })))
+        let locs: Vec<_> = ids.ids.iter().map(|s| ChunkId::from_hex(s).ok().and_then(|id| repo.lookup(&id))).collect();
+        let lengths: Vec<Option<u32>> = locs.iter().map(|l| l.map(|l| l.raw_length)).collect();
+        let stored: Vec<Option<u32>> = locs.iter().map(|l| l.map(|l| l.length)).collect();
+        Ok(Reply::Json(json!({ "lengths": lengths, "stored": stored })))
     })
     .await
 }

@@ -218,3 +218,56 @@ pub fn verify(sys: &Repo) -> Result<VerifyReport> {
     }
     Ok(rep)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mvault_core::crypto::KdfParams;
+    use mvault_core::repo::InitOptions;
+
+    fn sys(d: &tempfile::TempDir) -> Repo {
+        let opts = InitOptions { kdf: KdfParams { m_kib: 64, t: 1, p: 1 }, ..Default::default() };
+        Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap().system().unwrap()
+    }
+
+    fn rec(action: &str) -> Record {
+        Record { action: action.into(), target: "t".into(), result: 200, ..Default::default() }
+    }
+
+    #[test]
+    fn a_rewritten_record_breaks_the_chain_even_when_resealed_with_the_key() {
+        let d = tempfile::tempdir().unwrap();
+        let sys = sys(&d);
+        let chain = Chain::new("test");
+        for i in 0..3 {
+            chain.append(rec(&format!("a{i}")));
+        }
+        chain.flush(&sys).unwrap();
+        chain.append(rec("b0"));
+        chain.append(rec("b1"));
+        chain.flush(&sys).unwrap();
+        let ok = verify(&sys).unwrap();
+        assert_eq!((ok.chains, ok.records, ok.problems.len()), (1, 5, 0), "{:?}", ok.problems);
+        assert_eq!(show(&sys, None).unwrap().len(), 5);
+
+        // An insider with the keys rewrites record 1 and seals the segment again: the hash no longer matches.
+        let seg = format!("system/audit/{}/{:020}", chain.name(), 0);
+        let mut recs: Vec<Record> = serde_json::from_slice(&sys.read_sealed(Kind::Audit, &seg).unwrap()).unwrap();
+        recs[1].result = 403;
+        sys.write_sealed(Kind::Audit, &seg, &serde_json::to_vec(&recs).unwrap()).unwrap();
+        let bad = verify(&sys).unwrap();
+        assert!(bad.problems.iter().any(|p| p.contains("record 1 was altered")), "{:?}", bad.problems);
+
+        // ... and recomputing its hash breaks the link to record 2 instead.
+        recs[1].hash = recs[1].compute_hash();
+        sys.write_sealed(Kind::Audit, &seg, &serde_json::to_vec(&recs).unwrap()).unwrap();
+        let bad = verify(&sys).unwrap();
+        assert!(bad.problems.iter().any(|p| p.contains("record 2 does not follow")), "{:?}", bad.problems);
+
+        // Dropping a record from a segment leaves a gap.
+        recs.remove(1);
+        sys.write_sealed(Kind::Audit, &seg, &serde_json::to_vec(&recs).unwrap()).unwrap();
+        let bad = verify(&sys).unwrap();
+        assert!(bad.problems.iter().any(|p| p.contains("removed or reordered")), "{:?}", bad.problems);
+    }
+}

@@ -12,6 +12,7 @@ pub mod frames;
 pub mod limits;
 pub mod metrics;
 pub mod registry;
+pub mod schedule;
 pub mod tls;
 
 use mvault_core::repo::Repo;
@@ -39,6 +40,8 @@ pub struct ServerOptions {
     pub state_dir: PathBuf,
     /// Called once the server listens.
     pub announce: Announce,
+    /// Scheduled jobs (`--config FILE`, section `[schedule]`).
+    pub config: schedule::Config,
 }
 
 /// One tenant as the server holds it: its repo (keys, index) and its registry record.
@@ -71,6 +74,7 @@ pub struct App {
     tokens: Mutex<HashMap<String, (auth::TokenRecord, Instant)>>,
     pub audit: audit::Chain,
     pub metrics: metrics::Metrics,
+    pub jobs: schedule::JobStats,
     limiter: limits::RateLimiter,
 }
 
@@ -84,6 +88,7 @@ impl App {
             tokens: Mutex::default(),
             audit: audit::Chain::new("server"),
             metrics: metrics::Metrics::default(),
+            jobs: schedule::JobStats::default(),
             limiter: limits::RateLimiter::default(),
         })
     }
@@ -122,6 +127,7 @@ impl App {
     /// Gauges computed at scrape time: per-tenant usage and store health.
     fn render_gauges(&self, out: &mut String) {
         use std::fmt::Write;
+        self.jobs.render(out);
         out.push_str("# HELP mvault_tenant_stored_bytes Stored bytes per tenant (after dedup and compression).\n");
         out.push_str("# TYPE mvault_tenant_stored_bytes gauge\n");
         for (name, t) in self.tenants.read().expect("tenants").iter() {
@@ -149,6 +155,7 @@ pub fn run(base: Repo, opts: ServerOptions) -> Result<()> {
         .map_err(|e| Error::Usage(format!("start the server runtime: {e}")))?;
     let flusher = app.clone();
     let serving = app.clone();
+    let scheduling = app.clone();
     let result = rt.block_on(async move {
         let handle = axum_server::Handle::new();
         let router = api::router(serving).into_make_service_with_connect_info::<SocketAddr>();
@@ -158,6 +165,7 @@ pub fn run(base: Repo, opts: ServerOptions) -> Result<()> {
         let bound =
             handle.listening().await.ok_or_else(|| Error::Usage(format!("cannot listen on {}", opts.listen)))?;
         (opts.announce)(&format!("https://{bound}"), &cert_path);
+        schedule::start(scheduling, opts.config);
         // Audit records are flushed every second, and once more at the end.
         tokio::spawn(async move {
             loop {
