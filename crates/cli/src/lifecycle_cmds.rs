@@ -204,10 +204,8 @@ pub fn tenant(g: &Global, c: TenantCommand) -> Result<i32> {
     }
     match c {
         TenantCommand::Rekey { tenant, rewrite, resume } => {
-            let mut repo = open(g)?;
-            if tenant != repo.tenant {
-                return Err(Error::NotFound(format!("tenant {tenant} (this vault's local tenant is {})", repo.tenant)));
-            }
+            let base = open(g)?;
+            let mut repo = if tenant == base.tenant { base } else { base.for_tenant(&tenant)? };
             let r = repo.rekey(!resume, rewrite, &stale_reporter(g))?;
             if g.json {
                 ui::print_json(&r);

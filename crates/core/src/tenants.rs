@@ -74,6 +74,9 @@ impl Repo {
         if tenant == SYSTEM_TENANT {
             return Err(Error::Usage("the system tenant cannot be shredded".into()));
         }
+        // Every store must be up before the first key goes: a key left on a store that was away would
+        // keep the tenant's data readable.
+        self.require_all_stores("tenant delete --shred")?;
         let (mut keys, mut other) = (0, 0);
         for pass in ["keys", ""] {
             let prefix = if pass.is_empty() { format!("tenants/{tenant}") } else { format!("tenants/{tenant}/keys") };
