@@ -74,6 +74,15 @@ pub struct BackupArgs {
 }
 
 #[derive(Args)]
+pub struct SpeedArgs {
+    /// Take the sample from this file (its first --mib MiB).
+    #[arg(long, value_name = "FILE")]
+    pub sample: Option<PathBuf>,
+    #[arg(long, default_value_t = 64)]
+    pub mib: usize,
+}
+
+#[derive(Args)]
 pub struct LsArgs {
     /// Snapshot id prefix or `latest`.
     pub snapshot: String,
@@ -158,6 +167,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Server(a) => crate::server_cmds::server(g, a),
         Command::Token(c) => crate::server_cmds::token_local(g, c),
         Command::Audit(c) => crate::server_cmds::audit_local(g, c),
+        Command::Speed(a) => speed(g, a),
         Command::Demo(a) => crate::demo::run(g, a),
         Command::Init(a) => init(g, a),
         Command::Backup(a) => backup(g, a),
@@ -181,6 +191,37 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Status(a) => crate::heal_cmds::status(g, a),
         Command::Durability(a) => crate::heal_cmds::durability(g, a),
     }
+}
+
+fn speed(g: &Global, a: SpeedArgs) -> Result<i32> {
+    let n = a.mib.clamp(1, 1024) << 20;
+    let sample = match &a.sample {
+        Some(p) => {
+            use std::io::Read;
+            let mut buf = Vec::with_capacity(n);
+            std::fs::File::open(p)
+                .and_then(|f| f.take(n as u64).read_to_end(&mut buf))
+                .map_err(|e| Error::io("read", p, e))?;
+            buf
+        }
+        None => mvault_core::model::synth::bf16_bytes(&mvault_core::model::synth::weights_f32(n / 2, 7, 0.02)),
+    };
+    let s = mvault_core::speed::measure(&sample, 1.0);
+    if g.json {
+        ui::print_json(&s);
+    } else {
+        let mb = |v: f64| format!("{:.0} MB/s", v / 1e6);
+        println!("one core, {} sample:", ui::size(s.sample_bytes as u64));
+        println!("  AES-256-GCM seal {}, open {}", mb(s.aes_256_gcm_seal), mb(s.aes_256_gcm_open));
+        println!("  BLAKE3 (keyed)   {}", mb(s.blake3_keyed));
+        println!(
+            "  zstd -3          {} compress, {} decompress, ratio {:.3}",
+            mb(s.zstd3_compress),
+            mb(s.zstd_decompress),
+            s.zstd3_ratio
+        );
+    }
+    Ok(0)
 }
 
 fn init(g: &Global, a: InitArgs) -> Result<i32> {

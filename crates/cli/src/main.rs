@@ -122,6 +122,9 @@ pub enum Command {
     /// reordering).
     #[command(subcommand)]
     Audit(server_cmds::AuditCommand),
+    /// This machine's single-core AES-256-GCM, BLAKE3 and zstd speeds on a sample of FILE (or of synthetic
+    /// float weights): the raw limits bench/run compares mvault's throughput with.
+    Speed(commands::SpeedArgs),
 }
 
 /// Rust ignores SIGPIPE, so `mvault ls | head` would panic in println! once the reader goes away. A reader

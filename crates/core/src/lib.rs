@@ -28,6 +28,7 @@ pub mod repo;
 pub mod restore;
 pub mod retention;
 pub mod rotate;
+pub mod speed;
 pub mod store;
 pub mod tenants;
 
