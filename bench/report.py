@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""bench/run's report: the TSV of timed steps and facts -> a table on stdout and bench.json.
+
+    report.py RESULTS.tsv BENCH_DIR OUT.json VERSIONS
+
+Throughput is source bytes / wall seconds (MB = 10^6 bytes). "vs peer" is mvault's throughput over the
+peer's (higher is better for mvault); "vs limit" is mvault's cold backup over the slowest raw limit of its
+pipeline: reading the files, writing the same bytes (dd, fsync), and on the machine's cores AES-256-GCM,
+keyed BLAKE3 and zstd -3 (one core's speed x the cores).
+"""
+import datetime
+import json
+import os
+import sys
+
+tsv, bench_dir, out, versions = sys.argv[1:5]
+steps, facts = {}, {}
+for line in open(tsv):
+    kind, *f = line.rstrip("\n").split("\t")
+    if kind == "step":
+        s, tool, op, wall, cpu, rss = f
+        steps[(s, tool, op)] = None if wall == "FAIL" else {
+            "wall_s": float(wall), "cpu_s": float(cpu), "peak_rss_mib": round(int(rss) / 1024, 1)}
+    else:
+        s, tool, key, value = f
+        facts[(s, tool, key)] = value
+
+cores = os.cpu_count() or 1
+sets = []
+for s in dict.fromkeys(k[0] for k in facts):
+    src = int(facts[(s, "-", "bytes")])
+    speed = json.loads(facts.get((s, "raw", "speed"), "{}") or "{}")
+    raw = {
+        "read_files_mb_s": src / 1e6 / steps[(s, "raw", "read files")]["wall_s"] if steps.get((s, "raw", "read files")) else None,
+        "dd_write_mb_s": src / 1e6 / steps[(s, "raw", "dd write")]["wall_s"] if steps.get((s, "raw", "dd write")) else None,
+        "aes_256_gcm_mb_s_per_core": speed.get("aes_256_gcm_seal", 0) / 1e6,
+        "blake3_mb_s_per_core": speed.get("blake3_keyed", 0) / 1e6,
+        "zstd3_mb_s_per_core": speed.get("zstd3_compress", 0) / 1e6,
+        "zstd3_ratio": speed.get("zstd3_ratio"),
+    }
+    limits = [raw["read_files_mb_s"], raw["dd_write_mb_s"]] + [
+        cores * raw[k] for k in ("aes_256_gcm_mb_s_per_core", "blake3_mb_s_per_core", "zstd3_mb_s_per_core")]
+    slowest = min(x for x in limits if x)
+    tools = []
+    for tool in dict.fromkeys(k[1] for k in steps if k[0] == s and k[1] != "raw"):
+        row = {"tool": tool, "stored_bytes": int(facts.get((s, tool, "stored"), 0)),
+               "small_change_stored_bytes": int(facts.get((s, tool, "small change stored"), 0)),
+               "restore_ok": facts.get((s, tool, "restore ok")) == "ok"}
+        if (s, tool, "restore degraded ok") in facts:
+            row["restore_degraded_ok"] = facts[(s, tool, "restore degraded ok")] == "ok"
+        for op in ("backup cold", "backup unchanged", "backup small change", "restore", "restore degraded",
+                   "check read-data"):
+            st = steps.get((s, tool, op), "absent")
+            if st == "absent":
+                continue
+            key = op.replace(" ", "_").replace("-", "_")
+            row[key] = None if st is None else dict(st, mb_s=round(src / 1e6 / max(st["wall_s"], 1e-3), 1))
+        tools.append(row)
+    sets.append({"set": s, "source_bytes": src, "files": int(facts[(s, "-", "files")]), "raw_limits": raw,
+                 "slowest_raw_limit_mb_s": round(slowest, 1), "tools": tools})
+
+
+def get(row, op, field):
+    v = row.get(op)
+    return None if not v else v.get(field)
+
+
+def fmt(v, spec=".1f"):
+    return "-" if v is None else format(v, spec)
+
+
+report_lines = []
+for st in sets:
+    r = st["raw_limits"]
+    report_lines.append(
+        f'\n## {st["set"]}: {st["source_bytes"] / 2**20:.1f} MiB in {st["files"]} files\n'
+        f'raw limits: read {fmt(r["read_files_mb_s"])} MB/s, dd write {fmt(r["dd_write_mb_s"])} MB/s; one core: '
+        f'AES-256-GCM {r["aes_256_gcm_mb_s_per_core"]:.0f}, BLAKE3 {r["blake3_mb_s_per_core"]:.0f}, '
+        f'zstd -3 {r["zstd3_mb_s_per_core"]:.0f} MB/s (ratio {fmt(r["zstd3_ratio"], ".3f")}); '
+        f'slowest in the pipeline on {cores} cores: {st["slowest_raw_limit_mb_s"]:.0f} MB/s\n')
+    hdr = ["tool", "cold MB/s", "cpu s", "unchanged s", "small chg s", "+stored MiB", "restore MB/s",
+           "degraded MB/s", "check MB/s", "stored MiB", "% of src", "peak RSS MiB", "restore"]
+    rows = []
+    for t in st["tools"]:
+        rss = max([get(t, k, "peak_rss_mib") or 0 for k in t if isinstance(t.get(k), dict)] or [0])
+        rows.append([t["tool"], fmt(get(t, "backup_cold", "mb_s")), fmt(get(t, "backup_cold", "cpu_s")),
+                     fmt(get(t, "backup_unchanged", "wall_s"), ".2f"), fmt(get(t, "backup_small_change", "wall_s"), ".2f"),
+                     f'{t["small_change_stored_bytes"] / 2**20:.1f}', fmt(get(t, "restore", "mb_s")),
+                     fmt(get(t, "restore_degraded", "mb_s")), fmt(get(t, "check_read_data", "mb_s")),
+                     f'{t["stored_bytes"] / 2**20:.1f}', f'{100 * t["stored_bytes"] / st["source_bytes"]:.1f}',
+                     f"{rss:.0f}", "ok" if t["restore_ok"] else "DIFF"])
+    w = [max(len(x[i]) for x in rows + [hdr]) for i in range(len(hdr))]
+    line = lambda c: "| " + " | ".join(x.rjust(n) if i else x.ljust(n) for i, (x, n) in enumerate(zip(c, w))) + " |"
+    report_lines += [line(hdr), "|" + "|".join("-" * (n + 2) for n in w) + "|"] + [line(x) for x in rows]
+    mv = next((t for t in st["tools"] if t["tool"] == "mvault"), None)
+    if mv:
+        ratios = []
+        for peer in st["tools"]:
+            if peer["tool"].startswith("mvault"):
+                continue
+            parts = []
+            for op, label in (("backup_cold", "backup"), ("restore", "restore")):
+                a, b = get(mv, op, "mb_s"), get(peer, op, "mb_s")
+                if a and b:
+                    parts.append(f"{label} {a / b:.2f}x")
+            a, b = get(mv, "backup_cold", "wall_s"), get(mv, "backup_unchanged", "wall_s")
+            if peer["stored_bytes"]:
+                d = 100 * (1 - mv["stored_bytes"] / peer["stored_bytes"])
+                parts.append(f"stored {d:.0f}% smaller" if d >= 0 else f"stored {-d:.0f}% larger")
+            ratios.append(f'mvault vs {peer["tool"]}: ' + ", ".join(parts))
+        cold, unch = get(mv, "backup_cold", "wall_s"), get(mv, "backup_unchanged", "wall_s")
+        if cold and unch:
+            ratios.append(f"mvault unchanged re-backup {cold / unch:.1f}x faster than cold")
+        if get(mv, "backup_cold", "mb_s"):
+            ratios.append(f'mvault cold backup = {100 * get(mv, "backup_cold", "mb_s") / st["slowest_raw_limit_mb_s"]:.0f}% '
+                          f"of the slowest raw limit")
+        report_lines += [""] + ratios
+print("\n".join(report_lines))
+
+json.dump({
+    "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    "machine": {"cpus": cores, "mem_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")},
+    "versions": versions, "page_cache": "warm (not dropped)", "sets": sets,
+}, open(out, "w"), indent=1)
+print(f"\nwrote {out}")
