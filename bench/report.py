@@ -27,7 +27,14 @@ for line in open(tsv):
 
 cores = os.cpu_count() or 1
 sets = []
-for s in dict.fromkeys(k[0] for k in facts):
+scaling = []
+for (s, tool, op), st in steps.items():
+    if s == "scaling" and st:
+        what = op.split(" ", 1)[1]
+        size = int(facts.get((s, tool, f"bytes {what.replace('unchanged ', '')}"), 0) or 0)
+        scaling.append({"run": op, "wall_s": st["wall_s"], "cpu_s": st["cpu_s"], "peak_rss_mib": st["peak_rss_mib"],
+                        "bytes": size, "mb_s": round(size / 1e6 / max(st["wall_s"], 1e-3), 1)})
+for s in dict.fromkeys(k[0] for k in facts if k[0] != "scaling"):
     src = int(facts[(s, "-", "bytes")])
     speed = json.loads(facts.get((s, "raw", "speed"), "{}") or "{}")
     raw = {
@@ -115,11 +122,16 @@ for st in sets:
             ratios.append(f'mvault cold backup = {100 * get(mv, "backup_cold", "mb_s") / st["slowest_raw_limit_mb_s"]:.0f}% '
                           f"of the slowest raw limit")
         report_lines += [""] + ratios
+if scaling:
+    report_lines.append("\n## scaling (mvault backup; memory must not grow with data size)")
+    for r in scaling:
+        report_lines.append(f'{r["run"]:<26} {r["wall_s"]:7.2f} s  {r["mb_s"]:7.1f} MB/s  cpu {r["cpu_s"]:6.1f} s  '
+                            f'peak RSS {r["peak_rss_mib"]:6.1f} MiB')
 print("\n".join(report_lines))
 
 json.dump({
     "date": datetime.datetime.now().isoformat(timespec="seconds"),
     "machine": {"cpus": cores, "mem_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")},
-    "versions": versions, "page_cache": "warm (not dropped)", "sets": sets,
+    "versions": versions, "page_cache": "warm (not dropped)", "sets": sets, "scaling": scaling,
 }, open(out, "w"), indent=1)
 print(f"\nwrote {out}")
