@@ -170,9 +170,11 @@ pub fn decode(enc: &[u8], n: usize, object: &str) -> Result<Vec<u8>> {
         return Err(bad("symbol count out of range"));
     }
     let table = enc.get(2..2 + 3 * count).ok_or_else(|| bad("table truncated"))?;
-    // One table entry per slot: symbol, frequency and start, so decoding a symbol is one lookup.
+    // The slot -> symbol table is 16 KiB of bytes (it stays in L1 cache, where a table of (symbol, frequency,
+    // start) tuples would take 192 KiB); frequency and start are looked up per symbol in 1 KiB arrays.
     let mut freq = [0u32; 256];
-    let mut slots = vec![(0u8, 0u32, 0u32); M as usize];
+    let mut start = [0u32; 256];
+    let mut sym = [0u8; M as usize];
     let mut acc = 0u32;
     for e in table.chunks_exact(3) {
         let (s, f) = (e[0] as usize, u16::from_le_bytes([e[1], e[2]]) as u32);
@@ -180,7 +182,8 @@ pub fn decode(enc: &[u8], n: usize, object: &str) -> Result<Vec<u8>> {
             return Err(bad("bad frequency table"));
         }
         freq[s] = f;
-        slots[acc as usize..(acc + f) as usize].fill((s as u8, f, acc));
+        start[s] = acc;
+        sym[acc as usize..(acc + f) as usize].fill(s as u8);
         acc += f;
     }
     if acc != M {
@@ -193,10 +196,10 @@ pub fn decode(enc: &[u8], n: usize, object: &str) -> Result<Vec<u8>> {
     };
     let mut x = [x0, x1];
     let mut pos = 8;
-    let slots = &slots[..M as usize];
     let mut step = |xi: &mut u32| -> Option<u8> {
-        let (s, f, st) = slots[(*xi & (M - 1)) as usize];
-        *xi = f * (*xi >> SCALE) + (*xi & (M - 1)) - st;
+        let slot = *xi & (M - 1);
+        let s = sym[slot as usize];
+        *xi = freq[s as usize] * (*xi >> SCALE) + slot - start[s as usize];
         while *xi < L {
             *xi = (*xi << 8) | *stream.get(pos)? as u32;
             pos += 1;
