@@ -38,19 +38,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(0..n * 4, 0.0..max * 1.15)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_desc("MB/s")
-            .label_style(("sans-serif", 14))
-            .draw()?;
+        chart.configure_mesh().disable_x_mesh().x_labels(0).y_desc("MB/s").label_style(("sans-serif", 14)).draw()?;
         for (i, t) in tools.iter().enumerate() {
             let x0 = i as i32 * 4;
             for (j, (op, _)) in OPS.iter().enumerate() {
                 let v = mb_s(t, op);
                 let c = colors[j];
-                chart.draw_series(std::iter::once(Rectangle::new([(x0 + j as i32, 0.0), (x0 + j as i32 + 1, v)], c.filled())))?;
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(x0 + j as i32, 0.0), (x0 + j as i32 + 1, v)],
+                    c.filled(),
+                )))?;
                 if v > 0.0 {
                     chart.draw_series(std::iter::once(Text::new(
                         format!("{v:.0}"),
@@ -72,7 +69,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .label(*label)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
         }
-        chart.configure_series_labels().background_style(WHITE).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE)
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()?;
     }
     root.present()?;
     Ok(())
