@@ -80,6 +80,10 @@ impl Client {
     /// One request; the body of a success, or the server's error as `Error::Remote` (404 as NotFound).
     fn call(&self, method: reqwest::Method, path: &str, body: Option<(&'static str, Vec<u8>)>) -> Result<Vec<u8>> {
         let url = format!("{}{path}", self.base);
+        // Safe to send again after a broken connection: reads, and uploads (the server drops what it has).
+        // Anything else is retried only if the connection never opened, so a snapshot, a token or a forget is
+        // never carried out twice.
+        let repeatable = method == reqwest::Method::GET || path.starts_with("/v1/chunks");
         let mut last = None;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
@@ -91,7 +95,7 @@ impl Client {
             }
             let resp = match rq.send() {
                 Ok(r) => r,
-                Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
+                Err(e) if e.is_connect() || (repeatable && (e.is_timeout() || e.is_request())) => {
                     last = Some(Error::Usage(format!("server {}: {e}", self.base)));
                     continue;
                 }
@@ -101,9 +105,15 @@ impl Client {
             let status = resp.status();
             let bytes = match resp.bytes() {
                 Ok(b) => b.to_vec(),
-                Err(e) => {
+                Err(e) if repeatable => {
                     last = Some(Error::Usage(format!("server {}: reading the answer: {e}", self.base)));
                     continue;
+                }
+                Err(e) => {
+                    return Err(Error::Usage(format!(
+                        "server {}: the answer was cut off ({e}); the request may have been carried out",
+                        self.base
+                    )))
                 }
             };
             self.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);

@@ -170,19 +170,26 @@ impl App {
     fn admit(&self, p: &Principal, bytes: u64) -> Result<(), ApiError> {
         let Some(t) = &p.token.tenant else { return Ok(()) };
         let limits = self.tenant(t)?.record.lock().expect("record").limits.clone();
-        self.limiter
-            .admit(&p.token.id, "requests", 1.0, limits.requests_per_second)
-            .and_then(|_| {
-                self.limiter.admit(&p.token.id, "bytes", bytes as f64, limits.bytes_per_second.map(|b| b as f64))
-            })
-            .map_err(|l| ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                body: json!({
-                    "error": format!("rate limit {} of {} exceeded; retry in {:.1} s", l.limit, l.rate, l.retry_after),
-                    "limit": l.limit, "rate": l.rate, "retry_after": l.retry_after,
-                }),
-                retry_after: Some(l.retry_after),
-            })
+        self.limiter.admit(&p.token.id, "requests", 1.0, limits.requests_per_second).map_err(limited)?;
+        self.admit_bytes(p, bytes)
+    }
+
+    /// Charge `bytes` (sent or received) to the token's bytes_per_second.
+    fn admit_bytes(&self, p: &Principal, bytes: u64) -> Result<(), ApiError> {
+        let Some(t) = &p.token.tenant else { return Ok(()) };
+        let rate = self.tenant(t)?.record.lock().expect("record").limits.bytes_per_second;
+        self.limiter.admit(&p.token.id, "bytes", bytes as f64, rate.map(|b| b as f64)).map_err(limited)
+    }
+}
+
+fn limited(l: crate::limits::Limited) -> ApiError {
+    ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        body: json!({
+            "error": format!("rate limit {} of {} exceeded; retry in {:.1} s", l.limit, l.rate, l.retry_after),
+            "limit": l.limit, "rate": l.rate, "retry_after": l.retry_after,
+        }),
+        retry_after: Some(l.retry_after),
     }
 }
 
@@ -196,9 +203,21 @@ async fn blocking(
     f: impl FnOnce(&App, &Principal) -> Result<Reply, ApiError> + Send + 'static,
 ) -> Response {
     let app2 = app.clone();
-    tokio::task::spawn_blocking(move || app2.run(r, |p| f(&app, p)))
-        .await
-        .unwrap_or_else(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "handler failed").into_response())
+    let (name, target, client) = (r.name, r.target.clone(), r.client);
+    let audit = app.clone();
+    tokio::task::spawn_blocking(move || app2.run(r, |p| f(&app, p))).await.unwrap_or_else(|_| {
+        // A handler that panicked still leaves its trace.
+        audit.audit.append(audit::Record {
+            action: name.into(),
+            target,
+            client: client.ip().to_string(),
+            result: 500,
+            detail: "handler failed".into(),
+            ..Default::default()
+        });
+        audit.metrics.observe(name, 500, 0, 0, 0.0);
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "handler failed").into_response()
+    })
 }
 
 impl IntoResponse for ApiError {
@@ -312,6 +331,9 @@ async fn tenants_delete(
                 "deleting a tenant destroys its keys and data: add ?shred=true",
             ));
         }
+        // Uploads and commits of the tenant in progress finish first, and none start until it is gone.
+        let t = app.tenant(&name)?;
+        let _no_writers = t.writes.lock().expect("tenant writes");
         let (keys, objects) = registry::shred(&app.base, &app.sys, &name)?;
         app.forget_tenant(&name);
         Ok(Reply::Json(json!({ "tenant": name, "key_objects_deleted": keys, "objects_deleted": objects })))
@@ -500,6 +522,9 @@ async fn chunks_upload(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> 
             });
         }
         let stored = prepared.len();
+        // The vault's shared lock, as a local backup holds it: a prune (which takes the exclusive one) cannot
+        // run between these packs being written and a snapshot naming them.
+        let _lock = app.base.lock(false, "server upload", &|_| {})?;
         let written = ingest::store(&mut t.repo.write().expect("tenant repo"), prepared)?;
         Ok(Reply::Json(json!({ "received": received, "stored": stored, "bytes_written": written })))
     })
@@ -511,9 +536,11 @@ async fn blob_get(State(app): St, h: HeaderMap, c: Client, Path(id): Path<String
         let id = chunk_id(&id)?;
         let t = app.tenant(p.tenant()?)?;
         let repo = t.repo.read().expect("tenant repo");
-        if repo.lookup(&id).is_none() {
+        let Some(loc) = repo.lookup(&id) else {
             return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no blob {id}")));
-        }
+        };
+        // Downloads count against the token's bytes_per_second too.
+        app.admit_bytes(p, loc.raw_length as u64)?;
         Ok(Reply::Bytes(repo.read_blob(&id)?))
     })
     .await
@@ -550,6 +577,7 @@ async fn snapshots_create(State(app): St, h: HeaderMap, c: Client, body: Bytes) 
         let mut snap: Snapshot = json_body(&body)?;
         let t = app.tenant(p.tenant()?)?;
         let _one_writer = t.writes.lock().expect("tenant writes");
+        let _lock = app.base.lock(false, "server snapshot", &|_| {})?;
         let repo = t.repo.read().expect("tenant repo");
         if let Some(max) = t.record.lock().expect("record").limits.max_snapshots {
             let have = repo.snapshots()?.0.len() as u64;

@@ -145,7 +145,7 @@ pub fn create(
         role,
         hash: blake3::hash(&secret).to_hex().to_string(),
         created: now(),
-        expires: ttl.map(|t| now() + t),
+        expires: ttl.map(|t| now().saturating_add(t)),
         revoked: false,
         label: label.to_string(),
     };

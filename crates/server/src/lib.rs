@@ -130,7 +130,10 @@ impl App {
         self.jobs.render(out);
         out.push_str("# HELP mvault_tenant_stored_bytes Stored bytes per tenant (after dedup and compression).\n");
         out.push_str("# TYPE mvault_tenant_stored_bytes gauge\n");
-        for (name, t) in self.tenants.read().expect("tenants").iter() {
+        // Copy the tenants out first: usage() takes each tenant's lock, and the map's must not wait on it.
+        let tenants: Vec<(String, Arc<Tenant>)> =
+            self.tenants.read().expect("tenants").iter().map(|(n, t)| (n.clone(), t.clone())).collect();
+        for (name, t) in tenants {
             let _ = writeln!(out, "mvault_tenant_stored_bytes{{tenant=\"{name}\"}} {}", t.usage().bytes);
         }
         out.push_str("# HELP mvault_store_up Whether a store answered (1) or is marked down (0).\n");

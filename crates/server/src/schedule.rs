@@ -115,8 +115,8 @@ impl Job {
             Kind::Forget if self.policy()?.is_empty() => {
                 Err(Error::Usage("schedule: a forget job needs a policy (keep_last, keep_daily, ...)".into()))
             }
-            Kind::Copy if self.to.is_none() || self.to_password_file.is_none() => {
-                Err(Error::Usage("schedule: a copy job needs `to` and `to_password_file`".into()))
+            Kind::Copy if self.to.is_none() || self.to_password_file.is_none() || self.tenant.is_none() => {
+                Err(Error::Usage("schedule: a copy job needs `tenant`, `to` and `to_password_file`".into()))
             }
             _ => Ok(()),
         }
@@ -186,7 +186,8 @@ impl App {
         let quiet = |_: &str| {};
         let mut parts = Vec::new();
         for name in self.job_tenants(job)? {
-            let t = self.tenant(&name)?;
+            // Each run works on its own view of the tenant, so requests are never held up by a long job.
+            let repo = self.base.for_tenant(&name)?;
             match job.kind {
                 Kind::Forget => {
                     let opts = ForgetOptions {
@@ -195,18 +196,19 @@ impl App {
                         group_by: Default::default(),
                         dry_run: false,
                     };
-                    let r = prune::forget(&t.repo.read().expect("tenant repo"), &opts)?;
+                    let r = prune::forget(&repo, &opts)?;
                     parts.push(format!("{name}: {} snapshots removed", r.removed.len()));
                 }
                 Kind::Prune => {
+                    let t = self.tenant(&name)?;
                     let _one_writer = t.writes.lock().expect("tenant writes");
-                    let plan = prune::prune(&t.repo.read().expect("tenant repo"), &PruneOptions::default(), &quiet)?;
-                    // Prune rewrote this tenant's index: read it again.
+                    let plan = prune::prune(&repo, &PruneOptions::default(), &quiet)?;
+                    // Prune rewrote this tenant's index: the server's view reads it again.
                     *t.repo.write().expect("tenant repo") = self.base.for_tenant(&name)?;
                     parts.push(format!("{name}: {}", serde_json::to_string(&plan).unwrap_or_default()));
                 }
                 Kind::Scrub => {
-                    let r = t.repo.read().expect("tenant repo").scrub(job.repair, None, &Default::default())?;
+                    let r = repo.scrub(job.repair, None, &Default::default())?;
                     parts.push(format!(
                         "{name}: {} shards checked, {} missing, {} corrupt, {} repaired",
                         r.shards_checked,
@@ -220,13 +222,7 @@ impl App {
                     let pw = std::fs::read_to_string(pwf.unwrap_or(std::path::Path::new("")))
                         .map_err(|e| Error::Usage(format!("copy job: password file: {e}")))?;
                     let mut dst = mvault_core::repo::Repo::open(to, pw.lines().next().unwrap_or_default().as_bytes())?;
-                    let r = mvault_core::copy::copy(
-                        &t.repo.read().expect("tenant repo"),
-                        &mut dst,
-                        &[],
-                        &Default::default(),
-                        &quiet,
-                    )?;
+                    let r = mvault_core::copy::copy(&repo, &mut dst, &[], &Default::default(), &quiet)?;
                     parts.push(format!("{name}: {} snapshots copied to {to}", r.copied.len()));
                 }
             }
@@ -333,6 +329,7 @@ mod tests {
         for bad in [
             "[[schedule.job]]\nkind = \"forget\"\nevery = \"1d\"\n",
             "[[schedule.job]]\nkind = \"copy\"\nevery = \"1d\"\n",
+            "[[schedule.job]]\nkind = \"copy\"\nevery = \"1d\"\nto = \"/x\"\nto_password_file = \"/p\"\n",
             "[[schedule.job]]\nkind = \"scrub\"\nevery = \"soon\"\n",
             "[[schedule.job]]\nkind = \"scrub\"\nevery = \"10ms\"\n",
         ] {
