@@ -11,29 +11,8 @@
 #
 # Usage: MVAULT_BIN=target/debug/mvault tests/server/attack.sh   (needs curl and jq)
 set -euo pipefail
-M=${MVAULT_BIN:?set MVAULT_BIN to the mvault binary}
-T=$(mktemp -d)
-SRV=
-cleanup() { [[ -n $SRV ]] && kill "$SRV" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
-export MVAULT_PASSWORD=attack-test-pw
-V=$T/vault
-"$M" -q --vault "$V" init >/dev/null
-OP=$("$M" --vault "$V" --json token create --role operator | jq -r .token)
-
-start_server() {
-    rm -f "$T/srv.json"
-    "$M" --vault "$V" --json server --listen 127.0.0.1:0 --state-dir "$T/state" ${SERVER_ARGS:-} >"$T/srv.json" 2>"$T/srv.err" &
-    SRV=$!
-    for _ in $(seq 100); do [[ -s $T/srv.json ]] && break; sleep 0.1; done
-    [[ -s $T/srv.json ]] || fail "server did not start: $(cat "$T/srv.err")"
-    URL=$(jq -r .listen "$T/srv.json")
-    export MVAULT_TLS_CA=$T/state/server-cert.pem
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 start_server
-R() { local tok=$1; shift; MVAULT_TOKEN=$tok "$M" --vault "$URL" "$@"; }
 # H TOKEN CURL-ARGS...: prints the HTTP status; the body is in $T/body
 H() { local tok=$1; shift; curl -sS --path-as-is -o "$T/body" -w '%{http_code}' --cacert "$MVAULT_TLS_CA" -H "Authorization: Bearer $tok" "$@"; }
 

@@ -5,22 +5,8 @@
 #
 # Usage: MVAULT_BIN=target/debug/mvault tests/server/load.sh
 set -euo pipefail
-M=${MVAULT_BIN:?set MVAULT_BIN to the mvault binary}
-T=$(mktemp -d)
-SRV=
-cleanup() { [[ -n $SRV ]] && kill "$SRV" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-export MVAULT_PASSWORD=load-test-pw
-V=$T/vault
-"$M" -q --vault "$V" init >/dev/null
-OP=$("$M" --vault "$V" --json token create --role operator | jq -r .token)
-"$M" --vault "$V" --json server --listen 127.0.0.1:0 --state-dir "$T/state" >"$T/srv.json" 2>"$T/srv.err" &
-SRV=$!
-for _ in $(seq 100); do [[ -s $T/srv.json ]] && break; sleep 0.1; done
-URL=$(jq -r .listen "$T/srv.json")
-export MVAULT_TLS_CA=$T/state/server-cert.pem
-R() { local tok=$1; shift; MVAULT_TOKEN=$tok timeout 240 "$M" --vault "$URL" "$@"; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+start_server
 
 clients=()
 for t in t1 t2 t3; do

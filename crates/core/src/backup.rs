@@ -445,50 +445,81 @@ fn encoder(repo: &Repo, max_depth: u8, warn: &(dyn Fn(&Error) + Sync), rx: Recei
     }
 }
 
-/// Encrypt blobs into packs; hand each full pack to the writer. Returns the index entries of all packs.
-fn packer(
-    repo: &Repo,
-    rx: Receiver<Encoded>,
-    tx: Sender<(PackBuilder, Vec<(ChunkId, Location)>)>,
-) -> Result<(), Aborted> {
-    let keys = repo.current_keys();
-    let target = repo.config.pack_size as usize;
-    let mut builder = PackBuilder::new(&repo.vault_id, &repo.tenant, keys, target + (5 << 20));
-    let mut entries = Vec::new();
-    for e in rx {
-        let be = builder.add(e.blob_type, e.codec, e.id, &e.data, e.raw_length);
-        entries.push((
-            e.id,
+/// A pack being filled, with the index entry each blob will have: backup's packer thread and the server's
+/// upload path both cut their blobs into packs with it.
+pub(crate) struct Packing<'a> {
+    repo: &'a Repo,
+    target: usize,
+    builder: PackBuilder,
+    entries: Vec<(ChunkId, Location)>,
+}
+
+/// A full pack and the index entries of its blobs.
+pub(crate) type FullPack = (PackBuilder, Vec<(ChunkId, Location)>);
+
+impl<'a> Packing<'a> {
+    pub(crate) fn new(repo: &'a Repo) -> Self {
+        let target = repo.config.pack_size as usize;
+        Packing { repo, target, builder: Self::builder(repo, target), entries: Vec::new() }
+    }
+
+    fn builder(repo: &Repo, target: usize) -> PackBuilder {
+        PackBuilder::new(&repo.vault_id, &repo.tenant, repo.current_keys(), target + (5 << 20))
+    }
+
+    /// Add an encoded blob; returns the pack once it has reached the target size.
+    pub(crate) fn add(
+        &mut self,
+        blob_type: BlobType,
+        codec: Codec,
+        id: ChunkId,
+        encoded: &[u8],
+        raw_length: u32,
+        base: Option<ChunkId>,
+    ) -> Option<FullPack> {
+        let be = self.builder.add(blob_type, codec, id, encoded, raw_length);
+        let index = self.entries.len() as u32;
+        self.entries.push((
+            id,
             Location {
-                pack: builder.id,
-                blob_type: e.blob_type,
-                codec: e.codec,
-                index: entries.len() as u32,
+                pack: self.builder.id,
+                blob_type,
+                codec,
+                index,
                 offset: be.offset,
                 length: be.length,
                 raw_length: be.raw_length,
-                base: e.base,
+                base,
             },
         ));
-        if builder.len() >= target {
-            let full = std::mem::replace(
-                &mut builder,
-                PackBuilder::new(&repo.vault_id, &repo.tenant, keys, target + (5 << 20)),
-            );
-            tx.send((full, std::mem::take(&mut entries))).map_err(|_| Aborted)?;
+        if self.builder.len() < self.target {
+            return None;
+        }
+        let full = std::mem::replace(&mut self.builder, Self::builder(self.repo, self.target));
+        Some((full, std::mem::take(&mut self.entries)))
+    }
+
+    /// The last, partly filled pack, if any.
+    pub(crate) fn finish(self) -> Option<FullPack> {
+        (!self.builder.is_empty()).then_some((self.builder, self.entries))
+    }
+}
+
+/// Encrypt blobs into packs; hand each full pack to the writer.
+fn packer(repo: &Repo, rx: Receiver<Encoded>, tx: Sender<FullPack>) -> Result<(), Aborted> {
+    let mut packing = Packing::new(repo);
+    for e in rx {
+        if let Some(full) = packing.add(e.blob_type, e.codec, e.id, &e.data, e.raw_length, e.base) {
+            tx.send(full).map_err(|_| Aborted)?;
         }
     }
-    if !builder.is_empty() {
-        tx.send((builder, entries)).map_err(|_| Aborted)?;
+    if let Some(last) = packing.finish() {
+        tx.send(last).map_err(|_| Aborted)?;
     }
     Ok(())
 }
 
-fn writer(
-    repo: &Repo,
-    rx: Receiver<(PackBuilder, Vec<(ChunkId, Location)>)>,
-    progress: &Progress,
-) -> Result<Vec<(ChunkId, Location)>> {
+fn writer(repo: &Repo, rx: Receiver<FullPack>, progress: &Progress) -> Result<Vec<(ChunkId, Location)>> {
     let mut all = Vec::new();
     for (builder, entries) in rx {
         let (id, bytes, _) = builder.finish();

@@ -6,9 +6,9 @@
 //! A batch is durable when `store` returns: packs first, then one index file naming them, so a broken
 //! connection loses at most the batch in flight and a retry re-sends only what is still missing.
 
+use crate::backup::{FullPack, Packing};
 use crate::error::{Error, Result};
-use crate::format::index::Location;
-use crate::format::pack::{self, BlobType, Codec, PackBuilder};
+use crate::format::pack::{self, BlobType, Codec};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{self, NodeKind};
 use crate::ids::{ChunkId, SnapshotId};
@@ -71,40 +71,22 @@ pub fn encoded_bytes(items: &[Prepared]) -> u64 {
 
 /// Pack, encrypt and write a prepared batch, then its index file. Returns the bytes written to the stores.
 pub fn store(repo: &mut Repo, items: Vec<Prepared>) -> Result<u64> {
-    let target = repo.config.pack_size as usize;
     let mut written = 0;
     let mut entries = Vec::with_capacity(items.len());
-    let mut pending = Vec::new();
-    let mut builder = PackBuilder::new(&repo.vault_id, &repo.tenant, repo.current_keys(), target + (5 << 20));
-    for p in items {
-        let be = builder.add(p.blob_type, p.codec, p.id, &p.encoded, p.raw_length);
-        pending.push((
-            p.id,
-            Location {
-                pack: builder.id,
-                blob_type: p.blob_type,
-                codec: p.codec,
-                index: pending.len() as u32,
-                offset: be.offset,
-                length: be.length,
-                raw_length: be.raw_length,
-                base: None,
-            },
-        ));
-        if builder.len() >= target {
-            let full = std::mem::replace(
-                &mut builder,
-                PackBuilder::new(&repo.vault_id, &repo.tenant, repo.current_keys(), target + (5 << 20)),
-            );
-            let (id, bytes, _) = full.finish();
-            written += repo.write_pack(&id, &bytes)?.0;
-            entries.append(&mut pending);
-        }
-    }
-    if !builder.is_empty() {
+    let mut packing = Packing::new(repo);
+    let mut write = |(builder, mut e): FullPack| -> Result<()> {
         let (id, bytes, _) = builder.finish();
         written += repo.write_pack(&id, &bytes)?.0;
-        entries.append(&mut pending);
+        entries.append(&mut e);
+        Ok(())
+    };
+    for p in items {
+        if let Some(full) = packing.add(p.blob_type, p.codec, p.id, &p.encoded, p.raw_length, None) {
+            write(full)?;
+        }
+    }
+    if let Some(last) = packing.finish() {
+        write(last)?;
     }
     written += repo.write_index(entries)?;
     Ok(written)

@@ -182,6 +182,18 @@ impl App {
     }
 }
 
+/// 507: a quota would be exceeded; the body names the limit, the quota, the usage and what was asked for.
+fn quota_exceeded(limit: &str, quota: u64, usage: u64, requested: u64, what: String) -> ApiError {
+    ApiError {
+        status: StatusCode::INSUFFICIENT_STORAGE,
+        body: json!({
+            "error": format!("quota {limit} exceeded: {what}"),
+            "limit": limit, "quota": quota, "usage": usage, "requested": requested,
+        }),
+        retry_after: None,
+    }
+}
+
 fn limited(l: crate::limits::Limited) -> ApiError {
     ApiError {
         status: StatusCode::TOO_MANY_REQUESTS,
@@ -512,14 +524,13 @@ async fn chunks_upload(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> 
         let max = t.record.lock().expect("record").limits.max_bytes;
         let usage = t.usage();
         if let Some(max) = max.filter(|m| usage.bytes + adding > *m) {
-            return Err(ApiError {
-                status: StatusCode::INSUFFICIENT_STORAGE,
-                body: json!({
-                    "error": format!("quota max_bytes exceeded: {} stored + {adding} in this upload > {max}", usage.bytes),
-                    "limit": "max_bytes", "quota": max, "usage": usage.bytes, "requested": adding,
-                }),
-                retry_after: None,
-            });
+            return Err(quota_exceeded(
+                "max_bytes",
+                max,
+                usage.bytes,
+                adding,
+                format!("{} stored + {adding} in this upload > {max}", usage.bytes),
+            ));
         }
         let stored = prepared.len();
         // The vault's shared lock, as a local backup holds it: a prune (which takes the exclusive one) cannot
@@ -582,14 +593,13 @@ async fn snapshots_create(State(app): St, h: HeaderMap, c: Client, body: Bytes) 
         if let Some(max) = t.record.lock().expect("record").limits.max_snapshots {
             let have = repo.snapshots()?.0.len() as u64;
             if have >= max {
-                return Err(ApiError {
-                    status: StatusCode::INSUFFICIENT_STORAGE,
-                    body: json!({
-                        "error": format!("quota max_snapshots exceeded: {have} snapshots of {max} allowed"),
-                        "limit": "max_snapshots", "quota": max, "usage": have, "requested": 1,
-                    }),
-                    retry_after: None,
-                });
+                return Err(quota_exceeded(
+                    "max_snapshots",
+                    max,
+                    have,
+                    1,
+                    format!("{have} snapshots of {max} allowed"),
+                ));
             }
         }
         // The server keeps time and lock fields; a client cannot backdate or lock through this call.
