@@ -145,8 +145,28 @@ for _ in $(seq 12); do
     fi
 done
 [[ $got429 == 1 ]] || fail "12 quick requests at 2 rps were never limited"
+R "$OP" tenant limits b --bps 1000 >/dev/null
+ids=$(for i in $(seq 11); do printf '"%064d",' "$i"; done)
+body="{\"ids\":[${ids%,}]}"   # about 770 bytes: one fits in a second's 1000 bytes, two do not
+[[ $(H "${TOK[b.writer]}" -X POST -d "$body" "$URL/v1/chunks/missing") == 200 ]] || fail "the first request under a byte rate was refused"
+st=$(curl -sS -D "$T/hdr" -o "$T/body" -w '%{http_code}' --cacert "$MVAULT_TLS_CA" -H "Authorization: Bearer ${TOK[b.writer]}" -X POST -d "$body" "$URL/v1/chunks/missing")
+[[ $st == 429 ]] && jq -e '.limit == "bytes_per_second"' "$T/body" >/dev/null || fail "a second 770-byte request at 1000 B/s answered $st"
 R "$OP" tenant limits b >/dev/null
-pass "rate limit: 429 naming requests_per_second, with Retry-After"
+pass "rate limits: 429 naming requests_per_second (with Retry-After) and bytes_per_second"
+
+# --- forged and malformed uploads: 400, nothing stored ---
+U0=$(H "${TOK[b.writer]}" "$URL/v1/tenant" >/dev/null; jq .usage.bytes "$T/body")
+{ printf '\x00\x00'; head -c 32 /dev/zero; printf '\x05\x00\x00\x00hello'; } >"$T/forged.frames"
+st=$(H "${TOK[b.writer]}" -X POST --data-binary @"$T/forged.frames" "$URL/v1/chunks")
+[[ $st == 400 ]] && grep -q "do not hash to its id" "$T/body" || fail "a blob under a wrong id answered $st: $(cat "$T/body")"
+head -c 20 "$T/forged.frames" >"$T/cut.frames"
+st=$(H "${TOK[b.writer]}" -X POST --data-binary @"$T/cut.frames" "$URL/v1/chunks")
+[[ $st == 400 ]] && grep -q "truncated" "$T/body" || fail "a truncated upload answered $st: $(cat "$T/body")"
+st=$(H "${TOK[b.writer]}" -X POST -d '{"ids": 5}' "$URL/v1/chunks/missing")
+[[ $st == 400 ]] || fail "a malformed JSON body answered $st"
+U1=$(H "${TOK[b.writer]}" "$URL/v1/tenant" >/dev/null; jq .usage.bytes "$T/body")
+[[ $U0 == "$U1" ]] || fail "refused uploads changed usage ($U0 -> $U1)"
+pass "forged, truncated and malformed uploads: 400 naming the problem, usage unchanged"
 
 # --- dedup before the network: a changed file sends only its changed chunks ---
 python3 - "$T/model" <<'PY'

@@ -174,6 +174,11 @@ impl App {
         self.admit_bytes(p, bytes)
     }
 
+    /// The tenant a data request is about: always the token's own.
+    fn own_tenant(&self, p: &Principal) -> Result<Arc<crate::Tenant>, ApiError> {
+        Ok(self.tenant(p.tenant()?)?)
+    }
+
     /// Charge `bytes` (sent or received) to the token's bytes_per_second.
     fn admit_bytes(&self, p: &Principal, bytes: u64) -> Result<(), ApiError> {
         let Some(t) = &p.token.tenant else { return Ok(()) };
@@ -458,7 +463,7 @@ async fn tokens_revoke(State(app): St, h: HeaderMap, c: Client, Path(id): Path<S
 
 async fn tenant_info(State(app): St, h: HeaderMap, c: Client) -> Response {
     blocking(app, req("tenant.info", Action::TenantInfo, "tenant", h, c, 0), |app, p| {
-        let t = app.tenant(p.tenant()?)?;
+        let t = app.own_tenant(p)?;
         let rec = t.record.lock().expect("record").clone();
         Ok(Reply::Json(json!({ "name": rec.name, "limits": rec.limits, "usage": t.usage() })))
     })
@@ -467,7 +472,7 @@ async fn tenant_info(State(app): St, h: HeaderMap, c: Client) -> Response {
 
 async fn tenant_id_key(State(app): St, h: HeaderMap, c: Client) -> Response {
     blocking(app, req("tenant.id-key", Action::TenantInfo, "tenant id key", h, c, 0), |app, p| {
-        let t = app.tenant(p.tenant()?)?;
+        let t = app.own_tenant(p)?;
         let repo = t.repo.read().expect("tenant repo");
         Ok(Reply::Json(
             json!({ "id_key": hex::encode(repo.current_keys().id_key().expose()), "chunker": repo.config.chunker }),
@@ -487,7 +492,7 @@ async fn chunks_missing(State(app): St, h: HeaderMap, c: Client, body: Bytes) ->
     let n = body.len() as u64;
     blocking(app, req("chunks.missing", Action::Append, "chunks", h, c, n), move |app, p| {
         let ids: Ids = json_body(&body)?;
-        let t = app.tenant(p.tenant()?)?;
+        let t = app.own_tenant(p)?;
         let repo = t.repo.read().expect("tenant repo");
         let missing: Vec<&String> =
             ids.ids.iter().filter(|s| ChunkId::from_hex(s).map_or(true, |id| repo.lookup(&id).is_none())).collect();
@@ -500,7 +505,7 @@ async fn chunks_stat(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Re
     let n = body.len() as u64;
     blocking(app, req("chunks.stat", Action::ReadData, "chunks", h, c, n), move |app, p| {
         let ids: Ids = json_body(&body)?;
-        let t = app.tenant(p.tenant()?)?;
+        let t = app.own_tenant(p)?;
         let repo = t.repo.read().expect("tenant repo");
         let locs: Vec<_> = ids.ids.iter().map(|s| ChunkId::from_hex(s).ok().and_then(|id| repo.lookup(&id))).collect();
         let lengths: Vec<Option<u32>> = locs.iter().map(|l| l.map(|l| l.raw_length)).collect();
@@ -517,7 +522,7 @@ async fn chunks_upload(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> 
     blocking(app, req("chunks.upload", Action::Append, "chunks", h, c, n), move |app, p| {
         let items = frames::parse(&body)?;
         let received = items.len();
-        let t = app.tenant(p.tenant()?)?;
+        let t = app.own_tenant(p)?;
         let _one_writer = t.writes.lock().expect("tenant writes");
         let prepared = ingest::prepare(&t.repo.read().expect("tenant repo"), items)?;
         let adding = ingest::encoded_bytes(&prepared);
@@ -545,7 +550,7 @@ async fn chunks_upload(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> 
 async fn blob_get(State(app): St, h: HeaderMap, c: Client, Path(id): Path<String>) -> Response {
     blocking(app, req("blob.read", Action::ReadData, format!("blob {id}"), h, c, 0), move |app, p| {
         let id = chunk_id(&id)?;
-        let t = app.tenant(p.tenant()?)?;
+        let t = app.own_tenant(p)?;
         let repo = t.repo.read().expect("tenant repo");
         let Some(loc) = repo.lookup(&id) else {
             return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no blob {id}")));
@@ -565,7 +570,7 @@ fn snapshot_json(id: &mvault_core::ids::SnapshotId, s: &Snapshot) -> Value {
 
 async fn snapshots_list(State(app): St, h: HeaderMap, c: Client) -> Response {
     blocking(app, req("snapshot.list", Action::ListSnapshots, "snapshots", h, c, 0), |app, p| {
-        let t = app.tenant(p.tenant()?)?;
+        let t = app.own_tenant(p)?;
         let (list, _) = t.repo.read().expect("tenant repo").snapshots()?;
         Ok(Reply::Json(Value::Array(list.iter().map(|(id, s)| snapshot_json(id, s)).collect())))
     })
@@ -574,7 +579,7 @@ async fn snapshots_list(State(app): St, h: HeaderMap, c: Client) -> Response {
 
 async fn snapshot_get(State(app): St, h: HeaderMap, c: Client, Path(spec): Path<String>) -> Response {
     blocking(app, req("snapshot.get", Action::ListSnapshots, format!("snapshot {spec}"), h, c, 0), move |app, p| {
-        let t = app.tenant(p.tenant()?)?;
+        let t = app.own_tenant(p)?;
         let (id, s) = t.repo.read().expect("tenant repo").find_snapshot(&spec)?;
         Ok(Reply::Json(snapshot_json(&id, &s)))
     })
@@ -586,7 +591,7 @@ async fn snapshots_create(State(app): St, h: HeaderMap, c: Client, body: Bytes) 
     let n = body.len() as u64;
     blocking(app, req("snapshot.create", Action::Append, "snapshots", h, c, n), move |app, p| {
         let mut snap: Snapshot = json_body(&body)?;
-        let t = app.tenant(p.tenant()?)?;
+        let t = app.own_tenant(p)?;
         let _one_writer = t.writes.lock().expect("tenant writes");
         let _lock = app.base.lock(false, "server snapshot", &|_| {})?;
         let repo = t.repo.read().expect("tenant repo");
@@ -628,7 +633,7 @@ async fn snapshots_forget(State(app): St, h: HeaderMap, c: Client, body: Bytes) 
     let n = body.len() as u64;
     blocking(app, req("snapshot.forget", Action::Forget, "snapshots", h, c, n), move |app, p| {
         let ids: Ids = json_body(&body)?;
-        let t = app.tenant(p.tenant()?)?;
+        let t = app.own_tenant(p)?;
         let repo = t.repo.read().expect("tenant repo");
         let opts = mvault_core::prune::ForgetOptions {
             policy: Default::default(),
