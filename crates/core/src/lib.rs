@@ -2,6 +2,7 @@
 //! docs/FORMAT.md for the bytes.
 
 pub mod backup;
+pub mod buckets;
 pub mod check;
 pub mod chunker;
 pub mod copy;
@@ -20,6 +21,7 @@ pub mod ingest;
 pub mod inspect;
 pub mod locks;
 pub mod model;
+pub mod objects;
 pub mod packio;
 pub mod prune;
 pub mod redundancy;

@@ -180,10 +180,11 @@ fn keep_delta_bases(live: &mut HashSet<ChunkId>, per_pack: &BTreeMap<PackId, Vec
     }
 }
 
-/// Every chunk and tree a snapshot can reach.
+/// Every chunk and tree a snapshot, or an object or upload part in a bucket, can reach.
 fn live_set(repo: &Repo, snaps: &[(SnapshotId, Snapshot)]) -> Result<HashSet<ChunkId>> {
     let mut live = HashSet::new();
     let mut stack: Vec<ChunkId> = snaps.iter().map(|(_, s)| s.tree_id()).collect::<Result<_>>()?;
+    stack.extend(crate::buckets::live_trees(repo)?);
     while let Some(t) = stack.pop() {
         if !live.insert(t) {
             continue;

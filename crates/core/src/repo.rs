@@ -450,6 +450,12 @@ impl Repo {
         Ok(n)
     }
 
+    /// Merge entries whose index file another step already wrote (`write_index_file`) into the in-memory
+    /// index: lets a writer build packs under a shared borrow and take an exclusive one only for this.
+    pub fn remember_index(&mut self, entries: Vec<(ChunkId, Location)>) {
+        self.index.extend(entries);
+    }
+
     /// Write one index file; returns its name.
     pub fn write_index_file(&self, entries: &[(ChunkId, Location)]) -> Result<String> {
         Ok(self.write_index_object(entries)?.0)

@@ -30,6 +30,7 @@ pub struct RekeyReport {
     pub new_version: u32,
     pub packs_rewritten: u64,
     pub snapshots_rewritten: u64,
+    pub bucket_records_rewritten: u64,
     pub old_versions_removed: Vec<u32>,
     pub seconds: f64,
 }
@@ -174,6 +175,7 @@ impl Repo {
                 report.snapshots_rewritten += 1;
             }
         }
+        report.bucket_records_rewritten = crate::buckets::reseal(self)?;
         // Old versions are deleted only when nothing uses them any more.
         let mut in_use: BTreeSet<u32> = BTreeSet::new();
         for p in self.list_packs()? {

@@ -18,6 +18,8 @@ pub enum Kind {
     System = 3,
     /// Audit log segments under `system/audit/`.
     Audit = 4,
+    /// The S3 gateway's bucket log and checkpoints under `tenants/<t>/s3/` (buckets.rs).
+    Bucket = 5,
 }
 
 fn aad(vault: &VaultId, tenant: &str, key_version: u32, kind: u8, path: &str) -> Vec<u8> {
@@ -42,7 +44,7 @@ pub fn parse(bytes: &[u8]) -> Result<(u8, u32, [u8; 32], &[u8])> {
     let mut r = Reader::new(bytes, "object");
     r.header(MAGIC, 1)?;
     let kind = r.u8()?;
-    if !(Kind::Index as u8..=Kind::Audit as u8).contains(&kind) {
+    if !(Kind::Index as u8..=Kind::Bucket as u8).contains(&kind) {
         return Err(r.err(format!("unknown object kind {kind}")));
     }
     let version = r.u32()?;

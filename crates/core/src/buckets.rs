@@ -1,0 +1,732 @@
+//! Buckets: a tenant's mutable S3 namespace (docs/FORMAT.md, "Buckets").
+//!
+//! The state of every bucket of a tenant (its objects, their versions, multipart uploads in progress) is
+//! the result of replaying a log of records, each a sealed object `tenants/<t>/s3/log/<seq>` (MVOB kind 5,
+//! JSON inside). Every change is one record, written before the change is acknowledged, so a crash loses
+//! nothing acknowledged. Every `CHECKPOINT` records the whole state is written as
+//! `tenants/<t>/s3/state/<seq>`, and the records and checkpoints it covers are deleted.
+//!
+//! Object bytes are not here: each version names a tree blob (objects.rs) holding its chunk list, so
+//! `prune` keeps exactly the chunks that some version or upload part still names (`live_trees`).
+//!
+//! One writer per tenant: the server holds the state in memory and appends under a lock. Readers that are
+//! not the writer (`prune`, `snapshot-bucket` run locally) replay the same objects; a replay that meets a
+//! checkpoint being written starts again.
+
+use crate::error::{Error, Result};
+use crate::format::object::Kind;
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::tree::{self, Node, NodeKind};
+use crate::ids::{ChunkId, SnapshotId};
+use crate::repo::Repo;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+
+/// Records between checkpoints.
+pub const CHECKPOINT: u64 = 512;
+
+/// Bucket names: S3's rules (3-63 of a-z 0-9 . -, starting and ending with a letter or digit, not an IP).
+pub fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+/// One version of an object, or a delete marker (`tree` None).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Version {
+    pub id: String,
+    /// The object's tree blob (hex ChunkId); None for a delete marker.
+    pub tree: Option<String>,
+    pub size: u64,
+    /// The S3 ETag, without quotes.
+    pub etag: String,
+    /// Last modified, Unix milliseconds.
+    pub time_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Version {
+    pub fn is_delete_marker(&self) -> bool {
+        self.tree.is_none()
+    }
+
+    pub fn tree_id(&self) -> Result<Option<ChunkId>> {
+        self.tree.as_deref().map(ChunkId::from_hex).transpose()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Part {
+    pub tree: String,
+    pub size: u64,
+    pub etag: String,
+    pub time_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Upload {
+    pub key: String,
+    pub started_ms: u64,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub parts: BTreeMap<u32, Part>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub created_ms: u64,
+    /// Versions of each key, oldest first; the last is the current one.
+    #[serde(default)]
+    pub objects: BTreeMap<String, Vec<Version>>,
+    #[serde(default)]
+    pub uploads: BTreeMap<String, Upload>,
+}
+
+impl Bucket {
+    /// The current version of a key, unless it is deleted.
+    pub fn current(&self, key: &str) -> Option<&Version> {
+        self.objects.get(key)?.last().filter(|v| !v.is_delete_marker())
+    }
+
+    /// Whether the bucket holds no object (a key whose current version is a delete marker does not count;
+    /// its older versions are still kept until they expire).
+    pub fn is_empty(&self) -> bool {
+        self.objects.keys().all(|k| self.current(k).is_none()) && self.uploads.is_empty()
+    }
+}
+
+/// One change to a tenant's buckets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Record {
+    CreateBucket {
+        bucket: String,
+        time_ms: u64,
+    },
+    DeleteBucket {
+        bucket: String,
+    },
+    /// A new current version of a key (a delete marker for a delete).
+    Put {
+        bucket: String,
+        key: String,
+        version: Version,
+    },
+    /// A version removed for good (retention, or DeleteObject with a version id).
+    Expire {
+        bucket: String,
+        key: String,
+        version: String,
+    },
+    StartUpload {
+        bucket: String,
+        upload: String,
+        info: Upload,
+    },
+    Part {
+        bucket: String,
+        upload: String,
+        number: u32,
+        part: Part,
+    },
+    /// A multipart upload completed (a Put precedes this) or aborted.
+    EndUpload {
+        bucket: String,
+        upload: String,
+    },
+}
+
+/// Every bucket of a tenant, as of record `seq`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub seq: u64,
+    pub buckets: BTreeMap<String, Bucket>,
+}
+
+impl State {
+    /// Apply one record. Records are checked by the writer before they are written; here a record that no
+    /// longer applies (its bucket gone) changes nothing, so a replay is always possible.
+    pub fn apply(&mut self, r: &Record) {
+        match r {
+            Record::CreateBucket { bucket, time_ms } => {
+                self.buckets
+                    .entry(bucket.clone())
+                    .or_insert_with(|| Bucket { created_ms: *time_ms, ..Default::default() });
+            }
+            Record::DeleteBucket { bucket } => {
+                self.buckets.remove(bucket);
+            }
+            Record::Put { bucket, key, version } => {
+                if let Some(b) = self.buckets.get_mut(bucket) {
+                    let vs = b.objects.entry(key.clone()).or_default();
+                    vs.retain(|v| v.id != version.id);
+                    vs.push(version.clone());
+                }
+            }
+            Record::Expire { bucket, key, version } => {
+                if let Some(b) = self.buckets.get_mut(bucket) {
+                    if let Some(vs) = b.objects.get_mut(key) {
+                        vs.retain(|v| v.id != *version);
+                        if vs.is_empty() {
+                            b.objects.remove(key);
+                        }
+                    }
+                }
+            }
+            Record::StartUpload { bucket, upload, info } => {
+                if let Some(b) = self.buckets.get_mut(bucket) {
+                    b.uploads.insert(upload.clone(), info.clone());
+                }
+            }
+            Record::Part { bucket, upload, number, part } => {
+                if let Some(u) = self.buckets.get_mut(bucket).and_then(|b| b.uploads.get_mut(upload)) {
+                    u.parts.insert(*number, part.clone());
+                }
+            }
+            Record::EndUpload { bucket, upload } => {
+                if let Some(b) = self.buckets.get_mut(bucket) {
+                    b.uploads.remove(upload);
+                }
+            }
+        }
+    }
+
+    /// Every tree blob a version or an upload part names.
+    pub fn trees(&self) -> Result<Vec<ChunkId>> {
+        let mut out = Vec::new();
+        for b in self.buckets.values() {
+            for v in b.objects.values().flatten() {
+                out.extend(v.tree_id()?);
+            }
+            for u in b.uploads.values() {
+                for p in u.parts.values() {
+                    out.push(ChunkId::from_hex(&p.tree)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that remove what retention no longer keeps: versions that stopped being current more than
+    /// `keep_ms` ago, delete markers with nothing left behind them, and multipart uploads started more than
+    /// `keep_ms` ago and never completed.
+    pub fn expired(&self, keep_ms: u64, now_ms: u64) -> Vec<Record> {
+        let mut out = Vec::new();
+        let old = |t: u64| now_ms.saturating_sub(t) >= keep_ms;
+        for (bname, b) in &self.buckets {
+            for (key, vs) in &b.objects {
+                let mut left = vs.len();
+                for (i, v) in vs.iter().enumerate().take(vs.len() - 1) {
+                    if old(vs[i + 1].time_ms) {
+                        out.push(Record::Expire { bucket: bname.clone(), key: key.clone(), version: v.id.clone() });
+                        left -= 1;
+                    }
+                }
+                let last = vs.last().expect("a key has a version");
+                if left == 1 && last.is_delete_marker() {
+                    out.push(Record::Expire { bucket: bname.clone(), key: key.clone(), version: last.id.clone() });
+                }
+            }
+            for (id, u) in &b.uploads {
+                if old(u.started_ms) {
+                    out.push(Record::EndUpload { bucket: bname.clone(), upload: id.clone() });
+                }
+            }
+        }
+        out
+    }
+}
+
+fn log_dir(repo: &Repo) -> String {
+    format!("tenants/{}/s3/log", repo.tenant)
+}
+
+fn state_dir(repo: &Repo) -> String {
+    format!("tenants/{}/s3/state", repo.tenant)
+}
+
+fn seq_of(name: &str) -> Option<u64> {
+    name.rsplit('/').next()?.parse().ok()
+}
+
+/// Names under `dir` with their sequence numbers, in order.
+fn numbered(repo: &Repo, dir: &str) -> Result<Vec<(u64, String)>> {
+    let mut v: Vec<(u64, String)> = repo.list_meta(dir)?.into_iter().filter_map(|n| Some((seq_of(&n)?, n))).collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Replay a tenant's bucket state from the stores.
+pub fn load(repo: &Repo) -> Result<State> {
+    let mut last_err = None;
+    for _ in 0..5 {
+        match try_load(repo) {
+            Ok(s) => return Ok(s),
+            // A checkpoint removed records between our listing and our reads: start again.
+            Err(e @ Error::NotFound(_)) => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.expect("tried"))
+}
+
+fn try_load(repo: &Repo) -> Result<State> {
+    let mut state = match numbered(repo, &state_dir(repo))?.pop() {
+        Some((seq, name)) => {
+            let s: State = serde_json::from_slice(&repo.read_sealed(Kind::Bucket, &name)?)
+                .map_err(|e| Error::corrupt(&name, format!("bucket checkpoint: {e}")))?;
+            if s.seq != seq {
+                return Err(Error::corrupt(&name, format!("checkpoint of record {} stored as {seq}", s.seq)));
+            }
+            s
+        }
+        None => State::default(),
+    };
+    for (seq, name) in numbered(repo, &log_dir(repo))? {
+        if seq <= state.seq {
+            continue;
+        }
+        if seq != state.seq + 1 {
+            return Err(Error::corrupt(
+                &name,
+                format!("bucket record {} is missing (records are numbered without gaps)", state.seq + 1),
+            ));
+        }
+        let r: Record = serde_json::from_slice(&repo.read_sealed(Kind::Bucket, &name)?)
+            .map_err(|e| Error::corrupt(&name, format!("bucket record: {e}")))?;
+        state.apply(&r);
+        state.seq = seq;
+    }
+    Ok(state)
+}
+
+/// Write a record, then apply it to `state`: acknowledged changes are on the stores first.
+pub fn append(repo: &Repo, state: &mut State, r: Record) -> Result<()> {
+    let seq = state.seq + 1;
+    let path = format!("{}/{seq:020}", log_dir(repo));
+    repo.write_sealed(Kind::Bucket, &path, &serde_json::to_vec(&r).expect("records serialize"))?;
+    state.apply(&r);
+    state.seq = seq;
+    if seq.is_multiple_of(CHECKPOINT) {
+        // The records stay authoritative until the checkpoint is written, so a failure here loses nothing.
+        let _ = checkpoint(repo, state);
+    }
+    Ok(())
+}
+
+/// Write the whole state, then delete the records and older checkpoints it covers.
+pub fn checkpoint(repo: &Repo, state: &State) -> Result<()> {
+    let path = format!("{}/{:020}", state_dir(repo), state.seq);
+    repo.write_sealed(Kind::Bucket, &path, &serde_json::to_vec(state).expect("state serializes"))?;
+    for (seq, name) in numbered(repo, &state_dir(repo))? {
+        if seq < state.seq {
+            repo.delete_meta(&name)?;
+        }
+    }
+    for (seq, name) in numbered(repo, &log_dir(repo))? {
+        if seq <= state.seq {
+            repo.delete_meta(&name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Re-seal every bucket record and checkpoint under the tenant's current key version (`tenant rekey
+/// --rewrite`, which then deletes the old versions). Returns how many were rewritten.
+pub(crate) fn reseal(repo: &Repo) -> Result<u64> {
+    let current = repo.current_keys().version;
+    let mut n = 0;
+    for dir in [state_dir(repo), log_dir(repo)] {
+        for (_, name) in numbered(repo, &dir)? {
+            let bytes = repo.read_meta(&name, |b| Ok(b.to_vec()))?;
+            let (_, version, _, _) = crate::format::object::parse(&bytes).map_err(|e| e.in_object(&name))?;
+            if version < current {
+                let plain = repo.read_sealed(Kind::Bucket, &name)?;
+                repo.write_sealed(Kind::Bucket, &name, &plain)?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The tree blobs that bucket objects and upload parts need (for prune and check).
+pub fn live_trees(repo: &Repo) -> Result<Vec<ChunkId>> {
+    load(repo)?.trees()
+}
+
+/// What `snapshot_bucket` made.
+#[derive(Debug, Serialize)]
+pub struct BucketSnapshot {
+    pub id: String,
+    pub bucket: String,
+    pub objects: u64,
+    pub bytes: u64,
+    /// Keys that cannot be a path in a file tree (an empty, `.` or `..` segment, or a name that is both an
+    /// object and a prefix): left out of the snapshot and named here.
+    pub skipped: Vec<String>,
+}
+
+#[derive(Default)]
+struct Dir {
+    dirs: BTreeMap<Vec<u8>, Dir>,
+    files: BTreeMap<Vec<u8>, Node>,
+    mtime_ms: u64,
+}
+
+/// Freeze a bucket's current objects as a normal snapshot (host `s3`, path `s3://<bucket>`, tag
+/// `bucket:<bucket>`): keys become paths, `/` separating directories. Only tree blobs are written; the
+/// object chunks are shared. Returns the index entries to remember and what was made.
+pub fn snapshot_bucket(
+    repo: &Repo,
+    state: &State,
+    bucket: &str,
+    tags: &[String],
+) -> Result<(SnapshotId, BucketSnapshot, crate::objects::Entries)> {
+    let b = state.buckets.get(bucket).ok_or_else(|| Error::NotFound(format!("bucket {bucket}")))?;
+    let mut root = Dir::default();
+    let mut made = BucketSnapshot { id: String::new(), bucket: bucket.into(), objects: 0, bytes: 0, skipped: vec![] };
+    let mut summary = Summary::default();
+    for key in b.objects.keys() {
+        let Some(v) = b.current(key) else { continue };
+        let marker = key.ends_with('/') && v.size == 0;
+        let segs: Vec<&str> = key.trim_end_matches('/').split('/').collect();
+        if key.is_empty() || !segs.iter().all(|s| tree::valid_name(s.as_bytes())) {
+            made.skipped.push(key.clone());
+            continue;
+        }
+        let (dirs, name) = if marker { (&segs[..], None) } else { (&segs[..segs.len() - 1], segs.last()) };
+        let mut d = &mut root;
+        let mut clash = false;
+        for s in dirs {
+            if d.files.contains_key(s.as_bytes()) {
+                clash = true;
+                break;
+            }
+            d = d.dirs.entry(s.as_bytes().to_vec()).or_default();
+            d.mtime_ms = d.mtime_ms.max(v.time_ms);
+        }
+        let Some(name) = name else { continue };
+        if clash || d.dirs.contains_key(name.as_bytes()) {
+            made.skipped.push(key.clone());
+            continue;
+        }
+        let tree = v.tree_id()?.expect("not a delete marker");
+        let chunks = crate::objects::chunks(repo, &tree)?;
+        let node = Node {
+            name: name.as_bytes().to_vec(),
+            kind: NodeKind::File { chunks },
+            mode: 0o100644,
+            mtime_sec: (v.time_ms / 1000) as i64,
+            mtime_nsec: ((v.time_ms % 1000) * 1_000_000) as u32,
+            size: v.size,
+            dev: 0,
+            inode: 0,
+        };
+        d.files.insert(name.as_bytes().to_vec(), node);
+        made.objects += 1;
+        made.bytes += v.size;
+    }
+    // A later file may have clashed with a directory made for an earlier key: dirs win, files were skipped.
+    summary.files = made.objects;
+    summary.bytes = made.bytes;
+    let mut packing = crate::backup::Packing::new(repo);
+    let mut entries = Vec::new();
+    let mut seen = HashSet::new();
+    let root_id = write_dir(repo, &root, &mut packing, &mut entries, &mut seen, &mut summary)?;
+    if let Some((builder, mut e)) = packing.finish() {
+        let (id, bytes, _) = builder.finish();
+        summary.bytes_stored += repo.write_pack(&id, &bytes)?.0;
+        entries.append(&mut e);
+    }
+    if !entries.is_empty() {
+        repo.write_index_file(&entries)?;
+    }
+    let mut all_tags = vec![format!("bucket:{bucket}")];
+    all_tags.extend(tags.iter().cloned());
+    let snap = Snapshot {
+        version: 1,
+        time: crate::repo::now_rfc3339(),
+        host: "s3".into(),
+        tags: all_tags,
+        paths: vec![format!("s3://{bucket}")],
+        tree: root_id.to_hex(),
+        parent: None,
+        locked_until: None,
+        summary,
+        original: None,
+    };
+    let id = repo.save_snapshot(&snap)?;
+    made.id = id.to_hex();
+    Ok((id, made, entries))
+}
+
+fn write_dir(
+    repo: &Repo,
+    d: &Dir,
+    packing: &mut crate::backup::Packing,
+    entries: &mut crate::objects::Entries,
+    seen: &mut HashSet<ChunkId>,
+    summary: &mut Summary,
+) -> Result<ChunkId> {
+    let mut nodes: Vec<Node> = Vec::with_capacity(d.dirs.len() + d.files.len());
+    for (name, sub) in &d.dirs {
+        let subtree = write_dir(repo, sub, packing, entries, seen, summary)?;
+        summary.dirs += 1;
+        nodes.push(Node {
+            name: name.clone(),
+            kind: NodeKind::Dir { subtree },
+            mode: 0o40755,
+            mtime_sec: (sub.mtime_ms / 1000) as i64,
+            mtime_nsec: 0,
+            size: 0,
+            dev: 0,
+            inode: 0,
+        });
+    }
+    nodes.extend(d.files.values().cloned());
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let bytes = tree::encode(&nodes);
+    let id = repo.current_keys().chunk_id(&bytes);
+    if repo.lookup(&id).is_none() && seen.insert(id) {
+        let (codec, enc) = crate::format::pack::encode_as(&bytes, 3, None);
+        let t = crate::format::pack::BlobType::Tree;
+        if let Some((builder, mut e)) = packing.add(t, codec, id, &enc, bytes.len() as u32, None) {
+            let (pid, pbytes, _) = builder.finish();
+            summary.bytes_stored += repo.write_pack(&pid, &pbytes)?.0;
+            entries.append(&mut e);
+        }
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(id: &str, tree: Option<&str>, t: u64) -> Version {
+        Version {
+            id: id.into(),
+            tree: tree.map(String::from),
+            size: 1,
+            etag: "e".into(),
+            time_ms: t,
+            content_type: None,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn bucket_names_follow_s3() {
+        for ok in ["abc", "my-bucket.v2", "a1b"] {
+            assert!(valid_bucket_name(ok), "{ok}");
+        }
+        for bad in ["ab", "Abc", "-abc", "abc-", "a..b", "192.168.0.1", "a_b", &"a".repeat(64)] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn retention_expires_only_old_noncurrent_versions() {
+        let t = "00".repeat(32);
+        let mut s = State::default();
+        s.apply(&Record::CreateBucket { bucket: "b".into(), time_ms: 0 });
+        let put = |k: &str, ver: Version| Record::Put { bucket: "b".into(), key: k.into(), version: ver };
+        s.apply(&put("k", v("1", Some(&t), 100)));
+        s.apply(&put("k", v("2", Some(&t), 200)));
+        s.apply(&put("k", v("3", Some(&t), 1000)));
+        // deleted long ago, nothing behind the marker once its version expires
+        s.apply(&put("gone", v("a", Some(&t), 100)));
+        s.apply(&put("gone", v("m", None, 150)));
+        let ex = s.expired(500, 1200);
+        // "1" became noncurrent at 200 (old), "2" at 1000 (recent); "gone"/"a" at 150 (old), then its marker.
+        let ids: Vec<&str> = ex
+            .iter()
+            .map(|r| match r {
+                Record::Expire { version, .. } => version.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(ids, ["a", "m", "1"]);
+        for r in &ex {
+            s.apply(r);
+        }
+        assert!(!s.buckets["b"].objects.contains_key("gone"));
+        assert_eq!(s.buckets["b"].objects["k"].iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["2", "3"]);
+        assert_eq!(s.buckets["b"].current("k").unwrap().id, "3");
+    }
+
+    #[test]
+    fn delete_markers_hide_and_empty_buckets_know_it() {
+        let t = "00".repeat(32);
+        let mut s = State::default();
+        s.apply(&Record::CreateBucket { bucket: "b".into(), time_ms: 0 });
+        assert!(s.buckets["b"].is_empty());
+        s.apply(&Record::Put { bucket: "b".into(), key: "k".into(), version: v("1", Some(&t), 1) });
+        assert!(!s.buckets["b"].is_empty());
+        s.apply(&Record::Put { bucket: "b".into(), key: "k".into(), version: v("2", None, 2) });
+        assert!(s.buckets["b"].current("k").is_none());
+        assert!(s.buckets["b"].is_empty());
+        assert_eq!(s.trees().unwrap().len(), 1, "the noncurrent version's data is still live");
+    }
+
+    fn vault(d: &tempfile::TempDir) -> Repo {
+        let opts =
+            crate::repo::InitOptions { kdf: crate::crypto::KdfParams { m_kib: 64, t: 1, p: 1 }, ..Default::default() };
+        Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap()
+    }
+
+    /// A small safetensors file: one BF16 tensor of `n` elements.
+    fn safetensors(n: usize, seed: u64) -> Vec<u8> {
+        let data = crate::model::synth::bf16_bytes(&crate::model::synth::weights_f32(n, seed, 0.02));
+        let header = format!(r#"{{"w":{{"dtype":"BF16","shape":[{n}],"data_offsets":[0,{}]}}}}"#, data.len());
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend(header.as_bytes());
+        out.extend(data);
+        out
+    }
+
+    /// Write an object and record it, as the gateway does.
+    fn put_object(repo: &mut Repo, st: &mut State, key: &str, body: &[u8]) -> crate::objects::Written {
+        let (w, entries) =
+            crate::objects::write(repo, key, Some(body.len() as u64), body, &mut |_| Ok(()), &|_| {}).unwrap();
+        repo.remember_index(entries);
+        let version = Version {
+            id: format!("v{}", st.seq),
+            tree: Some(w.tree.to_hex()),
+            size: w.size,
+            etag: hex::encode(w.md5),
+            time_ms: 1000 + st.seq,
+            content_type: None,
+            metadata: BTreeMap::new(),
+        };
+        append(repo, st, Record::Put { bucket: "models".into(), key: key.into(), version }).unwrap();
+        w
+    }
+
+    fn read_all(repo: &Repo, tree: &ChunkId, start: u64, end: u64) -> Vec<u8> {
+        let chunks: Vec<(ChunkId, u64)> = crate::objects::chunks(repo, tree)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c, repo.lookup(&c).unwrap().raw_length as u64))
+            .collect();
+        let mut out = Vec::new();
+        crate::objects::read_range(&mut |id| repo.read_blob(id), &chunks, start, end, &mut |b| {
+            out.extend(b);
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn objects_are_chunked_by_tensor_replayed_snapshotted_and_kept_by_prune() {
+        let d = tempfile::tempdir().unwrap();
+        let mut repo = vault(&d);
+        let mut st = load(&repo).unwrap();
+        append(&repo, &mut st, Record::CreateBucket { bucket: "models".into(), time_ms: 1 }).unwrap();
+        let model = safetensors(600_000, 1);
+        let w = put_object(&mut repo, &mut st, "ckpt/step-1/model.safetensors", &model);
+        assert_eq!(w.model, Some("safetensors"), "the header at the body's start was recognised");
+        assert_eq!(w.size, model.len() as u64);
+        use md5::Digest;
+        assert_eq!(w.md5, <[u8; 16]>::from(md5::Md5::digest(&model)));
+        assert!(w.stored_bytes < model.len() as u64 * 80 / 100, "BF16 weights compress: {}", w.stored_bytes);
+        // Ranges, including ones that start and end inside chunks.
+        assert_eq!(read_all(&repo, &w.tree, 0, model.len() as u64), model);
+        for (a, b) in [(0, 1), (7, 100_000), (500_000, 1_200_008), (model.len() as u64 - 3, model.len() as u64)] {
+            assert_eq!(read_all(&repo, &w.tree, a, b), &model[a as usize..b as usize], "range {a}..{b}");
+        }
+        // The same bytes under another key store nothing new.
+        let again = put_object(&mut repo, &mut st, "copy.safetensors", &model);
+        assert_eq!(again.new_bytes, 0);
+        // A body shorter than declared is refused.
+        let short = crate::objects::write(&repo, "x", Some(10), &b"12345"[..], &mut |_| Ok(()), &|_| {});
+        assert!(short.unwrap_err().to_string().contains("declared"));
+        // An overwrite keeps the old version; a replay from the stores gives the same state.
+        put_object(&mut repo, &mut st, "ckpt/step-1/model.safetensors", &safetensors(1000, 2));
+        let replayed = load(&repo).unwrap();
+        assert_eq!(replayed, st);
+        // A checkpoint covers the records: they are deleted, and the replay still agrees.
+        checkpoint(&repo, &st).unwrap();
+        assert!(numbered(&repo, &log_dir(&repo)).unwrap().is_empty());
+        assert_eq!(load(&repo).unwrap(), st);
+        put_object(&mut repo, &mut st, "notes/readme.txt", b"hello");
+        assert_eq!(load(&repo).unwrap(), st);
+
+        // Snapshot the bucket: keys become paths, and the bytes restore exactly.
+        let (_, made, entries) = snapshot_bucket(&repo, &st, "models", &[]).unwrap();
+        repo.remember_index(entries);
+        assert_eq!((made.objects, made.skipped.len()), (3, 0));
+        let out = d.path().join("restored");
+        let (_, snap) = repo.find_snapshot(&made.id).unwrap();
+        let opts = crate::restore::RestoreOptions { target: out.clone(), include: vec![], verify: true, threads: 2 };
+        crate::restore::restore(&repo, &snap.tree_id().unwrap(), &opts, &Default::default()).unwrap();
+        assert_eq!(std::fs::read(out.join("copy.safetensors")).unwrap(), model);
+        assert_eq!(std::fs::read(out.join("notes/readme.txt")).unwrap(), b"hello");
+
+        // Prune keeps every version's chunks (no snapshot names the old version of step-1).
+        crate::prune::prune(&repo, &Default::default(), &|_| {}).unwrap();
+        let repo = Repo::open(d.path().join("v").to_str().unwrap(), b"pw").unwrap();
+        let old = &st.buckets["models"].objects["ckpt/step-1/model.safetensors"][0];
+        assert_eq!(read_all(&repo, &old.tree_id().unwrap().unwrap(), 0, old.size), model);
+
+        // Once retention expires the old version, prune frees its chunks.
+        let before: u64 = repo.index().values().map(|l| l.length as u64).sum();
+        for r in st.expired(0, u64::MAX) {
+            append(&repo, &mut st, r).unwrap();
+        }
+        std::fs::remove_dir_all(&out).unwrap();
+        for (id, _) in repo.snapshots().unwrap().0 {
+            repo.delete_meta(&repo.snapshot_path(&id)).unwrap();
+        }
+        crate::prune::prune(&repo, &Default::default(), &|_| {}).unwrap();
+        let repo = Repo::open(d.path().join("v").to_str().unwrap(), b"pw").unwrap();
+        let after: u64 = repo.index().values().map(|l| l.length as u64).sum();
+        assert!(after < before, "expired versions are freed: {before} -> {after}");
+        let cur = st.buckets["models"].current("copy.safetensors").unwrap();
+        assert_eq!(read_all(&repo, &cur.tree_id().unwrap().unwrap(), 0, cur.size), model);
+    }
+
+    #[test]
+    fn a_missing_record_is_reported_not_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = vault(&d);
+        let mut st = State::default();
+        for b in ["aaa", "bbb", "ccc"] {
+            append(&repo, &mut st, Record::CreateBucket { bucket: b.into(), time_ms: 1 }).unwrap();
+        }
+        repo.delete_meta(&format!("{}/{:020}", log_dir(&repo), 2)).unwrap();
+        let e = load(&repo).unwrap_err().to_string();
+        assert!(e.contains("record 2 is missing"), "{e}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn records_round_trip_as_json(key in ".{0,40}", size in 0u64..u64::MAX, part in 1u32..10_000) {
+            let recs = vec![
+                Record::Put { bucket: "b".into(), key: key.clone(), version: Version {
+                    id: "v".into(), tree: Some("ab".repeat(32)), size, etag: "x".into(), time_ms: 5,
+                    content_type: Some("a/b".into()), metadata: [("k".to_string(), key.clone())].into(),
+                }},
+                Record::Part { bucket: "b".into(), upload: "u".into(), number: part,
+                    part: Part { tree: "cd".repeat(32), size, etag: "y".into(), time_ms: 6 } },
+            ];
+            for r in recs {
+                let back: Record = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
+                proptest::prop_assert_eq!(back, r);
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Objects: a stream of bytes stored the way backups store files (model-aware chunking, the float codecs,
+//! dedup within the tenant, encryption into packs, redundancy), named by one tree blob that holds a single
+//! file node. The S3 gateway stores every object and every multipart part this way; the tree id is what its
+//! bucket records keep (buckets.rs), and what `prune` follows to keep the chunks alive.
+//!
+//! A body arrives as a stream of unknown content, so the model parsers see its first bytes only: a
+//! safetensors or GGUF header that fits in `HEAD_MAX` is parsed (the object key gives the file name), and
+//! the rest is cut at tensor boundaries as a local backup would; anything else is cut by content.
+//!
+//! Writes are durable when `write` returns: packs first, then the index file naming them. Nothing refers
+//! to the new blobs until the caller records the tree id, so a failure leaves only unreferenced packs that
+//! `prune` removes. Memory stays at one pack plus one chunk whatever the object's size.
+
+use crate::backup::{FullPack, Packing};
+use crate::chunker::{Chunker, Piece, TensorChunker};
+use crate::error::{Error, Result};
+use crate::format::index::Location;
+use crate::format::pack::{self, BlobType};
+use crate::format::tree::{self, Node, NodeKind};
+use crate::ids::ChunkId;
+use crate::model::{self, Detected, Source};
+use crate::repo::Repo;
+use crate::restore::BlobSource;
+use md5::{Digest, Md5};
+use std::collections::HashSet;
+use std::io::{Cursor, Read};
+use std::path::Path;
+
+const ZSTD_LEVEL: i32 = 3;
+/// The most of a body's start that is held to look for a model header.
+pub const HEAD_MAX: usize = 16 << 20;
+/// The name of the single node in an object's tree.
+const NODE_NAME: &[u8] = b"object";
+
+/// Index entries written to the stores that the caller merges into its in-memory index.
+pub type Entries = Vec<(ChunkId, Location)>;
+
+/// An object as written: what its bucket record keeps.
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// The tree blob naming the object's chunks.
+    pub tree: ChunkId,
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub chunks: u64,
+    /// Plaintext bytes of chunks the tenant did not have.
+    pub new_bytes: u64,
+    /// Bytes written to the stores (packs and index, before redundancy).
+    pub stored_bytes: u64,
+    /// The model format the body was chunked as, if any.
+    pub model: Option<&'static str>,
+}
+
+/// The first bytes of a body, as a parser source: reads past them fail, so a header that does not fit is
+/// simply not recognised.
+struct Head<'a> {
+    bytes: &'a [u8],
+    len: u64,
+}
+
+impl Source for Head<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        self.bytes.read_at(offset, len)
+    }
+}
+
+/// Read up to `n` bytes (fewer only at the end of the stream).
+fn read_head(r: &mut impl Read, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(n.min(1 << 20));
+    r.take(n as u64).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// Called before each pack is written with the bytes it will add; an error stops the write (quotas).
+pub type Admit<'a> = dyn FnMut(u64) -> Result<()> + 'a;
+
+/// Store a body of `len` bytes (when the sender declared it) read from `body`. `key` is the object's name,
+/// for model detection by extension. `warn` hears about model files that fail to parse.
+pub fn write(
+    repo: &Repo,
+    key: &str,
+    len: Option<u64>,
+    mut body: impl Read,
+    admit: &mut Admit,
+    warn: &dyn Fn(&Error),
+) -> Result<(Written, Entries)> {
+    let io = |e: std::io::Error| Error::Usage(format!("object {key}: reading the body: {e}"));
+    let head = match len {
+        Some(n) => read_head(&mut body, (n as usize).min(HEAD_MAX)).map_err(io)?,
+        None => Vec::new(),
+    };
+    let detected = match len {
+        Some(n) if head.len() as u64 == n || head.len() == HEAD_MAX => {
+            model::detect(Path::new(key), &Head { bytes: &head, len: n })
+        }
+        _ => Detected::Plain,
+    };
+    let params = repo.config.chunker;
+    let src = Cursor::new(head).chain(body);
+    let (layout, pieces): (_, Box<dyn Iterator<Item = std::io::Result<Piece>>>) = match detected {
+        Detected::Model(l) => {
+            let c = TensorChunker::new(std::io::BufReader::with_capacity(1 << 20, src), &l, params);
+            (Some(l), Box::new(c))
+        }
+        other => {
+            if let Detected::Malformed(e) = other {
+                warn(&Error::Usage(format!("object {key}: {e}; stored as plain bytes")));
+            }
+            let c = Chunker::new(std::io::BufReader::with_capacity(1 << 20, src), params);
+            (None, Box::new(c.map(|c| c.map(|data| Piece { data, float: None, tensor: None }))))
+        }
+    };
+    let mut w = ObjectWriter { repo, packing: Packing::new(repo), entries: Vec::new(), pending: HashSet::new() };
+    let mut out = Written {
+        tree: ChunkId([0; 32]),
+        size: 0,
+        md5: [0; 16],
+        chunks: 0,
+        new_bytes: 0,
+        stored_bytes: 0,
+        model: layout.as_ref().map(|l| l.format.name()),
+    };
+    let mut md5 = Md5::new();
+    let mut chunks = Vec::new();
+    let keys = repo.current_keys();
+    for p in pieces {
+        let p = p.map_err(io)?;
+        md5.update(&p.data);
+        out.size += p.data.len() as u64;
+        let id = keys.chunk_id(&p.data);
+        chunks.push(id);
+        if w.add(BlobType::Data, id, &p.data, p.float, admit, &mut out)? {
+            out.new_bytes += p.data.len() as u64;
+        }
+    }
+    if let Some(n) = len.filter(|n| *n != out.size) {
+        return Err(Error::Usage(format!("object {key}: the body had {} bytes, {n} were declared", out.size)));
+    }
+    out.md5 = md5.finalize().into();
+    out.chunks = chunks.len() as u64;
+    let node = Node {
+        name: NODE_NAME.to_vec(),
+        kind: NodeKind::File { chunks },
+        mode: 0o100644,
+        mtime_sec: 0,
+        mtime_nsec: 0,
+        size: out.size,
+        dev: 0,
+        inode: 0,
+    };
+    let bytes = tree::encode(&[node]);
+    out.tree = keys.chunk_id(&bytes);
+    w.add(BlobType::Tree, out.tree, &bytes, None, admit, &mut out)?;
+    let entries = w.finish(admit, &mut out)?;
+    Ok((out, entries))
+}
+
+struct ObjectWriter<'a> {
+    repo: &'a Repo,
+    packing: Packing<'a>,
+    entries: Vec<(ChunkId, Location)>,
+    pending: HashSet<ChunkId>,
+}
+
+impl ObjectWriter<'_> {
+    /// Add a blob unless the tenant has it; true if it was new.
+    fn add(
+        &mut self,
+        t: BlobType,
+        id: ChunkId,
+        data: &[u8],
+        float: Option<crate::model::FloatKind>,
+        admit: &mut Admit,
+        out: &mut Written,
+    ) -> Result<bool> {
+        if self.repo.lookup(&id).is_some() || !self.pending.insert(id) {
+            return Ok(false);
+        }
+        let (codec, encoded) = pack::encode_as(data, ZSTD_LEVEL, float);
+        if let Some(full) = self.packing.add(t, codec, id, &encoded, data.len() as u32, None) {
+            self.write(full, admit, out)?;
+        }
+        Ok(true)
+    }
+
+    fn write(&mut self, (builder, mut e): FullPack, admit: &mut Admit, out: &mut Written) -> Result<()> {
+        let (id, bytes, _) = builder.finish();
+        admit(bytes.len() as u64)?;
+        out.stored_bytes += self.repo.write_pack(&id, &bytes)?.0;
+        self.entries.append(&mut e);
+        Ok(())
+    }
+
+    /// The last pack, then the index file naming every pack written.
+    fn finish(mut self, admit: &mut Admit, out: &mut Written) -> Result<Entries> {
+        let packing = std::mem::replace(&mut self.packing, Packing::new(self.repo));
+        if let Some(last) = packing.finish() {
+            self.write(last, admit, out)?;
+        }
+        if !self.entries.is_empty() {
+            self.repo.write_index_file(&self.entries)?;
+        }
+        Ok(self.entries)
+    }
+}
+
+/// The chunks of an object, from its tree blob.
+pub fn chunks(src: &dyn BlobSource, tree: &ChunkId) -> Result<Vec<ChunkId>> {
+    match src.load_tree(tree)?.into_iter().next() {
+        Some(Node { kind: NodeKind::File { chunks }, .. }) => Ok(chunks),
+        _ => Err(Error::corrupt(format!("object tree {tree}"), "it does not hold one file node")),
+    }
+}
+
+/// An object made of other objects' chunks, in order (multipart completion, copies): only a new tree blob
+/// is written. Returns its id and the index entries to remember.
+pub fn concat(repo: &Repo, parts: &[ChunkId], size: u64) -> Result<(ChunkId, Entries)> {
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend(chunks(repo, p)?);
+    }
+    let node = Node {
+        name: NODE_NAME.to_vec(),
+        kind: NodeKind::File { chunks: all },
+        mode: 0o100644,
+        mtime_sec: 0,
+        mtime_nsec: 0,
+        size,
+        dev: 0,
+        inode: 0,
+    };
+    let bytes = tree::encode(&[node]);
+    let id = repo.current_keys().chunk_id(&bytes);
+    let mut w = ObjectWriter { repo, packing: Packing::new(repo), entries: Vec::new(), pending: HashSet::new() };
+    let mut out = Written { tree: id, size, md5: [0; 16], chunks: 0, new_bytes: 0, stored_bytes: 0, model: None };
+    let mut admit_all = |_| Ok(());
+    w.add(BlobType::Tree, id, &bytes, None, &mut admit_all, &mut out)?;
+    Ok((id, w.finish(&mut admit_all, &mut out)?))
+}
+
+/// Send bytes `start..end` of an object to `sink`, chunk by chunk; only the chunks that overlap the range
+/// are read. `read` is asked for each chunk separately, so a caller can take a lock per chunk.
+pub fn read_range(
+    read: &mut dyn FnMut(&ChunkId) -> Result<Vec<u8>>,
+    chunks: &[(ChunkId, u64)],
+    start: u64,
+    end: u64,
+    sink: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let mut pos = 0u64;
+    for (id, len) in chunks {
+        let (c_start, c_end) = (pos, pos + len);
+        pos = c_end;
+        if c_end <= start {
+            continue;
+        }
+        if c_start >= end {
+            break;
+        }
+        let data = read(id)?;
+        if data.len() as u64 != *len {
+            return Err(Error::corrupt(format!("chunk {id}"), "its length differs from the index"));
+        }
+        let from = start.saturating_sub(c_start) as usize;
+        let to = (end.min(c_end) - c_start) as usize;
+        sink(if from == 0 && to == data.len() { data } else { data[from..to].to_vec() })?;
+    }
+    Ok(())
+}
