@@ -167,6 +167,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Server(a) => crate::server_cmds::server(g, a),
         Command::Token(c) => crate::server_cmds::token_local(g, c),
         Command::Audit(c) => crate::server_cmds::audit_local(g, c),
+        Command::SnapshotBucket(a) => crate::server_cmds::snapshot_bucket_local(g, a),
         Command::Speed(a) => speed(g, a),
         Command::Demo(a) => crate::demo::run(g, a),
         Command::Init(a) => init(g, a),

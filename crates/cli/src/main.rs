@@ -122,6 +122,9 @@ pub enum Command {
     /// reordering).
     #[command(subcommand)]
     Audit(server_cmds::AuditCommand),
+    /// Freeze an S3 bucket (served by `server --s3-listen`) as a normal snapshot, keys as paths: then
+    /// forget, prune, lock, copy, drill and restore apply to it.
+    SnapshotBucket(server_cmds::SnapshotBucketArgs),
     /// This machine's single-core AES-256-GCM, BLAKE3 and zstd speeds on a sample of FILE (or of synthetic
     /// float weights): the raw limits bench/run compares mvault's throughput with.
     Speed(commands::SpeedArgs),

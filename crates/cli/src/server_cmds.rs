@@ -31,9 +31,26 @@ pub struct ServerArgs {
     /// Where the self-signed certificate is kept.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Server config (TOML): a `[schedule]` of forget, prune, scrub and copy jobs (see docs/API.md).
+    /// Server config (TOML): a `[schedule]` of forget, prune, scrub, copy and snapshot-bucket jobs, and
+    /// `[s3] keep_noncurrent` (see docs/API.md and docs/S3.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Also serve the S3 gateway (HTTPS, same certificate) on this address; keys come from
+    /// `token create --s3`. Example: --s3-listen 127.0.0.1:9443
+    #[arg(long, value_name = "ADDR")]
+    pub s3_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Args)]
+pub struct SnapshotBucketArgs {
+    /// The S3 bucket to freeze.
+    pub bucket: String,
+    /// The bucket's tenant (locally; over a server it is the token's).
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    /// Extra tags for the snapshot (it is always tagged bucket:<name>).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -50,6 +67,9 @@ pub enum TokenCommand {
         ttl: Option<humantime::Duration>,
         #[arg(long, default_value = "")]
         label: String,
+        /// An S3 access key (id and secret, shown once) for the S3 gateway instead of a bearer token.
+        #[arg(long)]
+        s3: bool,
     },
     /// List tokens (never their secrets).
     List,
@@ -107,14 +127,18 @@ pub fn server(g: &Global, a: ServerArgs) -> Result<i32> {
     let opts = mvault_server::ServerOptions {
         config,
         listen: a.listen,
+        s3_listen: a.s3_listen,
         tls_cert: a.tls_cert,
         tls_key: a.tls_key,
         state_dir,
-        announce: Box::new(move |url, cert| {
+        announce: Box::new(move |url, s3, cert| {
             if json {
-                println!("{}", json!({ "listen": url, "cert": cert }));
+                println!("{}", json!({ "listen": url, "s3": s3, "cert": cert }));
             } else {
                 println!("mvault server listening on {url} (certificate {})", cert.display());
+                if let Some(s3) = s3 {
+                    println!("S3 gateway listening on {s3}");
+                }
             }
             use std::io::Write;
             let _ = std::io::stdout().flush();
@@ -127,6 +151,14 @@ pub fn server(g: &Global, a: ServerArgs) -> Result<i32> {
 fn print_token(g: &Global, v: &Value) {
     if g.json {
         ui::print_json(v);
+    } else if let Some(key) = v["access_key_id"].as_str().filter(|_| v.get("secret_access_key").is_some()) {
+        println!("AWS_ACCESS_KEY_ID={key}");
+        println!("AWS_SECRET_ACCESS_KEY={}", v["secret_access_key"].as_str().unwrap_or_default());
+        eprintln!(
+            "S3 key ({} of {}): the secret is shown once, keep it safe",
+            v["role"].as_str().unwrap_or_default(),
+            v["tenant"].as_str().unwrap_or_default()
+        );
     } else {
         println!("{}", v["token"].as_str().unwrap_or_default());
         eprintln!(
@@ -166,15 +198,13 @@ pub fn token_local(g: &Global, c: TokenCommand) -> Result<i32> {
     let repo = open(g)?;
     let sys = repo.system()?;
     match c {
-        TokenCommand::Create { role, tenant, ttl, label } => {
+        TokenCommand::Create { role, tenant, ttl, label, s3 } => {
             let role: Role = role.parse()?;
             if let Some(t) = &tenant {
                 registry::load(&sys, t)?;
             }
-            let (token, rec) = auth::create(&sys, tenant.as_deref(), role, ttl.map(|d| d.as_secs()), &label)?;
+            let (v, rec) = auth::issue(&sys, tenant.as_deref(), role, ttl.map(|d| d.as_secs()), &label, s3)?;
             audit_local_action(&sys, "token.create", &format!("token {}", rec.id), tenant.as_deref())?;
-            let mut v = rec.public();
-            v["token"] = json!(token);
             print_token(g, &v);
         }
         TokenCommand::List => {
@@ -328,14 +358,20 @@ pub fn remote(g: &Global, url: &str, cmd: Command) -> Result<i32> {
         }
         Command::Token(c) => {
             match c {
-                TokenCommand::Create { role, tenant, ttl, label } => {
-                    let body =
-                        json!({ "role": role, "tenant": tenant, "ttl": ttl.map(|d| d.as_secs()), "label": label });
+                TokenCommand::Create { role, tenant, ttl, label, s3 } => {
+                    let body = json!({
+                        "role": role, "tenant": tenant, "ttl": ttl.map(|d| d.as_secs()), "label": label, "s3": s3,
+                    });
                     print_token(g, &client.post("/v1/tokens", &body)?);
                 }
                 TokenCommand::List => print_list(g, &client.get("/v1/tokens")?),
                 TokenCommand::Revoke { id } => print_list(g, &json!([client.delete(&format!("/v1/tokens/{id}"))?])),
             }
+            Ok(0)
+        }
+        Command::SnapshotBucket(a) => {
+            let v = client.post(&format!("/v1/buckets/{}/snapshot", a.bucket), &json!({ "tags": a.tags }))?;
+            print_bucket_snapshot(g, &v);
             Ok(0)
         }
         Command::Tenant(c) => {
@@ -418,4 +454,33 @@ fn remote_restore(g: &Global, client: &Client, a: RestoreArgs) -> Result<i32> {
     let mut src = RemoteSource::new(client)?;
     src.prefetch_lengths(&snap.tree_id()?)?;
     restore_from(g, &src, &id, &snap, a)
+}
+
+/// `snapshot-bucket` on a vault: the bucket's records as the stores hold them (every change a gateway
+/// acknowledged is there), frozen as a snapshot of the tenant.
+pub fn snapshot_bucket_local(g: &Global, a: SnapshotBucketArgs) -> Result<i32> {
+    let base = open(g)?;
+    let repo = base.for_tenant(&a.tenant)?;
+    let _lock = repo.lock(false, "snapshot-bucket", &|m| eprintln!("mvault: {m}"))?;
+    let state = mvault_core::buckets::load(&repo)?;
+    let (_, made, _) = mvault_core::buckets::snapshot_bucket(&repo, &state, &a.bucket, &a.tags)?;
+    print_bucket_snapshot(g, &json!(made));
+    Ok(0)
+}
+
+fn print_bucket_snapshot(g: &Global, v: &Value) {
+    if g.json {
+        ui::print_json(v);
+        return;
+    }
+    println!(
+        "snapshot {} of bucket {}: {} objects, {} bytes",
+        v["id"].as_str().unwrap_or_default(),
+        v["bucket"].as_str().unwrap_or_default(),
+        v["objects"],
+        v["bytes"]
+    );
+    for k in v["skipped"].as_array().into_iter().flatten() {
+        eprintln!("mvault: warning: key {k} cannot be a path in a file tree; left out of the snapshot");
+    }
 }

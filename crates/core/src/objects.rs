@@ -78,9 +78,11 @@ fn read_head(r: &mut impl Read, n: usize) -> std::io::Result<Vec<u8>> {
 pub type Admit<'a> = dyn FnMut(u64) -> Result<()> + 'a;
 
 /// Store a body of `len` bytes (when the sender declared it) read from `body`. `key` is the object's name,
-/// for model detection by extension. `warn` hears about model files that fail to parse.
+/// for model detection by extension. `known` says whether the tenant already stores a blob (dedup); `warn`
+/// hears about model files that fail to parse.
 pub fn write(
     repo: &Repo,
+    known: &dyn Fn(&ChunkId) -> bool,
     key: &str,
     len: Option<u64>,
     mut body: impl Read,
@@ -113,7 +115,7 @@ pub fn write(
             (None, Box::new(c.map(|c| c.map(|data| Piece { data, float: None, tensor: None }))))
         }
     };
-    let mut w = ObjectWriter { repo, packing: Packing::new(repo), entries: Vec::new(), pending: HashSet::new() };
+    let mut w = ObjectWriter { repo, known, packing: Packing::new(repo), entries: Vec::new(), pending: HashSet::new() };
     let mut out = Written {
         tree: ChunkId([0; 32]),
         size: 0,
@@ -160,6 +162,7 @@ pub fn write(
 
 struct ObjectWriter<'a> {
     repo: &'a Repo,
+    known: &'a dyn Fn(&ChunkId) -> bool,
     packing: Packing<'a>,
     entries: Vec<(ChunkId, Location)>,
     pending: HashSet<ChunkId>,
@@ -176,7 +179,7 @@ impl ObjectWriter<'_> {
         admit: &mut Admit,
         out: &mut Written,
     ) -> Result<bool> {
-        if self.repo.lookup(&id).is_some() || !self.pending.insert(id) {
+        if (self.known)(&id) || !self.pending.insert(id) {
             return Ok(false);
         }
         let (codec, encoded) = pack::encode_as(data, ZSTD_LEVEL, float);
@@ -234,7 +237,9 @@ pub fn concat(repo: &Repo, parts: &[ChunkId], size: u64) -> Result<(ChunkId, Ent
     };
     let bytes = tree::encode(&[node]);
     let id = repo.current_keys().chunk_id(&bytes);
-    let mut w = ObjectWriter { repo, packing: Packing::new(repo), entries: Vec::new(), pending: HashSet::new() };
+    let known = |id: &ChunkId| repo.lookup(id).is_some();
+    let mut w =
+        ObjectWriter { repo, known: &known, packing: Packing::new(repo), entries: Vec::new(), pending: HashSet::new() };
     let mut out = Written { tree: id, size, md5: [0; 16], chunks: 0, new_bytes: 0, stored_bytes: 0, model: None };
     let mut admit_all = |_| Ok(());
     w.add(BlobType::Tree, id, &bytes, None, &mut admit_all, &mut out)?;

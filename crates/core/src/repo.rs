@@ -271,6 +271,14 @@ impl Repo {
         }
     }
 
+    /// This tenant's keys and stores without its index: for a long write (an S3 object) that must not hold
+    /// a borrow of the shared repo; it asks the shared index what is stored through its own closure.
+    pub fn view_without_index(&self) -> Repo {
+        let mut r = self.sibling(&self.tenant);
+        r.keys = self.keys.clone();
+        r
+    }
+
     /// Short id of the master key, in tenant key object names, so objects wrapped by a previous master key
     /// (during `key rotate`) sit beside the current ones without being confused with them.
     pub fn mk_id(&self) -> String {

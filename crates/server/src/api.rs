@@ -168,10 +168,25 @@ impl App {
 
     /// The token's tenant's rate limits: one request, and the request's body bytes.
     fn admit(&self, p: &Principal, bytes: u64) -> Result<(), ApiError> {
-        let Some(t) = &p.token.tenant else { return Ok(()) };
+        self.throttle(&p.token, 1.0, bytes)?.map_err(limited)
+    }
+
+    /// Charge `requests` requests and `bytes` bytes to a token's rate limits (the HTTP API and the S3
+    /// gateway both go through here). The outer error is a tenant that cannot be loaded.
+    pub(crate) fn throttle(
+        &self,
+        token: &TokenRecord,
+        requests: f64,
+        bytes: u64,
+    ) -> mvault_core::Result<Result<(), crate::limits::Limited>> {
+        let Some(t) = &token.tenant else { return Ok(Ok(())) };
         let limits = self.tenant(t)?.record.lock().expect("record").limits.clone();
-        self.limiter.admit(&p.token.id, "requests", 1.0, limits.requests_per_second).map_err(limited)?;
-        self.admit_bytes(p, bytes)
+        if requests > 0.0 {
+            if let Err(l) = self.limiter.admit(&token.id, "requests", requests, limits.requests_per_second) {
+                return Ok(Err(l));
+            }
+        }
+        Ok(self.limiter.admit(&token.id, "bytes", bytes as f64, limits.bytes_per_second.map(|b| b as f64)))
     }
 
     /// The tenant a data request is about: always the token's own.
@@ -181,9 +196,7 @@ impl App {
 
     /// Charge `bytes` (sent or received) to the token's bytes_per_second.
     fn admit_bytes(&self, p: &Principal, bytes: u64) -> Result<(), ApiError> {
-        let Some(t) = &p.token.tenant else { return Ok(()) };
-        let rate = self.tenant(t)?.record.lock().expect("record").limits.bytes_per_second;
-        self.limiter.admit(&p.token.id, "bytes", bytes as f64, rate.map(|b| b as f64)).map_err(limited)
+        self.throttle(&p.token, 0.0, bytes)?.map_err(limited)
     }
 }
 
@@ -282,6 +295,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/snapshots", get(snapshots_list).post(snapshots_create))
         .route("/v1/snapshots/forget", post(snapshots_forget))
         .route("/v1/snapshots/{id}", get(snapshot_get))
+        .route("/v1/buckets/{bucket}/snapshot", post(bucket_snapshot))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(crate::MAX_BODY))
         .with_state(app)
@@ -408,6 +422,9 @@ struct TokenCreate {
     ttl: Option<u64>,
     #[serde(default)]
     label: String,
+    /// An S3 access key instead of a bearer token.
+    #[serde(default)]
+    s3: bool,
 }
 
 async fn tokens_create(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
@@ -427,10 +444,8 @@ async fn tokens_create(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> 
         if let Some(t) = &tc.tenant {
             app.tenant(t)?;
         }
-        let (token, rec) = auth::create(&app.sys, tc.tenant.as_deref(), tc.role, tc.ttl, &tc.label)?;
-        app.remember_token(rec.clone());
-        let mut v = rec.public();
-        v["token"] = json!(token);
+        let (v, rec) = auth::issue(&app.sys, tc.tenant.as_deref(), tc.role, tc.ttl, &tc.label, tc.s3)?;
+        app.remember_token(rec);
         Ok(Reply::Json(v))
     })
     .await
@@ -643,6 +658,25 @@ async fn snapshots_forget(State(app): St, h: HeaderMap, c: Client, body: Bytes) 
         };
         let report = mvault_core::prune::forget(&repo, &opts)?;
         Ok(Reply::Json(json!(report)))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+struct BucketSnapshot {
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// Freeze one of the tenant's S3 buckets as a snapshot (`mvault snapshot-bucket` over a server).
+async fn bucket_snapshot(State(app): St, h: HeaderMap, c: Client, Path(bucket): Path<String>, body: Bytes) -> Response {
+    let n = body.len() as u64;
+    blocking(app, req("bucket.snapshot", Action::Append, format!("bucket {bucket}"), h, c, n), move |app, p| {
+        let b: BucketSnapshot = if body.is_empty() { Default::default() } else { json_body(&body)? };
+        let t = app.own_tenant(p)?;
+        // As an upload: the vault's shared lock while the snapshot's trees are written and it is saved.
+        let _lock = app.base.lock(false, "server bucket snapshot", &|_| {})?;
+        Ok(Reply::Json(json!(t.snapshot_bucket(&bucket, &b.tags)?)))
     })
     .await
 }

@@ -100,6 +100,10 @@ pub struct TokenRecord {
     pub revoked: bool,
     #[serde(default)]
     pub label: String,
+    /// For S3 access keys (`token create --s3`): the secret access key itself, since SigV4 signs with it
+    /// (the record is sealed by the system tenant, like every record under `system/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_secret: Option<String>,
 }
 
 impl TokenRecord {
@@ -108,6 +112,7 @@ impl TokenRecord {
         serde_json::json!({
             "id": self.id, "tenant": self.tenant, "role": self.role, "created": self.created,
             "expires": self.expires, "revoked": self.revoked, "label": self.label,
+            "access_key_id": self.s3_secret.as_ref().map(|_| access_key_id(&self.id)),
         })
     }
 }
@@ -148,9 +153,69 @@ pub fn create(
         expires: ttl.map(|t| now().saturating_add(t)),
         revoked: false,
         label: label.to_string(),
+        s3_secret: None,
     };
     save(sys, &rec)?;
     Ok((format!("mvt_{}_{}", rec.id, hex::encode(secret)), rec))
+}
+
+/// Make a token or, with `s3`, an S3 access key: the record, and what its maker is shown once (the token,
+/// or the access key id and secret access key), as JSON.
+pub fn issue(
+    sys: &Repo,
+    tenant: Option<&str>,
+    role: Role,
+    ttl: Option<u64>,
+    label: &str,
+    s3: bool,
+) -> Result<(serde_json::Value, TokenRecord)> {
+    if s3 {
+        let tenant =
+            tenant.ok_or_else(|| Error::Usage("an S3 key belongs to a tenant: name it with --tenant".into()))?;
+        let (key_id, secret, rec) = create_s3(sys, tenant, role, ttl, label)?;
+        let mut v = rec.public();
+        v["access_key_id"] = serde_json::json!(key_id);
+        v["secret_access_key"] = serde_json::json!(secret);
+        return Ok((v, rec));
+    }
+    let (token, rec) = create(sys, tenant, role, ttl, label)?;
+    let mut v = rec.public();
+    v["token"] = serde_json::json!(token);
+    Ok((v, rec))
+}
+
+/// Make an S3 access key: a token record that also keeps its secret for SigV4. Returns the access key id
+/// and the secret access key (shown once) and the saved record.
+pub fn create_s3(
+    sys: &Repo,
+    tenant: &str,
+    role: Role,
+    ttl: Option<u64>,
+    label: &str,
+) -> Result<(String, String, TokenRecord)> {
+    if role == Role::Operator {
+        return Err(Error::Usage("S3 keys reach a tenant's buckets; an operator has none: pick another role".into()));
+    }
+    let (_, mut rec) = create(sys, Some(tenant), role, ttl, label)?;
+    let mut secret = [0u8; 32];
+    fill_random(&mut secret);
+    let secret = hex::encode(secret);
+    rec.hash = blake3::hash(secret.as_bytes()).to_hex().to_string();
+    rec.s3_secret = Some(secret.clone());
+    save(sys, &rec)?;
+    Ok((access_key_id(&rec.id), secret, rec))
+}
+
+/// The S3 access key id of a token record: `MV` and its id in capitals (AWS clients expect capitals).
+pub fn access_key_id(id: &str) -> String {
+    format!("MV{}", id.to_ascii_uppercase())
+}
+
+/// The token id an access key id names, if it has the exact form.
+pub fn token_id_of_access_key(key: &str) -> Option<String> {
+    let id = key.strip_prefix("MV")?;
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)))
+        .then(|| id.to_ascii_lowercase())
 }
 
 pub fn save(sys: &Repo, rec: &TokenRecord) -> Result<()> {
@@ -242,6 +307,7 @@ mod tests {
             expires: None,
             revoked: false,
             label: String::new(),
+            s3_secret: None,
         }
     }
 
@@ -260,6 +326,15 @@ mod tests {
             &format!("xvt_0123456789abcdef_{}", "ab".repeat(32)),
         ] {
             assert!(parse(bad).is_none(), "{bad:?} must not parse");
+        }
+    }
+
+    #[test]
+    fn access_key_ids_map_to_token_ids_exactly() {
+        assert_eq!(access_key_id("0123456789abcdef"), "MV0123456789ABCDEF");
+        assert_eq!(token_id_of_access_key("MV0123456789ABCDEF").as_deref(), Some("0123456789abcdef"));
+        for bad in ["", "MV", "MV0123456789abcdef", "MV0123456789ABCDE", "AK0123456789ABCDEF", "MV0123456789ABCDEFA"] {
+            assert_eq!(token_id_of_access_key(bad), None, "{bad:?}");
         }
     }
 

@@ -12,6 +12,7 @@ pub mod frames;
 pub mod limits;
 pub mod metrics;
 pub mod registry;
+pub mod s3;
 pub mod schedule;
 pub mod tls;
 
@@ -29,11 +30,14 @@ pub const MAX_BODY: usize = 96 << 20;
 /// instance take effect within this time; this instance's own take effect at once).
 const TOKEN_CACHE: Duration = Duration::from_secs(5);
 
-/// Told the server's https URL and the certificate file clients should trust, once it listens.
-pub type Announce = Box<dyn FnOnce(&str, &std::path::Path) + Send>;
+/// Told the server's https URL, the S3 gateway's (if it has one) and the certificate file clients should
+/// trust, once both listen.
+pub type Announce = Box<dyn FnOnce(&str, Option<&str>, &std::path::Path) + Send>;
 
 pub struct ServerOptions {
     pub listen: SocketAddr,
+    /// The S3 gateway's own listener (s3.rs), if any.
+    pub s3_listen: Option<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// Where the self-signed certificate is kept between runs.
@@ -50,6 +54,10 @@ pub struct Tenant {
     pub record: Mutex<registry::TenantRecord>,
     /// Uploads and snapshot commits of one tenant run one at a time, so quota checks see every write.
     pub writes: Mutex<()>,
+    /// The tenant's S3 buckets, loaded on first use (s3.rs); every change is written before it is applied.
+    pub s3: Mutex<Option<mvault_core::buckets::State>>,
+    /// Bytes S3 writes in progress have written but not yet indexed, for the quota check.
+    pub s3_pending: Mutex<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -76,6 +84,8 @@ pub struct App {
     pub metrics: metrics::Metrics,
     pub jobs: schedule::JobStats,
     limiter: limits::RateLimiter,
+    /// How long S3 versions are kept once overwritten or deleted (config `[s3] keep_noncurrent`).
+    pub keep_noncurrent: Duration,
 }
 
 impl App {
@@ -90,6 +100,7 @@ impl App {
             metrics: metrics::Metrics::default(),
             jobs: schedule::JobStats::default(),
             limiter: limits::RateLimiter::default(),
+            keep_noncurrent: schedule::DEFAULT_KEEP_NONCURRENT,
         })
     }
 
@@ -100,7 +111,13 @@ impl App {
         }
         let record = registry::load(&self.sys, name)?;
         let repo = self.base.for_tenant(name)?;
-        let t = Arc::new(Tenant { repo: RwLock::new(repo), record: Mutex::new(record), writes: Mutex::new(()) });
+        let t = Arc::new(Tenant {
+            repo: RwLock::new(repo),
+            record: Mutex::new(record),
+            writes: Mutex::new(()),
+            s3: Mutex::new(None),
+            s3_pending: Mutex::new(0),
+        });
         Ok(self.tenants.write().expect("tenants").entry(name.to_string()).or_insert(t).clone())
     }
 
@@ -148,7 +165,9 @@ impl App {
 /// Serve until SIGINT or SIGTERM; then stop accepting, let requests in flight (uploads included) finish,
 /// and flush the audit log.
 pub fn run(base: Repo, opts: ServerOptions) -> Result<()> {
-    let app = Arc::new(App::new(base)?);
+    let mut app = App::new(base)?;
+    app.keep_noncurrent = opts.config.s3.keep_noncurrent()?;
+    let app = Arc::new(app);
     let (config, cert_path) = tls::server_config(&opts)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -158,16 +177,31 @@ pub fn run(base: Repo, opts: ServerOptions) -> Result<()> {
         .map_err(|e| Error::Usage(format!("start the server runtime: {e}")))?;
     let flusher = app.clone();
     let serving = app.clone();
+    let serving_s3 = app.clone();
     let scheduling = app.clone();
     let result = rt.block_on(async move {
         let handle = axum_server::Handle::new();
         let router = api::router(serving).into_make_service_with_connect_info::<SocketAddr>();
         let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
-        let server = axum_server::bind_rustls(opts.listen, tls).handle(handle.clone()).serve(router);
+        let server = axum_server::bind_rustls(opts.listen, tls.clone()).handle(handle.clone()).serve(router);
         let server = tokio::spawn(server);
         let bound =
             handle.listening().await.ok_or_else(|| Error::Usage(format!("cannot listen on {}", opts.listen)))?;
-        (opts.announce)(&format!("https://{bound}"), &cert_path);
+        // The S3 gateway: its own listener, the same certificate, the same graceful stop.
+        let s3_handle = axum_server::Handle::new();
+        let s3_server = match opts.s3_listen {
+            Some(addr) => {
+                let svc = axum::Router::new()
+                    .fallback_service(s3::service(serving_s3))
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                let srv = axum_server::bind_rustls(addr, tls).handle(s3_handle.clone()).serve(svc);
+                let srv = tokio::spawn(srv);
+                let b = s3_handle.listening().await.ok_or_else(|| Error::Usage(format!("cannot listen on {addr}")))?;
+                Some((srv, format!("https://{b}")))
+            }
+            None => None,
+        };
+        (opts.announce)(&format!("https://{bound}"), s3_server.as_ref().map(|s| s.1.as_str()), &cert_path);
         schedule::start(scheduling, opts.config);
         // Audit records are flushed every second, and once more at the end.
         tokio::spawn(async move {
@@ -179,6 +213,12 @@ pub fn run(base: Repo, opts: ServerOptions) -> Result<()> {
         });
         shutdown_signal().await;
         handle.graceful_shutdown(Some(Duration::from_secs(60)));
+        s3_handle.graceful_shutdown(Some(Duration::from_secs(60)));
+        if let Some((srv, _)) = s3_server {
+            srv.await
+                .map_err(|e| Error::Usage(format!("S3 gateway task: {e}")))?
+                .map_err(|e| Error::Usage(format!("S3 gateway: {e}")))?;
+        }
         server
             .await
             .map_err(|e| Error::Usage(format!("server task: {e}")))?

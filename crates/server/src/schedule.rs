@@ -5,7 +5,7 @@
 //!
 //! ```toml
 //! [[schedule.job]]
-//! kind = "forget"          # forget | prune | scrub | copy
+//! kind = "forget"          # forget | prune | scrub | copy | snapshot-bucket
 //! every = "1d"             # humantime: 90s, 6h, 1d ...
 //! tenant = "team-a"        # forget, prune, scrub, copy: one tenant (default: every tenant)
 //! keep_last = 7            # forget: keep_last/hourly/daily/weekly/monthly/yearly, keep_within, keep_tag
@@ -17,6 +17,15 @@
 //! tenant = "team-a"
 //! to = "/mnt/offsite/vault"          # the offsite vault (any store URL)
 //! to_password_file = "/etc/mvault/offsite.pw"
+//!
+//! [[schedule.job]]
+//! kind = "snapshot-bucket"  # freeze an S3 bucket as a snapshot
+//! every = "1h"
+//! tenant = "team-a"
+//! bucket = "checkpoints"
+//!
+//! [s3]
+//! keep_noncurrent = "7d"     # overwritten/deleted S3 versions are kept this long (expired before prune)
 //! ```
 
 use crate::{audit, App};
@@ -34,6 +43,30 @@ use std::time::Duration;
 pub struct Config {
     #[serde(default)]
     pub schedule: Schedule,
+    #[serde(default)]
+    pub s3: S3Config,
+}
+
+/// Noncurrent S3 versions are kept this long by default.
+pub const DEFAULT_KEEP_NONCURRENT: Duration = Duration::from_secs(7 * 86_400);
+
+/// `[s3]`: the gateway's retention of overwritten and deleted versions, applied before each prune job.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// humantime, e.g. "7d" (the default) or "0s" to drop old versions at the next prune.
+    pub keep_noncurrent: Option<String>,
+}
+
+impl S3Config {
+    pub fn keep_noncurrent(&self) -> Result<Duration> {
+        match &self.keep_noncurrent {
+            None => Ok(DEFAULT_KEEP_NONCURRENT),
+            Some(s) => {
+                humantime::parse_duration(s).map_err(|e| Error::Usage(format!("[s3] keep_noncurrent = {s:?}: {e}")))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,12 +77,26 @@ pub struct Schedule {
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Kind {
     Forget,
     Prune,
     Scrub,
     Copy,
+    /// Freeze an S3 bucket as a snapshot (`tenant` and `bucket`).
+    SnapshotBucket,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Forget => "forget",
+            Kind::Prune => "prune",
+            Kind::Scrub => "scrub",
+            Kind::Copy => "copy",
+            Kind::SnapshotBucket => "snapshot-bucket",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +126,8 @@ pub struct Job {
     /// copy: the target vault and the file holding its passphrase.
     pub to: Option<String>,
     pub to_password_file: Option<PathBuf>,
+    /// snapshot-bucket: the bucket.
+    pub bucket: Option<String>,
 }
 
 impl Job {
@@ -118,12 +167,15 @@ impl Job {
             Kind::Copy if self.to.is_none() || self.to_password_file.is_none() || self.tenant.is_none() => {
                 Err(Error::Usage("schedule: a copy job needs `tenant`, `to` and `to_password_file`".into()))
             }
+            Kind::SnapshotBucket if self.tenant.is_none() || self.bucket.is_none() => {
+                Err(Error::Usage("schedule: a snapshot-bucket job needs `tenant` and `bucket`".into()))
+            }
             _ => Ok(()),
         }
     }
 
     fn name(&self, i: usize) -> String {
-        format!("{}-{i}", format!("{:?}", self.kind).to_lowercase())
+        format!("{}-{i}", self.kind.name())
     }
 }
 
@@ -201,8 +253,13 @@ impl App {
                 }
                 Kind::Prune => {
                     let t = self.tenant(&name)?;
+                    // S3 versions past their retention go first, so prune frees their chunks.
+                    let expired = t.expire_versions(self.keep_noncurrent)?;
                     let _one_writer = t.writes.lock().expect("tenant writes");
                     let plan = prune::prune(&repo, &PruneOptions::default(), &quiet)?;
+                    if expired > 0 {
+                        parts.push(format!("{name}: {expired} S3 versions or uploads expired"));
+                    }
                     // Prune rewrote this tenant's index: the server's view reads it again.
                     *t.repo.write().expect("tenant repo") = self.base.for_tenant(&name)?;
                     parts.push(format!("{name}: {}", serde_json::to_string(&plan).unwrap_or_default()));
@@ -224,6 +281,11 @@ impl App {
                     let mut dst = mvault_core::repo::Repo::open(to, pw.lines().next().unwrap_or_default().as_bytes())?;
                     let r = mvault_core::copy::copy(&repo, &mut dst, &[], &Default::default(), &quiet)?;
                     parts.push(format!("{name}: {} snapshots copied to {to}", r.copied.len()));
+                }
+                Kind::SnapshotBucket => {
+                    let bucket = job.bucket.as_deref().unwrap_or_default();
+                    let made = self.tenant(&name)?.snapshot_bucket(bucket, &[])?;
+                    parts.push(format!("{name}: bucket {bucket} snapshot {} ({} objects)", made.id, made.objects));
                 }
             }
         }
@@ -250,7 +312,7 @@ pub fn start(app: Arc<App>, cfg: Config) {
                 };
                 app.jobs.record(&name, ok);
                 app.audit.append(audit::Record {
-                    action: format!("job.{:?}", job.kind).to_lowercase(),
+                    action: format!("job.{}", job.kind.name()),
                     target: name.clone(),
                     tenant: job.tenant.clone(),
                     client: "scheduler".into(),
