@@ -143,7 +143,23 @@ fn quiet_on_closed_stdout() {
     }));
 }
 
+/// glibc's malloc raises its mmap threshold each time a large block is freed, after which multi-MiB pack
+/// and chunk buffers come from the heap and stay there, fragmented: the S3 gateway with 8 parallel part
+/// uploads peaked at 400-600 MiB this way, and at 131 MiB with the threshold fixed at 1 MiB. Buffers of a
+/// MiB or more are then always their own mappings, returned to the system when freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn fix_malloc_mmap_threshold() {
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn fix_malloc_mmap_threshold() {}
+
 fn main() {
+    fix_malloc_mmap_threshold();
     quiet_on_closed_stdout();
     // One TLS crypto provider for the process (OpenDAL's transport also links aws-lc; ring is used).
     let _ = rustls::crypto::ring::default_provider().install_default();

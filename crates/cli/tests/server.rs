@@ -1,7 +1,8 @@
 //! The server, driven from outside by scripts that use only the CLI, curl and jq against a real `mvault
 //! server` on 127.0.0.1: tests/server/attack.sh (isolation between tenants, roles, 401s, quotas, rate limits,
 //! dedup before the network, shutdown mid-upload, audit verify, scheduled jobs, shredding) and
-//! tests/server/load.sh (several tenants backing up and restoring at once). These tests run them with this
+//! tests/server/load.sh (several tenants backing up and restoring at once), tests/server/s3.sh (the S3
+//! gateway with boto3, s3fs and the AWS CLI, then a bucket snapshot restored). These tests run them with this
 //! build's binary.
 
 use std::process::Command;
@@ -31,4 +32,9 @@ fn the_attack_script_finds_every_door_shut() {
 #[test]
 fn concurrent_tenants_back_up_and_restore_exactly_under_load() {
     run_script("load.sh", "load test passed");
+}
+
+#[test]
+fn s3_clients_store_checkpoints_and_a_bucket_snapshot_restores_them() {
+    run_script("s3.sh", "all S3 gateway checks passed");
 }

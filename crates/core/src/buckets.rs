@@ -220,8 +220,8 @@ impl State {
 
     /// Records that remove what retention no longer keeps: versions that stopped being current more than
     /// `keep_ms` ago, delete markers with nothing left behind them, and multipart uploads started more than
-    /// `keep_ms` ago and never completed.
-    pub fn expired(&self, keep_ms: u64, now_ms: u64) -> Vec<Record> {
+    /// `uploads_ms` ago and never completed.
+    pub fn expired(&self, keep_ms: u64, uploads_ms: u64, now_ms: u64) -> Vec<Record> {
         let mut out = Vec::new();
         let old = |t: u64| now_ms.saturating_sub(t) >= keep_ms;
         for (bname, b) in &self.buckets {
@@ -239,7 +239,7 @@ impl State {
                 }
             }
             for (id, u) in &b.uploads {
-                if old(u.started_ms) {
+                if now_ms.saturating_sub(u.started_ms) >= uploads_ms {
                     out.push(Record::EndUpload { bucket: bname.clone(), upload: id.clone() });
                 }
             }
@@ -549,7 +549,7 @@ mod tests {
         // deleted long ago, nothing behind the marker once its version expires
         s.apply(&put("gone", v("a", Some(&t), 100)));
         s.apply(&put("gone", v("m", None, 150)));
-        let ex = s.expired(500, 1200);
+        let ex = s.expired(500, u64::MAX, 1200);
         // "1" became noncurrent at 200 (old), "2" at 1000 (recent); "gone"/"a" at 150 (old), then its marker.
         let ids: Vec<&str> = ex
             .iter()
@@ -686,7 +686,7 @@ mod tests {
 
         // Once retention expires the old version, prune frees its chunks.
         let before: u64 = repo.index().values().map(|l| l.length as u64).sum();
-        for r in st.expired(0, u64::MAX) {
+        for r in st.expired(0, 0, u64::MAX) {
             append(&repo, &mut st, r).unwrap();
         }
         std::fs::remove_dir_all(&out).unwrap();

@@ -67,11 +67,49 @@ impl Source for Head<'_> {
     }
 }
 
-/// Read up to `n` bytes (fewer only at the end of the stream).
-fn read_head(r: &mut impl Read, n: usize) -> std::io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(n.min(1 << 20));
-    r.take(n as u64).read_to_end(&mut head)?;
+/// Read up to `n` more bytes into `head` (fewer only at the end of the stream).
+fn read_more(r: &mut impl Read, head: &mut Vec<u8>, n: usize) -> std::io::Result<()> {
+    r.take(n as u64).read_to_end(head).map(|_| ())
+}
+
+/// The start of a body of `len` bytes that the model parsers need: a safetensors header (its length is in
+/// the first 8 bytes) or a GGUF header (of unknown length: up to `HEAD_MAX`). Anything else needs only the
+/// first 8 bytes, so a plain object (or a multipart part) holds no more than that.
+fn read_model_head(r: &mut impl Read, key: &str, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    read_more(r, &mut head, 8.min(len as usize))?;
+    if head.len() < 8 {
+        return Ok(head);
+    }
+    let want = if head[..4] == crate::model::gguf::MAGIC[..] {
+        HEAD_MAX
+    } else if key.to_ascii_lowercase().ends_with(".safetensors") {
+        let n = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        usize::try_from(n).unwrap_or(usize::MAX).min(HEAD_MAX)
+    } else {
+        0
+    };
+    read_more(r, &mut head, want.min((len - 8) as usize))?;
     Ok(head)
+}
+
+/// The head already read, then the rest of the body; the head's buffer is freed once it has been read.
+struct HeadThen<R> {
+    head: Option<Cursor<Vec<u8>>>,
+    rest: R,
+}
+
+impl<R: Read> Read for HeadThen<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(h) = &mut self.head {
+            let n = h.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            self.head = None;
+        }
+        self.rest.read(buf)
+    }
 }
 
 /// Called before each pack is written with the bytes it will add; an error stops the write (quotas).
@@ -91,17 +129,15 @@ pub fn write(
 ) -> Result<(Written, Entries)> {
     let io = |e: std::io::Error| Error::Usage(format!("object {key}: reading the body: {e}"));
     let head = match len {
-        Some(n) => read_head(&mut body, (n as usize).min(HEAD_MAX)).map_err(io)?,
+        Some(n) => read_model_head(&mut body, key, n).map_err(io)?,
         None => Vec::new(),
     };
     let detected = match len {
-        Some(n) if head.len() as u64 == n || head.len() == HEAD_MAX => {
-            model::detect(Path::new(key), &Head { bytes: &head, len: n })
-        }
+        Some(n) if head.len() > 8 => model::detect(Path::new(key), &Head { bytes: &head, len: n }),
         _ => Detected::Plain,
     };
     let params = repo.config.chunker;
-    let src = Cursor::new(head).chain(body);
+    let src = HeadThen { head: Some(Cursor::new(head)), rest: body };
     let (layout, pieces): (_, Box<dyn Iterator<Item = std::io::Result<Piece>>>) = match detected {
         Detected::Model(l) => {
             let c = TensorChunker::new(std::io::BufReader::with_capacity(1 << 20, src), &l, params);
@@ -190,8 +226,12 @@ impl ObjectWriter<'_> {
     }
 
     fn write(&mut self, (builder, mut e): FullPack, admit: &mut Admit, out: &mut Written) -> Result<()> {
+        // One pack written at a time by all object writers of the process: a pack's shard copies are the
+        // biggest buffers here, and many parallel uploads must not multiply them.
+        static PACK_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let (id, bytes, _) = builder.finish();
         admit(bytes.len() as u64)?;
+        let _one = PACK_WRITES.lock().unwrap_or_else(|p| p.into_inner());
         out.stored_bytes += self.repo.write_pack(&id, &bytes)?.0;
         self.entries.append(&mut e);
         Ok(())

@@ -84,8 +84,9 @@ pub struct App {
     pub metrics: metrics::Metrics,
     pub jobs: schedule::JobStats,
     limiter: limits::RateLimiter,
-    /// How long S3 versions are kept once overwritten or deleted (config `[s3] keep_noncurrent`).
-    pub keep_noncurrent: Duration,
+    /// How long S3 versions are kept once overwritten or deleted, and incomplete multipart uploads
+    /// (config `[s3] keep_noncurrent`, `abort_uploads_after`).
+    pub s3_retention: (Duration, Duration),
 }
 
 impl App {
@@ -100,7 +101,7 @@ impl App {
             metrics: metrics::Metrics::default(),
             jobs: schedule::JobStats::default(),
             limiter: limits::RateLimiter::default(),
-            keep_noncurrent: schedule::DEFAULT_KEEP_NONCURRENT,
+            s3_retention: (schedule::DEFAULT_KEEP_NONCURRENT, schedule::DEFAULT_KEEP_NONCURRENT),
         })
     }
 
@@ -166,7 +167,7 @@ impl App {
 /// and flush the audit log.
 pub fn run(base: Repo, opts: ServerOptions) -> Result<()> {
     let mut app = App::new(base)?;
-    app.keep_noncurrent = opts.config.s3.keep_noncurrent()?;
+    app.s3_retention = opts.config.s3.retention()?;
     let app = Arc::new(app);
     let (config, cert_path) = tls::server_config(&opts)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

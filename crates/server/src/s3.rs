@@ -36,6 +36,9 @@ const MAX_PUT: i64 = 5 << 30;
 const MIN_PART: u64 = 5 << 20;
 const MAX_PARTS: i32 = 10_000;
 const DEFAULT_MAX_KEYS: usize = 1000;
+/// Object bodies stored at once (PUTs and parts): one per core of the machine this is sized for. Each holds
+/// a pack being filled and a chunk buffer (about 40 MiB with the shard copies of a pack write).
+static WRITERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// What the access check and the operation learned about a request, for the audit record `Traced` writes.
 #[derive(Default)]
@@ -238,10 +241,10 @@ impl Tenant {
         self.buckets(|st, repo| buckets::append(repo, st, r).map_err(s3err))
     }
 
-    /// The retention pass: records for the versions and uploads `keep` no longer covers.
-    pub fn expire_versions(&self, keep: Duration) -> mvault_core::Result<u64> {
+    /// The retention pass: records for the versions `keep` and the uploads `uploads` no longer cover.
+    pub fn expire_versions(&self, keep: Duration, uploads: Duration) -> mvault_core::Result<u64> {
         let n = self.buckets(|st, repo| {
-            let recs = st.expired(keep.as_millis() as u64, now_ms());
+            let recs = st.expired(keep.as_millis() as u64, uploads.as_millis() as u64, now_ms());
             let n = recs.len() as u64;
             for r in recs {
                 buckets::append(repo, st, r).map_err(s3err)?;
@@ -362,6 +365,9 @@ impl Gateway {
             ),
             None => None,
         };
+        // At most WRITERS bodies are chunked and packed at once (each holds a pack being filled and a chunk
+        // buffer); more wait here, before their bodies are read, so memory is bounded whatever the clients do.
+        let _slot = WRITERS.acquire().await.map_err(|_| s3_error!(InternalError, "shutting down"))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
         let (app, tenant, key2) = (self.0.clone(), c.tenant.clone(), key.to_string());
         let job = tokio::task::spawn_blocking(move || write_object(&app, &tenant, &key2, len as u64, rx));

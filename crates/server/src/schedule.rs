@@ -26,6 +26,7 @@
 //!
 //! [s3]
 //! keep_noncurrent = "7d"     # overwritten/deleted S3 versions are kept this long (expired before prune)
+//! abort_uploads_after = "7d" # multipart uploads never completed are dropped after this long
 //! ```
 
 use crate::{audit, App};
@@ -50,22 +51,25 @@ pub struct Config {
 /// Noncurrent S3 versions are kept this long by default.
 pub const DEFAULT_KEEP_NONCURRENT: Duration = Duration::from_secs(7 * 86_400);
 
-/// `[s3]`: the gateway's retention of overwritten and deleted versions, applied before each prune job.
+/// `[s3]`: the gateway's retention, applied before each prune job: overwritten and deleted versions, and
+/// multipart uploads never completed.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// humantime, e.g. "7d" (the default) or "0s" to drop old versions at the next prune.
     pub keep_noncurrent: Option<String>,
+    /// humantime; default "7d".
+    pub abort_uploads_after: Option<String>,
 }
 
 impl S3Config {
-    pub fn keep_noncurrent(&self) -> Result<Duration> {
-        match &self.keep_noncurrent {
+    /// (keep noncurrent versions, abort incomplete uploads after).
+    pub fn retention(&self) -> Result<(Duration, Duration)> {
+        let parse = |name: &str, v: &Option<String>| match v {
             None => Ok(DEFAULT_KEEP_NONCURRENT),
-            Some(s) => {
-                humantime::parse_duration(s).map_err(|e| Error::Usage(format!("[s3] keep_noncurrent = {s:?}: {e}")))
-            }
-        }
+            Some(s) => humantime::parse_duration(s).map_err(|e| Error::Usage(format!("[s3] {name} = {s:?}: {e}"))),
+        };
+        Ok((parse("keep_noncurrent", &self.keep_noncurrent)?, parse("abort_uploads_after", &self.abort_uploads_after)?))
     }
 }
 
@@ -254,7 +258,7 @@ impl App {
                 Kind::Prune => {
                     let t = self.tenant(&name)?;
                     // S3 versions past their retention go first, so prune frees their chunks.
-                    let expired = t.expire_versions(self.keep_noncurrent)?;
+                    let expired = t.expire_versions(self.s3_retention.0, self.s3_retention.1)?;
                     let _one_writer = t.writes.lock().expect("tenant writes");
                     let plan = prune::prune(&repo, &PruneOptions::default(), &quiet)?;
                     if expired > 0 {

@@ -73,7 +73,15 @@ pub fn open<'k>(
     let keys = keys_for(version)
         .ok_or_else(|| Error::corrupt(path, format!("encrypted under unknown key version {version}")))?;
     let compressed = keys.object_key(&salt).open([0; NONCE_LEN], &aad(vault, tenant, version, k, path), ct, path)?;
-    zstd::bulk::decompress(&compressed, max_plain).map_err(|e| Error::corrupt(path, format!("decompress: {e}")))
+    // Streamed rather than `bulk::decompress(max_plain)`, which reserves the whole bound (1 GiB) up front.
+    let bad = |e: std::io::Error| Error::corrupt(path, format!("decompress: {e}"));
+    let mut out = Vec::new();
+    let dec = zstd::stream::read::Decoder::new(&compressed[..]).map_err(bad)?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(dec, max_plain as u64 + 1), &mut out).map_err(bad)?;
+    if out.len() > max_plain {
+        return Err(Error::corrupt(path, format!("more than {max_plain} bytes once decompressed")));
+    }
+    Ok(out)
 }
 
 pub const fn header_len() -> usize {
