@@ -20,6 +20,12 @@ keep_noncurrent = "20s"
 kind = "prune"
 every = "5s"
 tenant = "a"
+
+[[schedule.job]]
+kind = "snapshot-bucket"
+every = "20s"
+tenant = "a"
+bucket = "ckpts"
 EOF
 SERVER_ARGS="--s3-listen 127.0.0.1:0 --config $T/server.toml" start_server
 S3_URL=$(jq -r .s3 "$T/srv.json")
@@ -61,6 +67,9 @@ done < <(jq -r 'to_entries[] | "\(.key)\t\(.value)"' "$T/manifest.json")
 [[ $n -ge 5 ]] || fail "the manifest lists only $n objects"
 [[ ! -e $T/out/run1/step-1 ]] || fail "a deleted checkpoint came back in the snapshot"
 pass "snapshot-bucket (API and local) and restore: $n objects byte-identical, deleted ones absent"
+SCHED=$(R "$AW" --json snapshots | jq '[.[] | select(.tags == ["bucket:ckpts"])] | length')
+[[ $SCHED -ge 1 ]] || fail "the scheduled snapshot-bucket job made no snapshot"
+pass "the scheduled snapshot-bucket job made $SCHED snapshots while the clients worked"
 
 # Every S3 request is in the audit log, refused ones with their reason.
 AUD=$(R "$OP" --json audit show --tenant a)

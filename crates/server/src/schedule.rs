@@ -288,6 +288,8 @@ impl App {
                 }
                 Kind::SnapshotBucket => {
                     let bucket = job.bucket.as_deref().unwrap_or_default();
+                    // The vault's shared lock while the snapshot's trees are written and it is saved.
+                    let _lock = self.base.lock(false, "scheduled snapshot-bucket", &quiet)?;
                     let made = self.tenant(&name)?.snapshot_bucket(bucket, &[])?;
                     parts.push(format!("{name}: bucket {bucket} snapshot {} ({} objects)", made.id, made.objects));
                 }
@@ -398,12 +400,17 @@ mod tests {
             "[[schedule.job]]\nkind = \"copy\"\nevery = \"1d\"\nto = \"/x\"\nto_password_file = \"/p\"\n",
             "[[schedule.job]]\nkind = \"scrub\"\nevery = \"soon\"\n",
             "[[schedule.job]]\nkind = \"scrub\"\nevery = \"10ms\"\n",
+            "[[schedule.job]]\nkind = \"snapshot-bucket\"\nevery = \"1h\"\ntenant = \"a\"\n",
         ] {
             let cfg: Config = toml::from_str(bad).unwrap();
             assert!(cfg.schedule.job[0].validate().is_err(), "{bad}");
         }
         assert!(toml::from_str::<Config>("[[schedule.job]]\nkind = \"defrag\"\nevery = \"1d\"\n").is_err());
         assert!(toml::from_str::<Config>("[[schedule.job]]\nkind = \"scrub\"\nevery = \"1d\"\ntypo = 1\n").is_err());
+        let s3: Config = toml::from_str("[s3]\nkeep_noncurrent = \"2h\"\n").unwrap();
+        assert_eq!(s3.s3.retention().unwrap(), (Duration::from_secs(7200), DEFAULT_KEEP_NONCURRENT));
+        let bad: Config = toml::from_str("[s3]\nabort_uploads_after = \"later\"\n").unwrap();
+        assert!(bad.s3.retention().is_err());
     }
 
     #[test]
