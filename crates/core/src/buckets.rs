@@ -597,12 +597,15 @@ mod tests {
         out
     }
 
+    use crate::objects::BodyOf::Object;
+
     /// Write an object and record it, as the gateway does.
     fn put_object(repo: &mut Repo, st: &mut State, key: &str, body: &[u8]) -> crate::objects::Written {
         let view = repo.view_without_index();
         let known = |id: &ChunkId| repo.lookup(id).is_some();
         let (w, entries) =
-            crate::objects::write(&view, &known, key, Some(body.len() as u64), body, &mut |_| Ok(()), &|_| {}).unwrap();
+            crate::objects::write(&view, &known, key, Some(body.len() as u64), body, Object, &mut |_| Ok(()), &|_| {})
+                .unwrap();
         repo.remember_index(entries);
         let version = Version {
             id: format!("v{}", st.seq),
@@ -654,7 +657,8 @@ mod tests {
         let again = put_object(&mut repo, &mut st, "copy.safetensors", &model);
         assert_eq!(again.new_bytes, 0);
         // A body shorter than declared is refused.
-        let short = crate::objects::write(&repo, &|_| false, "x", Some(10), &b"12345"[..], &mut |_| Ok(()), &|_| {});
+        let short =
+            crate::objects::write(&repo, &|_| false, "x", Some(10), &b"12345"[..], Object, &mut |_| Ok(()), &|_| {});
         assert!(short.unwrap_err().to_string().contains("declared"));
         // An overwrite keeps the old version; a replay from the stores gives the same state.
         put_object(&mut repo, &mut st, "ckpt/step-1/model.safetensors", &safetensors(1000, 2));
@@ -699,6 +703,58 @@ mod tests {
         assert!(after < before, "expired versions are freed: {before} -> {after}");
         let cur = st.buckets["models"].current("copy.safetensors").unwrap();
         assert_eq!(read_all(&repo, &cur.tree_id().unwrap().unwrap(), 0, cur.size), model);
+    }
+
+    #[test]
+    fn a_model_uploaded_in_parts_is_cut_as_it_would_be_whole() {
+        use crate::objects::{concat, write, BodyOf};
+        let d = tempfile::tempdir().unwrap();
+        let mut repo = vault(&d);
+        let model = safetensors(700_000, 3);
+        let (whole, e) = write(
+            &repo,
+            &|_| false,
+            "m.safetensors",
+            Some(model.len() as u64),
+            &model[..],
+            Object,
+            &mut |_| Ok(()),
+            &|_| {},
+        )
+        .unwrap();
+        repo.remember_index(e);
+        assert_eq!(whole.model, Some("safetensors"));
+        // The same file in parts of 500,000 bytes (not a multiple of anything in it), the way a client sends it.
+        let part = 500_000;
+        let slices: Vec<&[u8]> = model.chunks(part).collect();
+        let mut layout = None;
+        let put = |repo: &mut Repo, data: &[u8], of: BodyOf| {
+            let known = |id: &ChunkId| repo.lookup(id).is_some();
+            let (w, e) =
+                write(repo, &known, "m.safetensors", Some(data.len() as u64), data, of, &mut |_| Ok(()), &|_| {})
+                    .unwrap();
+            repo.remember_index(e);
+            w
+        };
+        let first = put(&mut repo, slices[0], BodyOf::FirstPart { on_layout: &mut |l| layout = l.cloned() });
+        let layout = layout.expect("part 1's header gave the file's layout");
+        let mut parts = vec![first];
+        for (i, s) in slices.iter().enumerate().skip(1) {
+            parts.push(put(&mut repo, s, BodyOf::Part { layout: &layout, offset: (i * part) as u64 }));
+        }
+        let new: u64 = parts.iter().map(|p| p.new_bytes).sum();
+        let avg = repo.config.chunker.avg as u64;
+        assert!(
+            new <= (slices.len() as u64 - 1) * avg,
+            "only the pieces cut by part boundaries are new: {new} bytes (average piece {avg})"
+        );
+        let trees: Vec<ChunkId> = parts.iter().map(|p| p.tree).collect();
+        let (tree, e) = concat(&repo, &trees, model.len() as u64).unwrap();
+        repo.remember_index(e);
+        assert_eq!(read_all(&repo, &tree, 0, model.len() as u64), model);
+        // A part cut by content (its file unknown) reads back too.
+        let plain = put(&mut repo, slices[1], BodyOf::Plain);
+        assert_eq!(read_all(&repo, &plain.tree, 0, slices[1].len() as u64), slices[1]);
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct TensorChunker<R: Read> {
 
 struct Region {
     left: u64,
+    /// The first piece's length when the region is entered mid-way (a window), so later cuts stay on the
+    /// grid counted from the tensor's start.
+    first: Option<u64>,
     unit: u64,
     float: Option<FloatKind>,
     /// The tensor's index in the layout and the next piece's index within it.
@@ -61,13 +64,19 @@ impl<R: Read> TensorChunker<R> {
     pub fn new(src: R, layout: &Layout, p: ChunkerParams) -> Self {
         let mut regions = std::collections::VecDeque::new();
         let mut pos = 0;
-        let other = |left| Region { left, unit: 1, float: None, tensor: None };
+        let other = |left| Region { left, first: None, unit: 1, float: None, tensor: None };
         for (i, t) in layout.tensors.iter().enumerate() {
             if t.start > pos {
                 regions.push_back(other(t.start - pos));
             }
             if !t.is_empty() {
-                regions.push_back(Region { left: t.len(), unit: t.unit, float: t.float, tensor: Some((i, 0)) });
+                regions.push_back(Region {
+                    left: t.len(),
+                    first: None,
+                    unit: t.unit,
+                    float: t.float,
+                    tensor: Some((i, 0)),
+                });
             }
             pos = t.end;
         }
@@ -75,6 +84,42 @@ impl<R: Read> TensorChunker<R> {
             regions.push_back(other(layout.file_len - pos));
         }
         TensorChunker { src, regions, avg: p.avg as u64, tail: false }
+    }
+
+    /// Cut `len` bytes read from `src` that are bytes `start..start + len` of a file with this layout (a
+    /// multipart part): pieces fall on the same boundaries as when the whole file is cut, except at the
+    /// window's two ends, so the pieces wholly inside the window are the whole file's.
+    pub fn window(src: R, layout: &Layout, p: ChunkerParams, start: u64, len: u64) -> Self {
+        let mut c = Self::new(src, layout, p);
+        let mut skip = start;
+        while let Some(r) = c.regions.front_mut() {
+            if skip < r.left {
+                if skip > 0 {
+                    let step = (c.avg / r.unit).max(1) * r.unit;
+                    r.left -= skip;
+                    r.first = Some(step - skip % step).filter(|f| *f != step);
+                    if let Some((_, piece)) = &mut r.tensor {
+                        *piece = (skip / step) as usize;
+                    }
+                }
+                break;
+            }
+            skip -= r.left;
+            c.regions.pop_front();
+        }
+        // Keep exactly `len` bytes of regions; anything past the layout is read as its tail.
+        let mut keep = len;
+        let mut kept = std::collections::VecDeque::new();
+        for mut r in c.regions.drain(..) {
+            if keep == 0 {
+                break;
+            }
+            r.left = r.left.min(keep);
+            keep -= r.left;
+            kept.push_back(r);
+        }
+        c.regions = kept;
+        c
     }
 }
 
@@ -97,7 +142,7 @@ impl<R: Read> Iterator for TensorChunker<R> {
             };
         };
         let step = (self.avg / r.unit).max(1) * r.unit;
-        let n = step.min(r.left);
+        let n = r.first.take().unwrap_or(step).min(r.left);
         let (float, tensor) = (r.float, r.tensor);
         r.left -= n;
         if let Some((_, piece)) = &mut r.tensor {
@@ -154,6 +199,38 @@ mod tests {
         assert_eq!(t1.len(), 5 + 4);
         assert!(t1.iter().all(|c| t2.contains(c)), "every tensor chunk of file 1 is also in file 2");
         assert!(t1.iter().all(|c| c.len() % 2 == 0));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn windows_cut_like_the_whole_file_inside_and_reassemble(a_len in 1usize..6000, b_len in 1usize..4000,
+                                                               cut in 0.0f64..1.0, part in 1u64..5000) {
+            let p = ChunkerParams { min: 256, avg: 1000, max: 4096 };
+            let a: Vec<u8> = (0..a_len as u32 * 2).map(|i| (i * 7 % 251) as u8).collect();
+            let b: Vec<u8> = (0..b_len as u32 * 2).map(|i| (i * 13 % 241) as u8).collect();
+            let f = model(&[("a", a), ("b", b)], "x");
+            let l = parse(f.as_slice()).unwrap();
+            let whole: Vec<Vec<u8>> = TensorChunker::new(f.as_slice(), &l, p).map(|c| c.unwrap().data).collect();
+            // Boundaries of the whole file's pieces.
+            let mut edges = std::collections::BTreeSet::new();
+            let mut at = 0u64;
+            for w in &whole {
+                at += w.len() as u64;
+                edges.insert(at);
+            }
+            let start = (cut * f.len() as f64) as u64;
+            let len = part.min(f.len() as u64 - start);
+            let src = &f[start as usize..(start + len) as usize];
+            let pieces: Vec<Piece> = TensorChunker::window(src, &l, p, start, len).map(|c| c.unwrap()).collect();
+            let joined: Vec<u8> = pieces.iter().flat_map(|c| c.data.clone()).collect();
+            proptest::prop_assert_eq!(&joined[..], src);
+            // Every cut inside the window is a cut of the whole file.
+            let mut at = start;
+            for c in &pieces[..pieces.len().saturating_sub(1)] {
+                at += c.data.len() as u64;
+                proptest::prop_assert!(edges.contains(&at), "cut at {} is not one of the whole file's", at);
+            }
+        }
     }
 
     #[test]

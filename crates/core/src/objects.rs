@@ -18,7 +18,7 @@ use crate::format::index::Location;
 use crate::format::pack::{self, BlobType};
 use crate::format::tree::{self, Node, NodeKind};
 use crate::ids::ChunkId;
-use crate::model::{self, Detected, Source};
+use crate::model::{self, Detected, Layout, Source};
 use crate::repo::Repo;
 use crate::restore::BlobSource;
 use md5::{Digest, Md5};
@@ -115,32 +115,81 @@ impl<R: Read> Read for HeadThen<R> {
 /// Called before each pack is written with the bytes it will add; an error stops the write (quotas).
 pub type Admit<'a> = dyn FnMut(u64) -> Result<()> + 'a;
 
+/// What a body is: a whole object, or a part of a multipart upload. Parts are slices of a file: the first
+/// one carries a safetensors header (whose layout the later parts are cut by, at their offsets), so that an
+/// object uploaded in parts is cut, encoded and deduped as it would be whole.
+pub enum BodyOf<'a> {
+    Object,
+    /// Cut by content, whatever it looks like (a part whose file's layout is unknown).
+    Plain,
+    /// Part 1; the layout found in its header (or None) is told to `on_layout` as soon as it is parsed.
+    FirstPart {
+        on_layout: &'a mut dyn FnMut(Option<&Layout>),
+    },
+    /// A later part, at `offset` in the file that `layout` describes.
+    Part {
+        layout: &'a Layout,
+        offset: u64,
+    },
+}
+
+/// The total length a safetensors header implies: 8 + its length + the end of its last tensor.
+fn safetensors_len(head: &[u8]) -> Option<u64> {
+    let n = u64::from_le_bytes(head.get(..8)?.try_into().ok()?);
+    let json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(head.get(8..8usize.checked_add(usize::try_from(n).ok()?)?)?).ok()?;
+    let end = json.values().filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64()).max().unwrap_or(0);
+    8u64.checked_add(n)?.checked_add(end)
+}
+
 /// Store a body of `len` bytes (when the sender declared it) read from `body`. `key` is the object's name,
 /// for model detection by extension. `known` says whether the tenant already stores a blob (dedup); `warn`
 /// hears about model files that fail to parse.
+#[allow(clippy::too_many_arguments)]
 pub fn write(
     repo: &Repo,
     known: &dyn Fn(&ChunkId) -> bool,
     key: &str,
     len: Option<u64>,
     mut body: impl Read,
+    of: BodyOf,
     admit: &mut Admit,
     warn: &dyn Fn(&Error),
 ) -> Result<(Written, Entries)> {
     let io = |e: std::io::Error| Error::Usage(format!("object {key}: reading the body: {e}"));
-    let head = match len {
-        Some(n) => read_model_head(&mut body, key, n).map_err(io)?,
-        None => Vec::new(),
-    };
-    let detected = match len {
-        Some(n) if head.len() > 8 => model::detect(Path::new(key), &Head { bytes: &head, len: n }),
-        _ => Detected::Plain,
+    let head = match (len, &of) {
+        (Some(n), BodyOf::Object | BodyOf::FirstPart { .. }) => read_model_head(&mut body, key, n).map_err(io)?,
+        _ => Vec::new(),
     };
     let params = repo.config.chunker;
+    let (window, detected) = match (len, of) {
+        (Some(n), BodyOf::Object) if head.len() > 8 => {
+            (None, model::detect(Path::new(key), &Head { bytes: &head, len: n }))
+        }
+        (Some(n), BodyOf::FirstPart { on_layout }) => {
+            // The part is the start of a file whose length its header gives.
+            let whole = safetensors_len(&head).filter(|_| key.to_ascii_lowercase().ends_with(".safetensors"));
+            let d = match whole {
+                Some(w) => model::detect(Path::new(key), &Head { bytes: &head, len: w }),
+                None => Detected::Plain,
+            };
+            on_layout(match &d {
+                Detected::Model(l) => Some(l),
+                _ => None,
+            });
+            (Some((0, n)), d)
+        }
+        (Some(n), BodyOf::Part { layout, offset }) => (Some((offset, n)), Detected::Model(layout.clone())),
+        _ => (None, Detected::Plain),
+    };
     let src = HeadThen { head: Some(Cursor::new(head)), rest: body };
     let (layout, pieces): (_, Box<dyn Iterator<Item = std::io::Result<Piece>>>) = match detected {
         Detected::Model(l) => {
-            let c = TensorChunker::new(std::io::BufReader::with_capacity(1 << 20, src), &l, params);
+            let src = std::io::BufReader::with_capacity(1 << 20, src);
+            let c = match window {
+                Some((start, n)) => TensorChunker::window(src, &l, params, start, n),
+                None => TensorChunker::new(src, &l, params),
+            };
             (Some(l), Box::new(c))
         }
         other => {

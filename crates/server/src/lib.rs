@@ -58,6 +58,8 @@ pub struct Tenant {
     pub s3: Mutex<Option<mvault_core::buckets::State>>,
     /// Bytes S3 writes in progress have written but not yet indexed, for the quota check.
     pub s3_pending: Mutex<u64>,
+    /// Multipart uploads in progress: what part 1 told about the file, for the later parts (s3.rs).
+    pub s3_models: Mutex<HashMap<String, tokio::sync::watch::Sender<Option<s3::PartModel>>>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -118,6 +120,7 @@ impl App {
             writes: Mutex::new(()),
             s3: Mutex::new(None),
             s3_pending: Mutex::new(0),
+            s3_models: Mutex::default(),
         });
         Ok(self.tenants.write().expect("tenants").entry(name.to_string()).or_insert(t).clone())
     }

@@ -291,6 +291,35 @@ fn find_version(st: &State, bucket: &str, key: &str, version: Option<&str>) -> S
     }
 }
 
+/// How long a later part waits for part 1's header, before it is cut by content instead.
+const FIRST_PART_WAIT: Duration = Duration::from_secs(10);
+
+/// What part 1 of a multipart upload told about the file: its layout (None: not a model file) and the part
+/// size, from which a later part's offset follows (clients upload equal parts but for the last).
+pub type PartModel = Option<(Arc<mvault_core::model::Layout>, u64)>;
+
+/// How a body is cut: a whole object, part 1 (which tells the others), or a later part of a model file.
+enum PartPlan {
+    Object,
+    Plain,
+    First(tokio::sync::watch::Sender<Option<PartModel>>),
+    Part(Arc<mvault_core::model::Layout>, u64),
+}
+
+/// The plan for part `number` of `upload`: part 1 reads the header; a later part waits (briefly) for it.
+async fn part_plan(t: &Tenant, upload: &str, number: u32) -> PartPlan {
+    let tx = t.s3_models.lock().expect("part models").entry(upload.to_string()).or_default().clone();
+    if number == 1 {
+        return PartPlan::First(tx);
+    }
+    let mut rx = tx.subscribe();
+    let known = tokio::time::timeout(FIRST_PART_WAIT, rx.wait_for(|v| v.is_some())).await;
+    match known.ok().and_then(|r| r.ok()).and_then(|v| v.clone()).flatten() {
+        Some((layout, part_size)) => PartPlan::Part(layout, (number as u64 - 1) * part_size),
+        None => PartPlan::Plain,
+    }
+}
+
 /// A request body as a blocking reader, fed from the async side through a small channel.
 struct ChanReader {
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
@@ -351,6 +380,7 @@ impl Gateway {
         len: Option<i64>,
         body: Option<StreamingBlob>,
         content_md5: Option<&str>,
+        plan: PartPlan,
     ) -> S3Result<objects::Written> {
         let len = len.ok_or_else(|| s3_error!(MissingContentLength))?;
         if !(0..=MAX_PUT).contains(&len) {
@@ -370,7 +400,7 @@ impl Gateway {
         let _slot = WRITERS.acquire().await.map_err(|_| s3_error!(InternalError, "shutting down"))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
         let (app, tenant, key2) = (self.0.clone(), c.tenant.clone(), key.to_string());
-        let job = tokio::task::spawn_blocking(move || write_object(&app, &tenant, &key2, len as u64, rx));
+        let job = tokio::task::spawn_blocking(move || write_object(&app, &tenant, &key2, len as u64, rx, plan));
         let mut body =
             body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
         let mut body_err = None;
@@ -415,6 +445,7 @@ fn write_object(
     key: &str,
     len: u64,
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    plan: PartPlan,
 ) -> S3Result<objects::Written> {
     let view = t.repo.read().expect("tenant repo").view_without_index();
     let known = |id: &ChunkId| t.repo.read().expect("tenant repo").lookup(id).is_some();
@@ -439,7 +470,19 @@ fn write_object(
     let warn = |_: &Error| {};
     // The vault's shared lock, as a backup holds it: no prune between these packs and the record naming them.
     let _lock = app.base.lock(false, "s3 put", &|_| {}).map_err(s3err)?;
-    let result = objects::write(&view, &known, key, Some(len), ChanReader { rx, cur: Bytes::new() }, &mut admit, &warn);
+    let mut tell = |l: Option<&mvault_core::model::Layout>| {
+        if let PartPlan::First(tx) = &plan {
+            tx.send_replace(Some(l.map(|l| (Arc::new(l.clone()), len))));
+        }
+    };
+    let of = match &plan {
+        PartPlan::Object => objects::BodyOf::Object,
+        PartPlan::First(_) => objects::BodyOf::FirstPart { on_layout: &mut tell },
+        PartPlan::Part(l, offset) => objects::BodyOf::Part { layout: l, offset: *offset },
+        PartPlan::Plain => objects::BodyOf::Plain,
+    };
+    let body = ChanReader { rx, cur: Bytes::new() };
+    let result = objects::write(&view, &known, key, Some(len), body, of, &mut admit, &warn);
     let out = match result {
         Ok((w, entries)) => {
             t.repo.write().expect("tenant repo").remember_index(entries);
@@ -649,7 +692,7 @@ impl S3 for Gateway {
         blocking(move || t.buckets(|st, _| st.buckets.get(&b2).map(|_| ()).ok_or_else(|| no_bucket(&b2)))).await?;
         let len = i.content_length.or_else(|| decoded_length(&req.headers));
         let i = &mut req.input;
-        let w = self.store_body(&c, &key, len, i.body.take(), i.content_md5.as_deref()).await?;
+        let w = self.store_body(&c, &key, len, i.body.take(), i.content_md5.as_deref(), PartPlan::Object).await?;
         let v = version_of(&w, hex::encode(w.md5), i.content_type.clone(), i.metadata.take());
         let (t, out) = (c.tenant.clone(), v.clone());
         blocking(move || t.record(Record::Put { bucket, key, version: v })).await?;
@@ -990,10 +1033,16 @@ impl S3 for Gateway {
         }
         let (t, bucket, upload, key) = (c.tenant.clone(), i.bucket.clone(), i.upload_id.clone(), i.key.clone());
         let (b2, u2, k2) = (bucket.clone(), upload.clone(), key.clone());
-        blocking(move || t.buckets(|st, _| upload_of(st, &b2, &u2, &k2).map(|_| ()))).await?;
+        let has_first =
+            blocking(move || t.buckets(|st, _| upload_of(st, &b2, &u2, &k2).map(|u| u.parts.contains_key(&1)))).await?;
+        if has_first && i.part_number != 1 {
+            // Part 1 was stored before this server started: its layout is not known here.
+            c.tenant.s3_models.lock().expect("part models").entry(upload.clone()).or_default().send_replace(Some(None));
+        }
         let len = i.content_length.or_else(|| decoded_length(&req.headers));
+        let plan = part_plan(&c.tenant, &upload, req.input.part_number as u32).await;
         let i = &mut req.input;
-        let w = self.store_body(&c, &i.key, len, i.body.take(), i.content_md5.as_deref()).await?;
+        let w = self.store_body(&c, &i.key, len, i.body.take(), i.content_md5.as_deref(), plan).await?;
         let part = Part { tree: w.tree.to_hex(), size: w.size, etag: hex::encode(w.md5), time_ms: now_ms() };
         let (t, number, etag) = (c.tenant.clone(), i.part_number as u32, part.etag.clone());
         blocking(move || {
@@ -1061,7 +1110,8 @@ impl S3 for Gateway {
                 };
                 buckets::append(repo, st, Record::Put { bucket: bucket.clone(), key, version: version.clone() })
                     .map_err(s3err)?;
-                buckets::append(repo, st, Record::EndUpload { bucket, upload }).map_err(s3err)?;
+                buckets::append(repo, st, Record::EndUpload { bucket, upload: upload.clone() }).map_err(s3err)?;
+                t.s3_models.lock().expect("part models").remove(&upload);
                 Ok((version, entries))
             })
         })
@@ -1093,6 +1143,7 @@ impl S3 for Gateway {
         blocking(move || {
             t.buckets(|st, repo| {
                 upload_of(st, &bucket, &upload, &key)?;
+                t.s3_models.lock().expect("part models").remove(&upload);
                 buckets::append(repo, st, Record::EndUpload { bucket, upload }).map_err(s3err)
             })
         })
