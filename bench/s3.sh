@@ -45,9 +45,9 @@ du_b() { du -sb "$1" | cut -f1; }
 secs() { python3 -c "import time; print(time.time())"; }
 
 # Native CLI: backup and restore of the same file.
-"$M" -q --vault "$W/native" init
-t0=$(secs); "$M" -q --vault "$W/native" backup "$MODEL"; t1=$(secs)
-"$M" -q --vault "$W/native" restore latest --target "$W/native-out"; t2=$(secs)
+"$M" -q --vault "$W/native" init >/dev/null
+t0=$(secs); "$M" -q --vault "$W/native" backup "$MODEL" >/dev/null; t1=$(secs)
+"$M" -q --vault "$W/native" restore latest --target "$W/native-out" >/dev/null; t2=$(secs)
 cmp "$MODEL" "$W/native-out$MODEL"
 rm -rf "$W/native-out"
 NB=$(python3 -c "print(f'{$SIZE/($t1-$t0)/1e6:.0f}')"); NR=$(python3 -c "print(f'{$SIZE/($t2-$t1)/1e6:.0f}')")
@@ -56,10 +56,10 @@ NS=$(du_b "$W/native")
 # The gateway: one PUT, and boto3's multipart transfer (64 MiB parts, 4 at a time), each into its own vault.
 run_gateway() {
     local mode=$1 v=$W/gw-$1
-    "$M" -q --vault "$v" init
-    "$M" -q --vault "$v" tenant create bench
+    "$M" -q --vault "$v" init >/dev/null
+    "$M" -q --vault "$v" tenant create bench >/dev/null
     "$M" --vault "$v" --json token create --s3 --tenant bench --role writer >"$W/key.json"
-    "$M" --vault "$v" --json server --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 --state-dir "$W/state" >"$W/srv.json" &
+    "$M" --vault "$v" --json server --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 --state-dir "$W/state" >"$W/srv.json" 2>/dev/null &
     SRV=$!
     for _ in $(seq 100); do [[ -s $W/srv.json ]] && break; sleep 0.1; done
     python3 - "$mode" "$MODEL" "$W" <<'EOF'
@@ -88,7 +88,7 @@ print(f"{size / (t1 - t0) / 1e6:.0f} {size / (t2 - t1) / 1e6:.0f}")
 EOF
     cmp "$MODEL" "$W/down.bin"
     rm -f "$W/down.bin"
-    kill -TERM $SRV; wait $SRV || true
+    kill -TERM $SRV; wait $SRV 2>/dev/null || true
     SRV=
     printf '%s\n' "$(du_b "$v")"
 }

@@ -758,6 +758,23 @@ mod tests {
     }
 
     #[test]
+    fn check_follows_bucket_objects_and_names_a_broken_one() {
+        let d = tempfile::tempdir().unwrap();
+        let mut repo = vault(&d);
+        let mut st = load(&repo).unwrap();
+        append(&repo, &mut st, Record::CreateBucket { bucket: "models".into(), time_ms: 1 }).unwrap();
+        put_object(&mut repo, &mut st, "ok.bin", b"fine bytes");
+        let progress = Default::default();
+        let report = crate::check::check(&repo, crate::check::ReadData::None, &progress).unwrap();
+        assert!(report.ok(), "{:?}", report.errors);
+        assert!(report.chunks_referenced >= 2, "the object's tree and chunk are referenced");
+        let lost = Version { id: "x".into(), tree: Some("ab".repeat(32)), ..v("x", None, 5) };
+        append(&repo, &mut st, Record::Put { bucket: "models".into(), key: "lost.bin".into(), version: lost }).unwrap();
+        let report = crate::check::check(&repo, crate::check::ReadData::None, &progress).unwrap();
+        assert!(report.errors.iter().any(|e| e.contains("bucket models object \"lost.bin\"")), "{:?}", report.errors);
+    }
+
+    #[test]
     fn a_missing_record_is_reported_not_skipped() {
         let d = tempfile::tempdir().unwrap();
         let repo = vault(&d);

@@ -54,17 +54,40 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
     r.errors.extend(bad.iter().map(|e| e.to_string()));
     r.snapshots = snaps.len() as u64;
 
-    // Trees and chunk references.
+    // Trees and chunk references, from every snapshot and every S3 object version and upload part.
+    let mut roots: Vec<(String, ChunkId)> = Vec::new();
+    for (sid, s) in &snaps {
+        match s.tree_id() {
+            Ok(t) => roots.push((format!("snapshot {sid}"), t)),
+            Err(e) => r.errors.push(format!("snapshot {sid}: {e}")),
+        }
+    }
+    match crate::buckets::load(repo) {
+        Ok(state) => {
+            for (name, b) in &state.buckets {
+                for (key, v) in b.objects.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k, v))) {
+                    match v.tree_id() {
+                        Ok(Some(t)) => roots.push((format!("bucket {name} object {key:?} version {}", v.id), t)),
+                        Ok(None) => {}
+                        Err(e) => r.errors.push(format!("bucket {name} object {key:?}: {e}")),
+                    }
+                }
+                for (id, u) in &b.uploads {
+                    for (n, p) in &u.parts {
+                        match ChunkId::from_hex(&p.tree) {
+                            Ok(t) => roots.push((format!("bucket {name} upload {id} part {n}"), t)),
+                            Err(e) => r.errors.push(format!("bucket {name} upload {id} part {n}: {e}")),
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => r.errors.push(format!("S3 bucket records: {e}")),
+    }
     let mut seen_trees: HashSet<ChunkId> = HashSet::new();
     let mut referenced: HashSet<ChunkId> = HashSet::new();
-    for (sid, s) in &snaps {
-        let root = match s.tree_id() {
-            Ok(t) => t,
-            Err(e) => {
-                r.errors.push(format!("snapshot {sid}: {e}"));
-                continue;
-            }
-        };
+    for (sid, root) in &roots {
+        let root = *root;
         let mut stack = vec![(root, String::new())];
         while let Some((t, path)) = stack.pop() {
             if !seen_trees.insert(t) {
@@ -74,8 +97,7 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
             let nodes = match repo.load_tree(&t) {
                 Ok(n) => n,
                 Err(e) => {
-                    r.errors
-                        .push(format!("snapshot {sid}: directory {}: {e}", if path.is_empty() { "/" } else { &path }));
+                    r.errors.push(format!("{sid}: directory {}: {e}", if path.is_empty() { "/" } else { &path }));
                     continue;
                 }
             };
@@ -86,7 +108,7 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
                     NodeKind::File { chunks } => {
                         for c in chunks {
                             if referenced.insert(c) && repo.lookup(&c).is_none() {
-                                r.errors.push(format!("snapshot {sid}: file {child}: chunk {c} is in no index"));
+                                r.errors.push(format!("{sid}: file {child}: chunk {c} is in no index"));
                             }
                         }
                     }

@@ -21,6 +21,7 @@ use crate::ids::ChunkId;
 use crate::model::{self, Detected, Layout, Source};
 use crate::repo::Repo;
 use crate::restore::BlobSource;
+use crossbeam_channel::bounded;
 use md5::{Digest, Md5};
 use std::collections::HashSet;
 use std::io::{Cursor, Read};
@@ -113,7 +114,7 @@ impl<R: Read> Read for HeadThen<R> {
 }
 
 /// Called before each pack is written with the bytes it will add; an error stops the write (quotas).
-pub type Admit<'a> = dyn FnMut(u64) -> Result<()> + 'a;
+pub type Admit<'a> = dyn FnMut(u64) -> Result<()> + Send + 'a;
 
 /// What a body is: a whole object, or a part of a multipart upload. Parts are slices of a file: the first
 /// one carries a safetensors header (whose layout the later parts are cut by, at their offsets), so that an
@@ -183,7 +184,7 @@ pub fn write(
         _ => (None, Detected::Plain),
     };
     let src = HeadThen { head: Some(Cursor::new(head)), rest: body };
-    let (layout, pieces): (_, Box<dyn Iterator<Item = std::io::Result<Piece>>>) = match detected {
+    let (layout, pieces): (_, Box<dyn Iterator<Item = std::io::Result<Piece>> + '_>) = match detected {
         Detected::Model(l) => {
             let src = std::io::BufReader::with_capacity(1 << 20, src);
             let c = match window {
@@ -200,7 +201,6 @@ pub fn write(
             (None, Box::new(c.map(|c| c.map(|data| Piece { data, float: None, tensor: None }))))
         }
     };
-    let mut w = ObjectWriter { repo, known, packing: Packing::new(repo), entries: Vec::new(), pending: HashSet::new() };
     let mut out = Written {
         tree: ChunkId([0; 32]),
         size: 0,
@@ -210,17 +210,94 @@ pub fn write(
         stored_bytes: 0,
         model: layout.as_ref().map(|l| l.format.name()),
     };
+    // This thread reads, hashes and dedups; ENCODERS threads encode; one packs and writes (as in backup).
+    let (raw_tx, raw_rx) = bounded::<Raw>(2 * ENCODERS);
+    let (enc_tx, enc_rx) = bounded::<Encoded>(2 * ENCODERS);
+    let (read, packed) = std::thread::scope(|s| {
+        for _ in 0..ENCODERS {
+            let (rx, tx) = (raw_rx.clone(), enc_tx.clone());
+            s.spawn(move || {
+                for r in rx {
+                    let (codec, encoded) = pack::encode_as(&r.data, ZSTD_LEVEL, r.float);
+                    let e = Encoded { t: r.t, id: r.id, codec, encoded, raw_len: r.data.len() as u32 };
+                    if tx.send(e).is_err() {
+                        return; // the packer stopped; its error says why
+                    }
+                }
+            });
+        }
+        drop((raw_rx, enc_tx));
+        let packer = s.spawn(move || {
+            let mut p = Packer { repo, packing: Packing::new(repo), entries: Vec::new(), stored: 0 };
+            for e in enc_rx {
+                p.add(e, admit)?;
+            }
+            p.finish(admit)
+        });
+        let read = read_pieces(repo, known, key, len, pieces, &raw_tx, &mut out);
+        drop(raw_tx);
+        (read, packer.join().expect("object packer thread"))
+    });
+    // A packer that failed (a quota, a store) stopped the reader: its error comes first.
+    let (entries, stored) = packed?;
+    read?;
+    out.stored_bytes = stored;
+    Ok((out, entries))
+}
+
+/// Encoder threads per body: the float codecs run at a few hundred MB/s per core, so one upload needs more
+/// than one to keep up with the network.
+const ENCODERS: usize = 2;
+
+/// A blob on its way to an encoder.
+struct Raw {
+    t: BlobType,
+    id: ChunkId,
+    data: Vec<u8>,
+    float: Option<crate::model::FloatKind>,
+}
+
+/// A blob on its way to the packer.
+struct Encoded {
+    t: BlobType,
+    id: ChunkId,
+    codec: pack::Codec,
+    encoded: Vec<u8>,
+    raw_len: u32,
+}
+
+/// Read, hash and dedup the pieces, then the object's tree blob; new blobs go to the encoders.
+fn read_pieces(
+    repo: &Repo,
+    known: &dyn Fn(&ChunkId) -> bool,
+    key: &str,
+    len: Option<u64>,
+    pieces: Box<dyn Iterator<Item = std::io::Result<Piece>> + '_>,
+    raw_tx: &crossbeam_channel::Sender<Raw>,
+    out: &mut Written,
+) -> Result<()> {
+    let keys = repo.current_keys();
     let mut md5 = Md5::new();
     let mut chunks = Vec::new();
-    let keys = repo.current_keys();
+    let mut pending = HashSet::new();
+    // Some(true) if sent, Some(false) if the tenant has it, None if the packer stopped.
+    let mut send = |t: BlobType, id: ChunkId, data: Vec<u8>, float| -> Option<bool> {
+        if known(&id) || !pending.insert(id) {
+            return Some(false);
+        }
+        raw_tx.send(Raw { t, id, data, float }).ok().map(|_| true)
+    };
     for p in pieces {
-        let p = p.map_err(io)?;
+        let p = p.map_err(|e| Error::Usage(format!("object {key}: reading the body: {e}")))?;
         md5.update(&p.data);
-        out.size += p.data.len() as u64;
+        let n = p.data.len() as u64;
+        out.size += n;
         let id = keys.chunk_id(&p.data);
         chunks.push(id);
-        if w.add(BlobType::Data, id, &p.data, p.float, admit, &mut out)? {
-            out.new_bytes += p.data.len() as u64;
+        match send(BlobType::Data, id, p.data, p.float) {
+            Some(true) => out.new_bytes += n,
+            Some(false) => {}
+            None => return Ok(()), // the packer stopped; its error is the one to report
         }
     }
     if let Some(n) = len.filter(|n| *n != out.size) {
@@ -240,62 +317,48 @@ pub fn write(
     };
     let bytes = tree::encode(&[node]);
     out.tree = keys.chunk_id(&bytes);
-    w.add(BlobType::Tree, out.tree, &bytes, None, admit, &mut out)?;
-    let entries = w.finish(admit, &mut out)?;
-    Ok((out, entries))
+    send(BlobType::Tree, out.tree, bytes, None);
+    Ok(())
 }
 
-struct ObjectWriter<'a> {
+/// Packs encoded blobs, writes each full pack, and the index file naming them last.
+struct Packer<'a> {
     repo: &'a Repo,
-    known: &'a dyn Fn(&ChunkId) -> bool,
     packing: Packing<'a>,
     entries: Vec<(ChunkId, Location)>,
-    pending: HashSet<ChunkId>,
+    stored: u64,
 }
 
-impl ObjectWriter<'_> {
-    /// Add a blob unless the tenant has it; true if it was new.
-    fn add(
-        &mut self,
-        t: BlobType,
-        id: ChunkId,
-        data: &[u8],
-        float: Option<crate::model::FloatKind>,
-        admit: &mut Admit,
-        out: &mut Written,
-    ) -> Result<bool> {
-        if (self.known)(&id) || !self.pending.insert(id) {
-            return Ok(false);
+impl Packer<'_> {
+    fn add(&mut self, e: Encoded, admit: &mut Admit) -> Result<()> {
+        if let Some(full) = self.packing.add(e.t, e.codec, e.id, &e.encoded, e.raw_len, None) {
+            self.write(full, admit)?;
         }
-        let (codec, encoded) = pack::encode_as(data, ZSTD_LEVEL, float);
-        if let Some(full) = self.packing.add(t, codec, id, &encoded, data.len() as u32, None) {
-            self.write(full, admit, out)?;
-        }
-        Ok(true)
+        Ok(())
     }
 
-    fn write(&mut self, (builder, mut e): FullPack, admit: &mut Admit, out: &mut Written) -> Result<()> {
+    fn write(&mut self, (builder, mut e): FullPack, admit: &mut Admit) -> Result<()> {
         // One pack written at a time by all object writers of the process: a pack's shard copies are the
         // biggest buffers here, and many parallel uploads must not multiply them.
         static PACK_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let (id, bytes, _) = builder.finish();
         admit(bytes.len() as u64)?;
         let _one = PACK_WRITES.lock().unwrap_or_else(|p| p.into_inner());
-        out.stored_bytes += self.repo.write_pack(&id, &bytes)?.0;
+        self.stored += self.repo.write_pack(&id, &bytes)?.0;
         self.entries.append(&mut e);
         Ok(())
     }
 
     /// The last pack, then the index file naming every pack written.
-    fn finish(mut self, admit: &mut Admit, out: &mut Written) -> Result<Entries> {
+    fn finish(mut self, admit: &mut Admit) -> Result<(Entries, u64)> {
         let packing = std::mem::replace(&mut self.packing, Packing::new(self.repo));
         if let Some(last) = packing.finish() {
-            self.write(last, admit, out)?;
+            self.write(last, admit)?;
         }
         if !self.entries.is_empty() {
             self.repo.write_index_file(&self.entries)?;
         }
-        Ok(self.entries)
+        Ok((self.entries, self.stored))
     }
 }
 
@@ -326,13 +389,13 @@ pub fn concat(repo: &Repo, parts: &[ChunkId], size: u64) -> Result<(ChunkId, Ent
     };
     let bytes = tree::encode(&[node]);
     let id = repo.current_keys().chunk_id(&bytes);
-    let known = |id: &ChunkId| repo.lookup(id).is_some();
-    let mut w =
-        ObjectWriter { repo, known: &known, packing: Packing::new(repo), entries: Vec::new(), pending: HashSet::new() };
-    let mut out = Written { tree: id, size, md5: [0; 16], chunks: 0, new_bytes: 0, stored_bytes: 0, model: None };
+    let mut p = Packer { repo, packing: Packing::new(repo), entries: Vec::new(), stored: 0 };
     let mut admit_all = |_| Ok(());
-    w.add(BlobType::Tree, id, &bytes, None, &mut admit_all, &mut out)?;
-    Ok((id, w.finish(&mut admit_all, &mut out)?))
+    if repo.lookup(&id).is_none() {
+        let (codec, encoded) = pack::encode_as(&bytes, ZSTD_LEVEL, None);
+        p.add(Encoded { t: BlobType::Tree, id, codec, encoded, raw_len: bytes.len() as u32 }, &mut admit_all)?;
+    }
+    Ok((id, p.finish(&mut admit_all)?.0))
 }
 
 /// Send bytes `start..end` of an object to `sink`, chunk by chunk; only the chunks that overlap the range

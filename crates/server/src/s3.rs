@@ -1036,8 +1036,13 @@ impl S3 for Gateway {
         let has_first =
             blocking(move || t.buckets(|st, _| upload_of(st, &b2, &u2, &k2).map(|u| u.parts.contains_key(&1)))).await?;
         if has_first && i.part_number != 1 {
-            // Part 1 was stored before this server started: its layout is not known here.
-            c.tenant.s3_models.lock().expect("part models").entry(upload.clone()).or_default().send_replace(Some(None));
+            // Part 1 is stored; if it never told this server its layout (it came before a restart), no later
+            // part should wait for it.
+            let mut models = c.tenant.s3_models.lock().expect("part models");
+            let tx = models.entry(upload.clone()).or_default();
+            if tx.borrow().is_none() {
+                tx.send_replace(Some(None));
+            }
         }
         let len = i.content_length.or_else(|| decoded_length(&req.headers));
         let plan = part_plan(&c.tenant, &upload, req.input.part_number as u32).await;
