@@ -155,6 +155,20 @@ def basics(a):
     assert len(r["Deleted"]) == 5 and not r.get("Errors")
     assert a.list_objects_v2(Bucket="ckpts", Prefix="many/0")["KeyCount"] == 20
     fails("BucketNotEmpty", a.delete_bucket, Bucket="ckpts")
+    for k in ("vp/a", "vp/b", "vp/c"):
+        a.put_object(Bucket="ckpts", Key=k, Body=b"1")
+        a.put_object(Bucket="ckpts", Key=k, Body=b"2")
+    got, marker = [], None
+    while True:
+        kw = {"Bucket": "ckpts", "Prefix": "vp/", "MaxKeys": 3}
+        if marker:
+            kw["KeyMarker"] = marker
+        r = a.list_object_versions(**kw)
+        got += [(v["Key"], v["IsLatest"]) for v in r.get("Versions", [])]
+        if not r["IsTruncated"]:
+            break
+        marker = r["NextKeyMarker"]
+    assert sorted(got) == [(k, b) for k in ("vp/a", "vp/b", "vp/c") for b in (False, True)], got
     ok("copy (shared bytes, COPY/REPLACE metadata), overwrite keeps the old version, delete markers, "
        "GetObject by version, DeleteObjects, non-empty bucket kept")
     return body
@@ -175,6 +189,7 @@ def multipart(a):
     wrong = {"Parts": [{"PartNumber": 1, "ETag": '"00000000000000000000000000000000"'}]}
     fails("InvalidPart", a.complete_multipart_upload, Bucket="ckpts", Key="mp/small", UploadId=up,
           MultipartUpload=wrong)
+    assert a.list_parts(Bucket="ckpts", Key="mp/small", UploadId=up, MaxParts=0)["Parts"][0]["PartNumber"] == 1
     a.abort_multipart_upload(Bucket="ckpts", Key="mp/small", UploadId=up)
     fails("NoSuchUpload", a.list_parts, Bucket="ckpts", Key="mp/small", UploadId=up)
     fails("NoSuchKey", a.get_object, Bucket="ckpts", Key="mp/small")
@@ -252,10 +267,15 @@ def isolation(a, body):
     fails("AccessDenied", rd.put_object, Bucket="ckpts", Key="r", Body=b"x")
     fails("AccessDenied", rd.delete_object, Bucket="ckpts", Key="data/x.bin")
     ap.put_object(Bucket="ckpts", Key="appended/1", Body=b"from a training node")
+    fails("AccessDenied", ap.put_object, Bucket="ckpts", Key="appended/1", Body=b"")  # no overwrite: retention
     fails("AccessDenied", ap.get_object, Bucket="ckpts", Key="appended/1")
     fails("AccessDenied", ap.delete_object, Bucket="ckpts", Key="appended/1")
     fails("AccessDenied", ap.delete_bucket, Bucket="ckpts")
-    ok("roles: reader cannot write or delete; appender writes but cannot read or delete")
+    ok("roles: reader cannot write or delete; appender writes but cannot overwrite, read or delete")
+    r = requests.post(f"{URL}/ckpts", files={"file": ("x", b"form upload")}, data={"key": "form"}, verify=CA)
+    assert r.status_code == 501, r.status_code
+    fails("NoSuchKey", a.get_object, Bucket="ckpts", Key="form")
+    ok("browser form POST refused before its body is read (501)")
 
     q = client("q-writer")
     q.create_bucket(Bucket="small")

@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, HashSet};
 
 /// Records between checkpoints.
 pub const CHECKPOINT: u64 = 512;
+/// The largest checkpoint written.
+const MAX_CHECKPOINT: usize = 512 << 20;
 
 /// Bucket names: S3's rules (3-63 of a-z 0-9 . -, starting and ending with a letter or digit, not an IP).
 pub fn valid_bucket_name(name: &str) -> bool {
@@ -298,6 +300,10 @@ fn try_load(repo: &Repo) -> Result<State> {
             continue;
         }
         if seq != state.seq + 1 {
+            // A checkpoint written since we listed covers the gap (and removed its records): start again.
+            if numbered(repo, &state_dir(repo))?.last().is_some_and(|(s, _)| *s > state.seq) {
+                return Err(Error::NotFound(format!("{name}: a newer checkpoint was written")));
+            }
             return Err(Error::corrupt(
                 &name,
                 format!("bucket record {} is missing (records are numbered without gaps)", state.seq + 1),
@@ -328,7 +334,13 @@ pub fn append(repo: &Repo, state: &mut State, r: Record) -> Result<()> {
 /// Write the whole state, then delete the records and older checkpoints it covers.
 pub fn checkpoint(repo: &Repo, state: &State) -> Result<()> {
     let path = format!("{}/{:020}", state_dir(repo), state.seq);
-    repo.write_sealed(Kind::Bucket, &path, &serde_json::to_vec(state).expect("state serializes"))?;
+    let bytes = serde_json::to_vec(state).expect("state serializes");
+    // A checkpoint must open again (sealed objects open up to 1 GiB); past half that, the records stay and
+    // are replayed instead.
+    if bytes.len() > MAX_CHECKPOINT {
+        return Err(Error::Usage(format!("bucket state of {} bytes is too large to checkpoint", bytes.len())));
+    }
+    repo.write_sealed(Kind::Bucket, &path, &bytes)?;
     for (seq, name) in numbered(repo, &state_dir(repo))? {
         if seq < state.seq {
             repo.delete_meta(&name)?;

@@ -11,7 +11,7 @@
 //! Object bytes are written without that lock, against an index-less view of the tenant's repo that asks
 //! the shared index what is already stored, so long uploads run in parallel with everything else.
 
-use crate::auth::{self, Action, TokenRecord};
+use crate::auth::{self, Action, Role, TokenRecord};
 use crate::{audit, App, Tenant};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -76,6 +76,10 @@ fn random_id() -> String {
 fn s3err(e: Error) -> S3Error {
     match e {
         Error::Store { .. } => s3_error!(ServiceUnavailable, "a store is unavailable: {e}"),
+        // A prune holding the vault, or stores that are away, pass: the client should retry, not give up.
+        Error::Usage(m) if m.starts_with("the vault is locked") || m.contains("no store is up") => {
+            S3Error::with_message(S3ErrorCode::ServiceUnavailable, m)
+        }
         Error::Usage(m) => S3Error::with_message(S3ErrorCode::InvalidRequest, m),
         other => S3Error::with_message(S3ErrorCode::InternalError, other.to_string()),
     }
@@ -212,6 +216,12 @@ struct Caller {
 }
 
 impl Gateway {
+    /// NoSuchBucket unless the caller's tenant has this bucket.
+    async fn require_bucket(&self, c: &Caller, name: &str) -> S3Result<()> {
+        let (t, name) = (c.tenant.clone(), name.to_string());
+        blocking(move || t.buckets(|st, _| st.buckets.get(&name).map(|_| ()).ok_or_else(|| no_bucket(&name)))).await
+    }
+
     async fn caller<T>(&self, req: &S3Request<T>) -> S3Result<Caller> {
         let ak = req.credentials.as_ref().map(|c| c.access_key.clone()).ok_or_else(|| s3_error!(AccessDenied))?;
         let app = self.0.clone();
@@ -228,7 +238,9 @@ impl Gateway {
 impl Tenant {
     /// Run `f` on the tenant's bucket state (loaded from the stores on first use), under its lock.
     fn buckets<R>(&self, f: impl FnOnce(&mut State, &mvault_core::repo::Repo) -> S3Result<R>) -> S3Result<R> {
-        let mut st = self.s3.lock().expect("bucket state");
+        // A panic elsewhere must not take the tenant's buckets down with it: the state is only changed after
+        // its record is written, so what a poisoned lock holds is still consistent.
+        let mut st = self.s3.lock().unwrap_or_else(|p| p.into_inner());
         let repo = self.repo.read().expect("tenant repo");
         if st.is_none() {
             *st = Some(buckets::load(&repo).map_err(s3err)?);
@@ -236,9 +248,17 @@ impl Tenant {
         f(st.as_mut().expect("loaded"), &repo)
     }
 
-    /// Write a record and apply it.
-    fn record(&self, r: Record) -> S3Result<()> {
-        self.buckets(|st, repo| buckets::append(repo, st, r).map_err(s3err))
+    /// Write a new version of a key, unless its bucket went away while the body streamed in (a record for a
+    /// missing bucket would be acknowledged and then dropped by the replay).
+    /// An appender adds, never replaces: an overwrite would let retention expire what was there.
+    fn put_version(&self, bucket: String, key: String, version: Version, appender: bool) -> S3Result<()> {
+        self.buckets(|st, repo| {
+            let b = st.buckets.get(&bucket).ok_or_else(|| no_bucket(&bucket))?;
+            if appender && b.current(&key).is_some() {
+                return Err(s3_error!(AccessDenied, "an appender key may not overwrite {key}, which exists"));
+            }
+            buckets::append(repo, st, Record::Put { bucket, key, version }).map_err(s3err)
+        })
     }
 
     /// The retention pass: records for the versions `keep` and the uploads `uploads` no longer cover.
@@ -373,6 +393,7 @@ impl Gateway {
     /// Store a request body as an object (or part) of the caller's tenant: chunked, encoded and packed on
     /// a blocking thread while the body streams in; quota checked before each pack is written. The new
     /// blobs are in the tenant's index when this returns; the caller records the version or part.
+    #[allow(clippy::too_many_arguments)]
     async fn store_body(
         &self,
         c: &Caller,
@@ -381,7 +402,8 @@ impl Gateway {
         body: Option<StreamingBlob>,
         content_md5: Option<&str>,
         plan: PartPlan,
-    ) -> S3Result<objects::Written> {
+        record: Recorder,
+    ) -> S3Result<(objects::Written, Option<Version>)> {
         let len = len.ok_or_else(|| s3_error!(MissingContentLength))?;
         if !(0..=MAX_PUT).contains(&len) {
             return Err(s3_error!(EntityTooLarge, "{len} bytes: at most {MAX_PUT} per request; use multipart"));
@@ -400,11 +422,24 @@ impl Gateway {
         let _slot = WRITERS.acquire().await.map_err(|_| s3_error!(InternalError, "shutting down"))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
         let (app, tenant, key2) = (self.0.clone(), c.tenant.clone(), key.to_string());
-        let job = tokio::task::spawn_blocking(move || write_object(&app, &tenant, &key2, len as u64, rx, plan));
+        let job = tokio::task::spawn_blocking(move || {
+            write_object(&app, &tenant, &key2, len as u64, rx, plan, want_md5, record)
+        });
         let mut body =
             body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
         let mut body_err = None;
-        while let Some(chunk) = body.next().await {
+        loop {
+            // A client that stops sending holds a writer slot and the vault's shared lock: not for long.
+            let chunk = match tokio::time::timeout(BODY_IDLE, body.next()).await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(_) => {
+                    let msg = format!("no body bytes for {} s", BODY_IDLE.as_secs());
+                    let _ = tx.send(Err(msg.clone())).await;
+                    body_err = Some(s3s::StdError::from(msg));
+                    break;
+                }
+            };
             match chunk {
                 Ok(b) => {
                     if tx.send(Ok(b)).await.is_err() {
@@ -427,18 +462,22 @@ impl Gateway {
                 Err(e) => S3Error::with_message(S3ErrorCode::IncompleteBody, format!("reading the body: {e}")),
             });
         }
-        let w = written?;
-        if want_md5.is_some_and(|m| m[..] != w.md5[..]) {
-            return Err(s3_error!(BadDigest, "the body does not match its Content-MD5"));
-        }
+        let (w, v) = written?;
         note(c.trace.as_ref(), |t| {
             t.detail = format!("{} bytes, {} new, {} stored", w.size, w.new_bytes, w.stored_bytes)
         });
-        Ok(w)
+        Ok((w, v))
     }
 }
 
+/// What records a stored body (a version, or a part), run before the vault's shared lock is released.
+type Recorder = Box<dyn FnOnce(&Tenant, &objects::Written) -> S3Result<Option<Version>> + Send>;
+
+/// How long a body may send nothing before the upload is dropped.
+const BODY_IDLE: Duration = Duration::from_secs(60);
+
 /// The blocking half of `store_body`.
+#[allow(clippy::too_many_arguments)]
 fn write_object(
     app: &App,
     t: &Tenant,
@@ -446,7 +485,9 @@ fn write_object(
     len: u64,
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
     plan: PartPlan,
-) -> S3Result<objects::Written> {
+    want_md5: Option<Vec<u8>>,
+    record: Recorder,
+) -> S3Result<(objects::Written, Option<Version>)> {
     let view = t.repo.read().expect("tenant repo").view_without_index();
     let known = |id: &ChunkId| t.repo.read().expect("tenant repo").lookup(id).is_some();
     let max = t.record.lock().expect("record").limits.max_bytes;
@@ -486,7 +527,12 @@ fn write_object(
     let out = match result {
         Ok((w, entries)) => {
             t.repo.write().expect("tenant repo").remember_index(entries);
-            Ok(w)
+            if want_md5.is_some_and(|m| m[..] != w.md5[..]) {
+                Err(s3_error!(BadDigest, "the body does not match its Content-MD5"))
+            } else {
+                // Recorded while the vault's shared lock is held: no prune between the packs and the record.
+                record(t, &w).map(|v| (w, v))
+            }
         }
         Err(e) => Err(match over_quota.take() {
             Some(msg) => S3Error::with_message(S3ErrorCode::AccessDenied, msg),
@@ -577,7 +623,7 @@ fn unhex_token(s: &str) -> S3Result<String> {
 }
 
 fn max_keys(m: Option<i32>) -> usize {
-    m.map(|m| m.clamp(0, DEFAULT_MAX_KEYS as i32) as usize).unwrap_or(DEFAULT_MAX_KEYS)
+    m.map(|m| m.clamp(1, DEFAULT_MAX_KEYS as i32) as usize).unwrap_or(DEFAULT_MAX_KEYS)
 }
 
 fn object_entry(key: &str, v: &Version) -> Object {
@@ -593,6 +639,11 @@ fn object_entry(key: &str, v: &Version) -> Object {
 
 #[async_trait::async_trait]
 impl S3 for Gateway {
+    /// Browser form uploads: s3s would buffer the whole file before any check; not offered.
+    async fn post_object(&self, _req: S3Request<PostObjectInput>) -> S3Result<S3Response<PostObjectOutput>> {
+        Err(s3_error!(NotImplemented, "browser form uploads (POST Object) are not supported; use PUT"))
+    }
+
     async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
         let c = self.caller(&req).await?;
         let t = c.tenant.clone();
@@ -654,8 +705,7 @@ impl S3 for Gateway {
 
     async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
         let c = self.caller(&req).await?;
-        let (t, name) = (c.tenant.clone(), req.input.bucket.clone());
-        blocking(move || t.buckets(|st, _| st.buckets.get(&name).map(|_| ()).ok_or_else(|| no_bucket(&name)))).await?;
+        self.require_bucket(&c, &req.input.bucket).await?;
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
 
@@ -664,8 +714,7 @@ impl S3 for Gateway {
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         let c = self.caller(&req).await?;
-        let (t, name) = (c.tenant.clone(), req.input.bucket.clone());
-        blocking(move || t.buckets(|st, _| st.buckets.get(&name).map(|_| ()).ok_or_else(|| no_bucket(&name)))).await?;
+        self.require_bucket(&c, &req.input.bucket).await?;
         Ok(S3Response::new(GetBucketLocationOutput::default()))
     }
 
@@ -674,8 +723,7 @@ impl S3 for Gateway {
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
         let c = self.caller(&req).await?;
-        let (t, name) = (c.tenant.clone(), req.input.bucket.clone());
-        blocking(move || t.buckets(|st, _| st.buckets.get(&name).map(|_| ()).ok_or_else(|| no_bucket(&name)))).await?;
+        self.require_bucket(&c, &req.input.bucket).await?;
         // Overwritten and deleted versions are always kept until retention expires them.
         Ok(S3Response::new(GetBucketVersioningOutput {
             status: Some(BucketVersioningStatus::from_static(BucketVersioningStatus::ENABLED)),
@@ -687,15 +735,19 @@ impl S3 for Gateway {
         let c = self.caller(&req).await?;
         let i = &mut req.input;
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
-        let t = c.tenant.clone();
-        let b2 = bucket.clone();
-        blocking(move || t.buckets(|st, _| st.buckets.get(&b2).map(|_| ()).ok_or_else(|| no_bucket(&b2)))).await?;
+        self.require_bucket(&c, &bucket).await?;
         let len = i.content_length.or_else(|| decoded_length(&req.headers));
         let i = &mut req.input;
-        let w = self.store_body(&c, &key, len, i.body.take(), i.content_md5.as_deref(), PartPlan::Object).await?;
-        let v = version_of(&w, hex::encode(w.md5), i.content_type.clone(), i.metadata.take());
-        let (t, out) = (c.tenant.clone(), v.clone());
-        blocking(move || t.record(Record::Put { bucket, key, version: v })).await?;
+        let (ct, meta, appender) = (i.content_type.clone(), i.metadata.take(), c.token.role == Role::Appender);
+        let k2 = key.clone();
+        let record: Recorder = Box::new(move |t, w| {
+            let v = version_of(w, hex::encode(w.md5), ct, meta);
+            t.put_version(bucket, k2, v.clone(), appender)?;
+            Ok(Some(v))
+        });
+        let body = i.body.take();
+        let (_, v) = self.store_body(&c, &key, len, body, i.content_md5.as_deref(), PartPlan::Object, record).await?;
+        let out = v.expect("a put records a version");
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(out.etag)),
             version_id: Some(out.id),
@@ -898,16 +950,18 @@ impl S3 for Gateway {
         let (versions, markers, next) = blocking(move || {
             t.buckets(|st, _| {
                 let b = st.buckets.get(&bucket).ok_or_else(|| no_bucket(&bucket))?;
-                let (mut versions, mut markers, mut next) = (Vec::new(), Vec::new(), None);
+                let (mut versions, mut markers, mut next, mut last) = (Vec::new(), Vec::new(), None, None);
                 let from = after.map(std::ops::Bound::Excluded).unwrap_or(std::ops::Bound::Unbounded);
                 for (key, vs) in b.objects.range::<String, _>((from, std::ops::Bound::Unbounded)) {
                     if !key.starts_with(&p2) {
                         continue;
                     }
                     if versions.len() + markers.len() + vs.len() > max && !(versions.is_empty() && markers.is_empty()) {
-                        next = Some(key.clone());
+                        // The last key returned: the next page starts after it.
+                        next = last.clone();
                         break;
                     }
+                    last = Some(key.clone());
                     for (n, v) in vs.iter().enumerate().rev() {
                         let latest = n + 1 == vs.len();
                         if v.is_delete_marker() {
@@ -1047,17 +1101,19 @@ impl S3 for Gateway {
         let len = i.content_length.or_else(|| decoded_length(&req.headers));
         let plan = part_plan(&c.tenant, &upload, req.input.part_number as u32).await;
         let i = &mut req.input;
-        let w = self.store_body(&c, &i.key, len, i.body.take(), i.content_md5.as_deref(), plan).await?;
-        let part = Part { tree: w.tree.to_hex(), size: w.size, etag: hex::encode(w.md5), time_ms: now_ms() };
-        let (t, number, etag) = (c.tenant.clone(), i.part_number as u32, part.etag.clone());
-        blocking(move || {
+        let number = i.part_number as u32;
+        let record: Recorder = Box::new(move |t, w| {
+            let part = Part { tree: w.tree.to_hex(), size: w.size, etag: hex::encode(w.md5), time_ms: now_ms() };
             t.buckets(|st, repo| {
                 // The upload may have been completed or aborted while the part streamed in.
                 upload_of(st, &bucket, &upload, &key)?;
                 buckets::append(repo, st, Record::Part { bucket, upload, number, part }).map_err(s3err)
-            })
-        })
-        .await?;
+            })?;
+            Ok(None)
+        });
+        let body = i.body.take();
+        let (w, _) = self.store_body(&c, &i.key, len, body, i.content_md5.as_deref(), plan, record).await?;
+        let etag = hex::encode(w.md5);
         Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
     }
 
@@ -1081,9 +1137,15 @@ impl S3 for Gateway {
             return Err(s3_error!(InvalidPartOrder, "parts must be listed in ascending order"));
         }
         let (t, bucket, upload, key) = (c.tenant.clone(), i.bucket.clone(), i.upload_id.clone(), i.key.clone());
+        let (app, appender) = (self.0.clone(), c.token.role == Role::Appender);
         let v = blocking(move || {
+            // The vault's shared lock: no prune between the new tree's pack and the record naming it.
+            let _lock = app.base.lock(false, "s3 complete", &|_| {}).map_err(s3err)?;
             t.buckets(|st, repo| {
                 let u = upload_of(st, &bucket, &upload, &key)?;
+                if appender && st.buckets[&bucket].current(&key).is_some() {
+                    return Err(s3_error!(AccessDenied, "an appender key may not overwrite {key}, which exists"));
+                }
                 let mut trees = Vec::new();
                 let (mut size, mut md5s) = (0u64, Vec::new());
                 for (n, (number, etag)) in listed.iter().enumerate() {
@@ -1159,7 +1221,7 @@ impl S3 for Gateway {
     async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
         let c = self.caller(&req).await?;
         let i = req.input;
-        let max = i.max_parts.map(|m| m.clamp(0, 1000)).unwrap_or(1000) as usize;
+        let max = i.max_parts.map(|m| m.clamp(1, 1000)).unwrap_or(1000) as usize;
         let after = i.part_number_marker.unwrap_or(0).max(0) as u32;
         let (t, bucket, upload, key) = (c.tenant.clone(), i.bucket.clone(), i.upload_id.clone(), i.key.clone());
         let (parts, next) = blocking(move || {
@@ -1314,6 +1376,25 @@ impl tower::Service<http::Request<axum::body::Body>> for Traced {
     }
 
     fn call(&mut self, mut req: http::Request<axum::body::Body>) -> Self::Future {
+        // A form upload (POST Object) would be read whole by s3s before any signature or role check.
+        let form = req.method() == http::Method::POST
+            && req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+        if form {
+            let app = self.app.clone();
+            return Box::pin(async move {
+                app.metrics.observe("s3.PostObject", 501, 0, 0, 0.0);
+                let mut r = http::Response::new(s3s::Body::from(
+                    "<Error><Code>NotImplemented</Code><Message>POST Object is not supported</Message></Error>"
+                        .to_string(),
+                ));
+                *r.status_mut() = http::StatusCode::NOT_IMPLEMENTED;
+                Ok(r)
+            });
+        }
         let slot: TraceSlot = Arc::default();
         req.extensions_mut().insert(slot.clone());
         let client = req

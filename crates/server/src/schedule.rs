@@ -260,12 +260,18 @@ impl App {
                     // S3 versions past their retention go first, so prune frees their chunks.
                     let expired = t.expire_versions(self.s3_retention.0, self.s3_retention.1)?;
                     let _one_writer = t.writes.lock().expect("tenant writes");
-                    let plan = prune::prune(&repo, &PruneOptions::default(), &quiet)?;
+                    // The tenant's index stays locked until it is read again: no S3 upload may dedup against
+                    // a chunk this prune deletes (uploads in flight hold the vault's shared lock, so this
+                    // prune fails at once under them instead).
+                    let mut view = t.repo.write().expect("tenant repo");
+                    let plan = prune::prune(&repo, &PruneOptions::default(), &quiet);
+                    // Prune rewrote this tenant's index (a failed one may have too): read it again.
+                    *view = self.base.for_tenant(&name)?;
+                    drop(view);
+                    let plan = plan?;
                     if expired > 0 {
                         parts.push(format!("{name}: {expired} S3 versions or uploads expired"));
                     }
-                    // Prune rewrote this tenant's index: the server's view reads it again.
-                    *t.repo.write().expect("tenant repo") = self.base.for_tenant(&name)?;
                     parts.push(format!("{name}: {}", serde_json::to_string(&plan).unwrap_or_default()));
                 }
                 Kind::Scrub => {
