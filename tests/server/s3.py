@@ -193,7 +193,15 @@ def multipart(a):
     a.abort_multipart_upload(Bucket="ckpts", Key="mp/small", UploadId=up)
     fails("NoSuchUpload", a.list_parts, Bucket="ckpts", Key="mp/small", UploadId=up)
     fails("NoSuchKey", a.get_object, Bucket="ckpts", Key="mp/small")
-    ok("multipart: list parts/uploads, small part and wrong ETag refused, abort")
+    up = a.create_multipart_upload(Bucket="ckpts", Key="mp/one")["UploadId"]
+    p1 = a.upload_part(Bucket="ckpts", Key="mp/one", UploadId=up, PartNumber=1, Body=b"only part")
+    done = {"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}]}
+    first = a.complete_multipart_upload(Bucket="ckpts", Key="mp/one", UploadId=up, MultipartUpload=done)
+    again = a.complete_multipart_upload(Bucket="ckpts", Key="mp/one", UploadId=up, MultipartUpload=done)
+    assert (first["ETag"], first["VersionId"]) == (again["ETag"], again["VersionId"]), (first, again)
+    assert a.get_object(Bucket="ckpts", Key="mp/one")["Body"].read() == b"only part"
+    ok("multipart: list parts/uploads, small part and wrong ETag refused, abort; a retried completion "
+       "gets the same answer")
 
     # A big object through boto3's transfer manager (multipart, parts in parallel), then read back.
     path = os.path.join(WORK, "big.bin")

@@ -53,6 +53,9 @@ pub struct Version {
     pub content_type: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// The multipart upload that made this version, so a retried completion finds its result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<String>,
 }
 
 impl Version {
@@ -536,6 +539,7 @@ mod tests {
             time_ms: t,
             content_type: None,
             metadata: BTreeMap::new(),
+            upload: None,
         }
     }
 
@@ -627,6 +631,7 @@ mod tests {
             time_ms: 1000 + st.seq,
             content_type: None,
             metadata: BTreeMap::new(),
+            upload: None,
         };
         append(repo, st, Record::Put { bucket: "models".into(), key: key.into(), version }).unwrap();
         w
@@ -806,6 +811,7 @@ mod tests {
                 Record::Put { bucket: "b".into(), key: key.clone(), version: Version {
                     id: "v".into(), tree: Some("ab".repeat(32)), size, etag: "x".into(), time_ms: 5,
                     content_type: Some("a/b".into()), metadata: [("k".to_string(), key.clone())].into(),
+                    upload: Some("u".into()),
                 }},
                 Record::Part { bucket: "b".into(), upload: "u".into(), number: part,
                     part: Part { tree: "cd".repeat(32), size, etag: "y".into(), time_ms: 6 } },

@@ -560,6 +560,7 @@ fn version_of(w: &objects::Written, etag: String, content_type: Option<String>, 
         time_ms: now_ms(),
         content_type,
         metadata: metadata.unwrap_or_default().into_iter().collect(),
+        upload: None,
     }
 }
 
@@ -1026,7 +1027,7 @@ impl S3 for Gateway {
                     ));
                 }
                 // The copy names the same tree: no bytes are read or written.
-                let mut v = Version { id: random_id(), time_ms: now_ms(), ..src };
+                let mut v = Version { id: random_id(), time_ms: now_ms(), upload: None, ..src };
                 if replace {
                     v.content_type = content_type;
                     v.metadata = metadata.unwrap_or_default().into_iter().collect();
@@ -1142,6 +1143,15 @@ impl S3 for Gateway {
             // The vault's shared lock: no prune between the new tree's pack and the record naming it.
             let _lock = app.base.lock(false, "s3 complete", &|_| {}).map_err(s3err)?;
             t.buckets(|st, repo| {
+                // A completion retried after it succeeded (its answer was lost) gets the same answer.
+                let done = st
+                    .buckets
+                    .get(&bucket)
+                    .and_then(|b| b.objects.get(&key))
+                    .and_then(|vs| vs.iter().rev().find(|v| v.upload.as_deref() == Some(upload.as_str())).cloned());
+                if let (Some(v), Err(_)) = (done, upload_of(st, &bucket, &upload, &key)) {
+                    return Ok((v, Vec::new()));
+                }
                 let u = upload_of(st, &bucket, &upload, &key)?;
                 if appender && st.buckets[&bucket].current(&key).is_some() {
                     return Err(s3_error!(AccessDenied, "an appender key may not overwrite {key}, which exists"));
@@ -1174,6 +1184,7 @@ impl S3 for Gateway {
                     time_ms: now_ms(),
                     content_type: u.content_type.clone(),
                     metadata: u.metadata.clone(),
+                    upload: Some(upload.clone()),
                 };
                 buckets::append(repo, st, Record::Put { bucket: bucket.clone(), key, version: version.clone() })
                     .map_err(s3err)?;
@@ -1342,6 +1353,7 @@ fn delete_one(
                 time_ms: now_ms(),
                 content_type: None,
                 metadata: BTreeMap::new(),
+                upload: None,
             };
             let id = marker.id.clone();
             buckets::append(repo, st, Record::Put { bucket: bucket.into(), key: key.into(), version: marker })
