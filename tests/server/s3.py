@@ -7,13 +7,16 @@ Every check raises on failure; the script exits non-zero with the first one that
 """
 
 import hashlib
-import io
+import http.client
 import json
 import os
+import socket
+import ssl
 import struct
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import boto3
 import numpy as np
@@ -269,6 +272,25 @@ def isolation(a, body):
     assert r.status_code == 403, r.status_code
     fails("NoSuchKey", a.get_object, Bucket="ckpts", Key="data/forged")
     ok("wrong secret, unknown/foreign/revoked key ids, unsigned and forged requests: 403, nothing written")
+
+    # A client that goes away mid-body: nothing is recorded, and the gateway serves on. (A whole presigned
+    # PUT first, so the cut one fails for its cut, not for its signature.)
+    whole = a.generate_presigned_url("put_object", Params={"Bucket": "ckpts", "Key": "data/whole"}, ExpiresIn=60)
+    assert requests.put(whole, data=b"presigned", verify=CA).status_code == 200
+    assert a.get_object(Bucket="ckpts", Key="data/whole")["Body"].read() == b"presigned"
+    url = a.generate_presigned_url("put_object", Params={"Bucket": "ckpts", "Key": "data/cut"}, ExpiresIn=60)
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPSConnection(u.hostname, u.port, context=ssl.create_default_context(cafile=CA))
+    conn.putrequest("PUT", f"{u.path}?{u.query}")
+    conn.putheader("Content-Length", str(5 << 20))
+    conn.endheaders()
+    conn.send(os.urandom(1 << 20))
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+    time.sleep(0.5)
+    fails("NoSuchKey", a.get_object, Bucket="ckpts", Key="data/cut")
+    assert a.get_object(Bucket="ckpts", Key="data/x.bin")["Body"].read() == body
+    ok("a body cut off after 1 of 5 MiB leaves no object, and the gateway serves on")
 
     rd, ap = client("a-reader"), client("a-appender")
     assert rd.get_object(Bucket="ckpts", Key="data/x.bin")["Body"].read() == body

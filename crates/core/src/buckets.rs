@@ -456,18 +456,10 @@ pub fn snapshot_bucket(
     // A later file may have clashed with a directory made for an earlier key: dirs win, files were skipped.
     summary.files = made.objects;
     summary.bytes = made.bytes;
-    let mut packing = crate::backup::Packing::new(repo);
-    let mut entries = Vec::new();
-    let mut seen = HashSet::new();
-    let root_id = write_dir(repo, &root, &mut packing, &mut entries, &mut seen, &mut summary)?;
-    if let Some((builder, mut e)) = packing.finish() {
-        let (id, bytes, _) = builder.finish();
-        summary.bytes_stored += repo.write_pack(&id, &bytes)?.0;
-        entries.append(&mut e);
-    }
-    if !entries.is_empty() {
-        repo.write_index_file(&entries)?;
-    }
+    let mut packer = crate::objects::Packer::new(repo);
+    let root_id = write_dir(repo, &root, &mut packer, &mut HashSet::new(), &mut summary)?;
+    let (entries, stored) = packer.finish(&mut |_| Ok(()))?;
+    summary.bytes_stored = stored;
     let mut all_tags = vec![format!("bucket:{bucket}")];
     all_tags.extend(tags.iter().cloned());
     let snap = Snapshot {
@@ -490,14 +482,13 @@ pub fn snapshot_bucket(
 fn write_dir(
     repo: &Repo,
     d: &Dir,
-    packing: &mut crate::backup::Packing,
-    entries: &mut crate::objects::Entries,
+    packer: &mut crate::objects::Packer,
     seen: &mut HashSet<ChunkId>,
     summary: &mut Summary,
 ) -> Result<ChunkId> {
     let mut nodes: Vec<Node> = Vec::with_capacity(d.dirs.len() + d.files.len());
     for (name, sub) in &d.dirs {
-        let subtree = write_dir(repo, sub, packing, entries, seen, summary)?;
+        let subtree = write_dir(repo, sub, packer, seen, summary)?;
         summary.dirs += 1;
         nodes.push(Node {
             name: name.clone(),
@@ -515,13 +506,7 @@ fn write_dir(
     let bytes = tree::encode(&nodes);
     let id = repo.current_keys().chunk_id(&bytes);
     if repo.lookup(&id).is_none() && seen.insert(id) {
-        let (codec, enc) = crate::format::pack::encode_as(&bytes, 3, None);
-        let t = crate::format::pack::BlobType::Tree;
-        if let Some((builder, mut e)) = packing.add(t, codec, id, &enc, bytes.len() as u32, None) {
-            let (pid, pbytes, _) = builder.finish();
-            summary.bytes_stored += repo.write_pack(&pid, &pbytes)?.0;
-            entries.append(&mut e);
-        }
+        packer.add_blob(crate::format::pack::BlobType::Tree, id, &bytes)?;
     }
     Ok(id)
 }
@@ -581,6 +566,18 @@ mod tests {
         assert!(!s.buckets["b"].objects.contains_key("gone"));
         assert_eq!(s.buckets["b"].objects["k"].iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["2", "3"]);
         assert_eq!(s.buckets["b"].current("k").unwrap().id, "3");
+        // Uploads never completed go on their own clock.
+        let info = Upload {
+            key: "u".into(),
+            started_ms: 100,
+            content_type: None,
+            metadata: BTreeMap::new(),
+            parts: BTreeMap::new(),
+        };
+        s.apply(&Record::StartUpload { bucket: "b".into(), upload: "up".into(), info });
+        assert!(s.expired(u64::MAX, 2000, 1200).is_empty(), "a young upload stays");
+        let ex = s.expired(u64::MAX, 500, 1200);
+        assert_eq!(ex, [Record::EndUpload { bucket: "b".into(), upload: "up".into() }]);
     }
 
     #[test]

@@ -228,7 +228,7 @@ pub fn write(
         }
         drop((raw_rx, enc_tx));
         let packer = s.spawn(move || {
-            let mut p = Packer { repo, packing: Packing::new(repo), entries: Vec::new(), stored: 0 };
+            let mut p = Packer::new(repo);
             for e in enc_rx {
                 p.add(e, admit)?;
             }
@@ -321,15 +321,27 @@ fn read_pieces(
     Ok(())
 }
 
-/// Packs encoded blobs, writes each full pack, and the index file naming them last.
-struct Packer<'a> {
+/// Packs encoded blobs, writes each full pack, and the index file naming them last (object bodies, and the
+/// trees of multipart completions and bucket snapshots).
+pub(crate) struct Packer<'a> {
     repo: &'a Repo,
     packing: Packing<'a>,
     entries: Vec<(ChunkId, Location)>,
     stored: u64,
 }
 
-impl Packer<'_> {
+impl<'a> Packer<'a> {
+    pub(crate) fn new(repo: &'a Repo) -> Self {
+        Packer { repo, packing: Packing::new(repo), entries: Vec::new(), stored: 0 }
+    }
+
+    /// Encode a small blob here and add it (trees; bodies are encoded on their own threads). The caller
+    /// has checked that the tenant lacks it.
+    pub(crate) fn add_blob(&mut self, t: BlobType, id: ChunkId, data: &[u8]) -> Result<()> {
+        let (codec, encoded) = pack::encode_as(data, ZSTD_LEVEL, None);
+        self.add(Encoded { t, id, codec, encoded, raw_len: data.len() as u32 }, &mut |_| Ok(()))
+    }
+
     fn add(&mut self, e: Encoded, admit: &mut Admit) -> Result<()> {
         if let Some(full) = self.packing.add(e.t, e.codec, e.id, &e.encoded, e.raw_len, None) {
             self.write(full, admit)?;
@@ -350,7 +362,7 @@ impl Packer<'_> {
     }
 
     /// The last pack, then the index file naming every pack written.
-    fn finish(mut self, admit: &mut Admit) -> Result<(Entries, u64)> {
+    pub(crate) fn finish(mut self, admit: &mut Admit) -> Result<(Entries, u64)> {
         let packing = std::mem::replace(&mut self.packing, Packing::new(self.repo));
         if let Some(last) = packing.finish() {
             self.write(last, admit)?;
@@ -389,13 +401,11 @@ pub fn concat(repo: &Repo, parts: &[ChunkId], size: u64) -> Result<(ChunkId, Ent
     };
     let bytes = tree::encode(&[node]);
     let id = repo.current_keys().chunk_id(&bytes);
-    let mut p = Packer { repo, packing: Packing::new(repo), entries: Vec::new(), stored: 0 };
-    let mut admit_all = |_| Ok(());
+    let mut p = Packer::new(repo);
     if repo.lookup(&id).is_none() {
-        let (codec, encoded) = pack::encode_as(&bytes, ZSTD_LEVEL, None);
-        p.add(Encoded { t: BlobType::Tree, id, codec, encoded, raw_len: bytes.len() as u32 }, &mut admit_all)?;
+        p.add_blob(BlobType::Tree, id, &bytes)?;
     }
-    Ok((id, p.finish(&mut admit_all)?.0))
+    Ok((id, p.finish(&mut |_| Ok(()))?.0))
 }
 
 /// Send bytes `start..end` of an object to `sink`, chunk by chunk; only the chunks that overlap the range

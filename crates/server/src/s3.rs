@@ -179,6 +179,8 @@ impl s3s::access::S3Access for Access {
             t.token = Some(rec.id.clone());
             t.tenant = rec.tenant.clone();
         });
+        // The operation reads the record from here rather than loading it again.
+        cx.extensions_mut().insert(rec.clone());
         if let Some(a) = action_of(&op).iter().find(|a| !rec.role.may(**a)) {
             let msg = format!("a {} key may not {op} ({a:?})", rec.role);
             note(slot.as_ref(), |t| t.detail = msg.clone());
@@ -222,15 +224,11 @@ impl Gateway {
         blocking(move || t.buckets(|st, _| st.buckets.get(&name).map(|_| ()).ok_or_else(|| no_bucket(&name)))).await
     }
 
+    /// The key's record, as `Access::check` found it for this request, and its tenant.
     async fn caller<T>(&self, req: &S3Request<T>) -> S3Result<Caller> {
-        let ak = req.credentials.as_ref().map(|c| c.access_key.clone()).ok_or_else(|| s3_error!(AccessDenied))?;
-        let app = self.0.clone();
-        let (token, tenant) = blocking(move || {
-            let rec = app.s3_key(&ak).ok_or_else(|| s3_error!(InvalidAccessKeyId))?;
-            let t = app.tenant(rec.tenant.as_deref().unwrap_or_default()).map_err(s3err)?;
-            Ok((rec, t))
-        })
-        .await?;
+        let token = req.extensions.get::<TokenRecord>().cloned().ok_or_else(|| s3_error!(AccessDenied))?;
+        let (app, name) = (self.0.clone(), token.tenant.clone().unwrap_or_default());
+        let tenant = blocking(move || app.tenant(&name).map_err(s3err)).await?;
         Ok(Caller { token, tenant, trace: req.extensions.get::<TraceSlot>().cloned() })
     }
 }
