@@ -103,6 +103,10 @@ pub struct RestoreArgs {
     /// Re-read every restored file and check it against the snapshot.
     #[arg(long)]
     pub verify: bool,
+    /// Leave holes for whole 4 KiB blocks of zeros (disk images, padded or pruned weights): the files read
+    /// the same and take less disk.
+    #[arg(long)]
+    pub sparse: bool,
 }
 
 #[derive(Args)]
@@ -470,7 +474,8 @@ pub fn restore_from(
     a: RestoreArgs,
 ) -> Result<i32> {
     let total = snap.summary.bytes;
-    let opts = RestoreOptions { target: a.target.clone(), include: a.include, verify: a.verify, threads: 0 };
+    let opts =
+        RestoreOptions { target: a.target.clone(), include: a.include, verify: a.verify, threads: 0, sparse: a.sparse };
     let progress = restore::Progress::default();
     let pb = ui::bar(
         Some(total),

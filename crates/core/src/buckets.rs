@@ -691,7 +691,13 @@ mod tests {
         assert_eq!((made.objects, made.skipped.len()), (3, 0));
         let out = d.path().join("restored");
         let (_, snap) = repo.find_snapshot(&made.id).unwrap();
-        let opts = crate::restore::RestoreOptions { target: out.clone(), include: vec![], verify: true, threads: 2 };
+        let opts = crate::restore::RestoreOptions {
+            target: out.clone(),
+            include: vec![],
+            verify: true,
+            threads: 2,
+            sparse: false,
+        };
         crate::restore::restore(&repo, &snap.tree_id().unwrap(), &opts, &Default::default()).unwrap();
         assert_eq!(std::fs::read(out.join("copy.safetensors")).unwrap(), model);
         assert_eq!(std::fs::read(out.join("notes/readme.txt")).unwrap(), b"hello");

@@ -54,6 +54,9 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     pub verify: bool,
     pub threads: usize,
+    /// Leave holes where a file has whole blocks of zeros (as `restic restore --sparse`): the file reads
+    /// the same and takes less disk.
+    pub sparse: bool,
 }
 
 #[derive(Default)]
@@ -160,6 +163,7 @@ struct FileJob<'a> {
     offsets: Vec<u64>,
     file: Mutex<Option<Arc<std::fs::File>>>,
     left: AtomicUsize,
+    sparse: bool,
 }
 
 impl FileJob<'_> {
@@ -190,7 +194,15 @@ impl FileJob<'_> {
                 format!("{} bytes where the index says {}", data.len(), end - start),
             ));
         }
-        self.open()?.write_all_at(&data, start).map_err(|e| Error::io("write", &self.path, e))?;
+        let file = self.open()?;
+        let write = |bytes: &[u8], at: u64| file.write_all_at(bytes, at).map_err(|e| Error::io("write", &self.path, e));
+        if self.sparse {
+            for (from, to) in nonzero_runs(&data, start) {
+                write(&data[from..to], start + from as u64)?;
+            }
+        } else {
+            write(&data, start)?;
+        }
         progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(())
     }
@@ -212,6 +224,31 @@ impl FileJob<'_> {
         progress.files.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Filesystem block size for holes: a block is left unwritten only when it is zero from edge to edge.
+const HOLE_BLOCK: u64 = 4096;
+
+/// The byte ranges of `data` (which starts at file offset `start`) that must be written for a sparse file:
+/// everything but the whole, aligned, all-zero blocks. The file was just created at its full length, so
+/// what is not written reads as zeros.
+fn nonzero_runs(data: &[u8], start: u64) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut from = 0usize;
+    while from < data.len() {
+        // Pieces end at block boundaries of the file, so a hole is always whole blocks.
+        let to = (((start + from as u64) / HOLE_BLOCK + 1) * HOLE_BLOCK - start).min(data.len() as u64) as usize;
+        let piece = &data[from..to];
+        let hole = piece.len() as u64 == HOLE_BLOCK && piece.iter().all(|&b| b == 0);
+        if !hole {
+            match runs.last_mut() {
+                Some(last) if last.1 == from => last.1 = to,
+                _ => runs.push((from, to)),
+            }
+        }
+        from = to;
+    }
+    runs
 }
 
 fn remove_any(path: &Path) -> Result<()> {
@@ -299,6 +336,7 @@ pub fn restore(
             offsets,
             file: Mutex::new(None),
             left: AtomicUsize::new(chunks.len()),
+            sparse: opts.sparse,
         });
     }
     for f in files.iter().filter(|f| f.chunks.is_empty()) {
@@ -350,4 +388,52 @@ pub fn restore(
     }
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Apply the runs to a zeroed buffer, as a fresh sparse file would read.
+    fn replay(data: &[u8], start: u64) -> Vec<u8> {
+        let mut out = vec![0u8; data.len()];
+        for (from, to) in nonzero_runs(data, start) {
+            out[from..to].copy_from_slice(&data[from..to]);
+        }
+        out
+    }
+
+    #[test]
+    fn holes_are_whole_aligned_zero_blocks_only() {
+        let mut data = vec![0u8; 5 * 4096];
+        data[4096 + 7] = 1; // block 1 has a byte
+        data[4 * 4096] = 2; // block 4 too
+        assert_eq!(nonzero_runs(&data, 0), vec![(4096, 8192), (4 * 4096, 5 * 4096)]);
+        // Started mid-block: the partial first and last pieces are written even when zero.
+        let runs = nonzero_runs(&vec![0u8; 3 * 4096], 100);
+        assert_eq!(runs, vec![(0, 3996), (3996 + 2 * 4096, 3 * 4096)]);
+        assert!(nonzero_runs(&[], 0).is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn a_sparse_write_reads_back_the_same_bytes(
+            blocks in prop::collection::vec((any::<bool>(), 0usize..4096, any::<u8>()), 0..12),
+            start in 0u64..20_000,
+            tail in 0usize..4096,
+        ) {
+            let mut data = Vec::new();
+            for (zero, at, b) in blocks {
+                let mut block = vec![0u8; 4096];
+                if !zero { block[at] = b | 1; }
+                data.extend_from_slice(&block);
+            }
+            data.extend(std::iter::repeat_n(0u8, tail));
+            prop_assert_eq!(replay(&data, start), data.clone());
+            for (from, to) in nonzero_runs(&data, start) {
+                prop_assert!(from < to && to <= data.len());
+            }
+        }
+    }
 }

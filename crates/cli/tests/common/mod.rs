@@ -94,6 +94,27 @@ pub fn write_random_file(path: &Path, size: u64, seed: u64) {
     }
 }
 
+/// A `size`-byte file that is mostly holes: every `period` bytes start with `island` pseudo-random bytes,
+/// the rest is never written. Every chunk of it is still unique, but it takes `size * island / period`
+/// of disk (CI machines may have little), and so does its backup once zstd has seen the zeros.
+pub fn write_sparse_random_file(path: &Path, size: u64, period: u64, island: usize, seed: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(size).unwrap();
+    let mut buf = vec![0u8; island];
+    for (i, at) in (0..size).step_by(period as usize).enumerate() {
+        let n = (size - at).min(island as u64) as usize;
+        fill(&mut buf[..n], seed + i as u64);
+        f.write_all_at(&buf[..n], at).unwrap();
+    }
+}
+
+/// Bytes the file takes on disk (holes are free).
+pub fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
 pub fn set_mtime(p: &Path, secs: i64, nsec: u32) {
     let t = filetime::FileTime::from_unix_time(secs, nsec);
     filetime::set_symlink_file_times(p, t, t).unwrap();
