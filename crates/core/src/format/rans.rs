@@ -193,32 +193,43 @@ pub fn encode(data: &[u8], hist: &[u64; 256]) -> Vec<u8> {
     // rANS encodes backwards, so the words come out in reverse reading order. At most one word per symbol:
     // it is stored unconditionally and kept by advancing the cursor only when the state had to shed it,
     // which leaves no branch for the CPU to mispredict.
-    let mut words = vec![0u16; data.len() + 1];
+    // Words gather in a small block whose index is masked (so it needs no bounds check, and no register
+    // for a length) and move to `words` a block at a time.
+    const BLOCK: usize = 4096;
+    let mut block = [0u16; BLOCK];
+    let mut words: Vec<u16> = Vec::with_capacity(data.len() / 4 + 16);
     let mut w = 0usize;
     let mut x = [L; LANES];
     #[inline(always)]
-    fn step(e: &EncSymbol, x: &mut u32, words: &mut [u16], w: &mut usize) {
+    fn step(e: &EncSymbol, x: &mut u32, block: &mut [u16; BLOCK], w: &mut usize) {
         let shed = (*x >= e.x_max) as u32;
-        words[*w] = *x as u16;
+        block[*w & (BLOCK - 1)] = *x as u16;
         *w += shed as usize;
         *x = e.put(*x >> (16 * shed));
     }
     let whole = data.len() / LANES * LANES;
     for i in (whole..data.len()).rev() {
-        step(&syms[data[i] as usize], &mut x[i % LANES], &mut words, &mut w);
+        step(&syms[data[i] as usize], &mut x[i % LANES], &mut block, &mut w);
     }
-    for c in data[..whole].chunks_exact(LANES).rev() {
-        step(&syms[c[3] as usize], &mut x[3], &mut words, &mut w);
-        step(&syms[c[2] as usize], &mut x[2], &mut words, &mut w);
-        step(&syms[c[1] as usize], &mut x[1], &mut words, &mut w);
-        step(&syms[c[0] as usize], &mut x[0], &mut words, &mut w);
+    // Blocks of BLOCK symbols at most, so no more than BLOCK words before a flush.
+    words.extend_from_slice(&block[..w]);
+    for part in data[..whole].rchunks(BLOCK) {
+        w = 0;
+        for c in part.chunks_exact(LANES).rev() {
+            step(&syms[c[3] as usize], &mut x[3], &mut block, &mut w);
+            step(&syms[c[2] as usize], &mut x[2], &mut block, &mut w);
+            step(&syms[c[1] as usize], &mut x[1], &mut block, &mut w);
+            step(&syms[c[0] as usize], &mut x[0], &mut block, &mut w);
+        }
+        words.extend_from_slice(&block[..w]);
     }
     for xi in x {
         out.extend_from_slice(&xi.to_le_bytes());
     }
-    out.reserve(2 * w);
-    for &word in words[..w].iter().rev() {
-        out.extend_from_slice(&word.to_le_bytes());
+    let at = out.len();
+    out.resize(at + 2 * words.len(), 0);
+    for (o, word) in out[at..].chunks_exact_mut(2).zip(words.iter().rev()) {
+        o.copy_from_slice(&word.to_le_bytes());
     }
     out
 }
@@ -431,6 +442,23 @@ mod tests {
         assert_eq!(one.len(), 5, "a one-symbol plane is its table");
         assert_eq!(decode(&one, 100, "t").unwrap(), vec![7u8; 100]);
         assert!(decode(&[one.clone(), vec![0]].concat(), 100, "t").is_err(), "bytes after a one-symbol table");
+    }
+
+    #[test]
+    fn lengths_around_the_encoders_block_size_round_trip() {
+        let mut x = 99u64;
+        for n in [4095, 4096, 4097, 4099, 8191, 8192, 8195, 12289] {
+            let data: Vec<u8> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % 16).trailing_zeros().min(4) as u8 * 3
+                })
+                .collect();
+            let enc = encode(&data, &histogram(&data));
+            assert_eq!(decode(&enc, n, "t").unwrap(), data, "n = {n}");
+        }
     }
 
     #[test]
