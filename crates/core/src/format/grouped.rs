@@ -58,9 +58,11 @@ fn split_into(kind: FloatKind, data: &[u8], planes: &mut Vec<Vec<u8>>) {
     match kind {
         FloatKind::Bf16 => {
             let [e, sm] = &mut planes[..] else { unreachable!("two planes") };
+            // On whole elements: one 16-bit load per element rather than two byte loads (measured faster).
             for ((c, e), sm) in data.chunks_exact(2).zip(e.iter_mut()).zip(sm.iter_mut()) {
-                *e = (c[1] << 1) | (c[0] >> 7);
-                *sm = (c[1] & 0x80) | (c[0] & 0x7f);
+                let v = u16::from_le_bytes([c[0], c[1]]);
+                *e = ((v >> 7) & 0xff) as u8;
+                *sm = (((v >> 8) & 0x80) | (v & 0x7f)) as u8;
             }
         }
         FloatKind::F16 => {
@@ -72,11 +74,13 @@ fn split_into(kind: FloatKind, data: &[u8], planes: &mut Vec<Vec<u8>>) {
         }
         FloatKind::F32 => {
             let [e, sm, m1, m0] = &mut planes[..] else { unreachable!("four planes") };
-            for (i, c) in data.chunks_exact(4).enumerate() {
-                e[i] = (c[3] << 1) | (c[2] >> 7);
-                sm[i] = (c[3] & 0x80) | (c[2] & 0x7f);
-                m1[i] = c[1];
-                m0[i] = c[0];
+            let planes = e.iter_mut().zip(sm.iter_mut()).zip(m1.iter_mut().zip(m0.iter_mut()));
+            for (c, ((e, sm), (m1, m0))) in data.chunks_exact(4).zip(planes) {
+                let v = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                *e = (v >> 23) as u8;
+                *sm = (((v >> 24) & 0x80) | ((v >> 16) & 0x7f)) as u8;
+                *m1 = (v >> 8) as u8;
+                *m0 = v as u8;
             }
         }
     }
@@ -87,8 +91,8 @@ fn join(kind: FloatKind, planes: &[&[u8]], out: &mut [u8]) {
     match kind {
         FloatKind::Bf16 => {
             for ((o, &e), &sm) in out.chunks_exact_mut(2).zip(planes[0].iter()).zip(planes[1].iter()) {
-                o[0] = (e << 7) | (sm & 0x7f);
-                o[1] = (sm & 0x80) | (e >> 1);
+                let v = ((sm as u16 & 0x80) << 8) | ((e as u16) << 7) | (sm as u16 & 0x7f);
+                o.copy_from_slice(&v.to_le_bytes());
             }
         }
         FloatKind::F16 => {
@@ -98,13 +102,11 @@ fn join(kind: FloatKind, planes: &[&[u8]], out: &mut [u8]) {
             }
         }
         FloatKind::F32 => {
-            let p = (&planes[0], &planes[1], &planes[2], &planes[3]);
-            for (i, o) in out.chunks_exact_mut(4).enumerate() {
-                let (e, sm) = (p.0[i], p.1[i]);
-                o[0] = p.3[i];
-                o[1] = p.2[i];
-                o[2] = (e << 7) | (sm & 0x7f);
-                o[3] = (sm & 0x80) | (e >> 1);
+            let planes = planes[0].iter().zip(planes[1].iter()).zip(planes[2].iter().zip(planes[3].iter()));
+            for (o, ((&e, &sm), (&m1, &m0))) in out.chunks_exact_mut(4).zip(planes) {
+                let (e, sm) = (e as u32, sm as u32);
+                let v = ((sm & 0x80) << 24) | (e << 23) | ((sm & 0x7f) << 16) | ((m1 as u32) << 8) | m0 as u32;
+                o.copy_from_slice(&v.to_le_bytes());
             }
         }
     }
@@ -115,7 +117,8 @@ fn join(kind: FloatKind, planes: &[&[u8]], out: &mut [u8]) {
 /// when coding did not pay. The caller compares the result with the other codecs and keeps the smallest.
 pub fn encode(kind: FloatKind, data: &[u8]) -> Vec<u8> {
     let whole = data.len() / kind.size() * kind.size();
-    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    // Never more than the data, the plane headers and a rANS table per plane: one allocation, no regrowth.
+    let mut out = Vec::with_capacity(data.len() + 1024);
     out.push(transform_id(kind));
     let mut planes = PLANES.with(|p| p.take());
     split_into(kind, &data[..whole], &mut planes);
