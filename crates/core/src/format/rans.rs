@@ -172,10 +172,8 @@ fn read_table<'a>(enc: &'a [u8], m: u32, bad: &dyn Fn(&str) -> Error) -> Result<
     Ok((freq, start, &enc[2 + 3 * count..]))
 }
 
-/// Encode a plane as plane codec 2: `table | u32 state x 4 | u32 word count of lanes 0-2 | lane 0 words |
-/// lane 1 words | lane 2 words | lane 3 words`, all little-endian. Symbol `i` goes through lane `i mod 4`; a
-/// lane's decoder reads its state, then its next word whenever the state drops below 2^15. Lanes own their
-/// words so that no lane waits for another's read position.
+/// Encode a plane as plane codec 2: `table | u32 state x 4 | u16 words`, all little-endian (docs/FORMAT.md).
+/// Symbol `i` goes through state `i mod 4`; the decoder takes a word for a state whenever it drops below 2^15.
 pub fn encode(data: &[u8], hist: &[u64; 256]) -> Vec<u8> {
     if data.is_empty() {
         // No symbols, no table: a zero count and nothing else.
@@ -192,9 +190,8 @@ pub fn encode(data: &[u8], hist: &[u64; 256]) -> Vec<u8> {
 
     // rANS encodes backwards, so the words come out in reverse reading order. At most one word per symbol:
     // it is stored unconditionally and kept by advancing the cursor only when the state had to shed it,
-    // which leaves no branch for the CPU to mispredict.
-    // Words gather in a small block whose index is masked (so it needs no bounds check, and no register
-    // for a length) and move to `words` a block at a time.
+    // which leaves no branch for the CPU to mispredict. Words gather in a small block whose index is masked
+    // (so it needs no bounds check, and no register for a length) and move to `words` a block at a time.
     const BLOCK: usize = 4096;
     let mut block = [0u16; BLOCK];
     let mut words: Vec<u16> = Vec::with_capacity(data.len() / 4 + 16);
@@ -316,7 +313,7 @@ pub fn decode_into(enc: &[u8], n: usize, object: &str, out: &mut Vec<u8>) -> Res
             pos += 1;
         }
     }
-    // Reads past the end (taking the padding) leave the position past the words' end.
+    // Words taken past the end (read as zero) leave the position past the words' end.
     if pos != total || x != [L; LANES] {
         return Err(bad("stream does not end where it should"));
     }
