@@ -53,7 +53,7 @@ SNAP=$(R "$AW" --json snapshot-bucket ckpts --tag nightly | jq -r .id)
 [[ $SNAP =~ ^[0-9a-f]{32,64}$ ]] || fail "snapshot-bucket over the API gave no snapshot id"
 R "$AW" --json snapshots | jq -e --arg s "$SNAP" '.[] | select(.id == $s) | .tags | index("bucket:ckpts") and index("nightly")' \
     >/dev/null || fail "the bucket snapshot is not listed with its tags"
-R "$AW" restore "$SNAP" --target "$T/out" >/dev/null
+R "$AW" restore "$SNAP" --target "$T/out" --sparse >/dev/null  # sparse: the 1 GiB object is mostly zeros
 # Locally, from the bucket's records on the stores (the server keeps running): the same tree.
 LOCAL=$("$M" --vault "$V" --json snapshot-bucket ckpts --tenant a | jq -r .id)
 TREES=$(R "$AW" --json snapshots | jq -r --arg a "$SNAP" --arg b "$LOCAL" '[.[] | select(.id == $a or .id == $b) | .tree] | unique | length')
