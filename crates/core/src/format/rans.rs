@@ -199,10 +199,10 @@ pub fn encode(data: &[u8], hist: &[u64; 256]) -> Vec<u8> {
     let mut x = [L; LANES];
     #[inline(always)]
     fn step(e: &EncSymbol, x: &mut u32, block: &mut [u16; BLOCK], w: &mut usize) {
-        let shed = (*x >= e.x_max) as u32;
+        let shed = *x >= e.x_max;
         block[*w & (BLOCK - 1)] = *x as u16;
         *w += shed as usize;
-        *x = e.put(*x >> (16 * shed));
+        *x = e.put(if shed { *x >> 16 } else { *x });
     }
     let whole = data.len() / LANES * LANES;
     for i in (whole..data.len()).rev() {
@@ -292,8 +292,9 @@ pub fn decode_into(enc: &[u8], n: usize, object: &str, out: &mut Vec<u8>) -> Res
             syms[k] = e as u8;
         }
         for xk in x.iter_mut() {
-            let take = (*xk < L) as u32;
-            *xk = (*xk << (16 * take)) | (word(words, *pos) & 0u32.wrapping_sub(take));
+            let take = *xk < L;
+            let renormed = (*xk << 16) | word(words, *pos);
+            *xk = if take { renormed } else { *xk };
             *pos += take as usize;
         }
         syms
