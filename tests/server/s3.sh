@@ -66,7 +66,10 @@ while IFS=$'\t' read -r k h; do
 done < <(jq -r 'to_entries[] | "\(.key)\t\(.value)"' "$T/manifest.json")
 [[ $n -ge 5 ]] || fail "the manifest lists only $n objects"
 [[ ! -e $T/out/run1/step-1 ]] || fail "a deleted checkpoint came back in the snapshot"
-pass "snapshot-bucket (API and local) and restore: $n objects byte-identical, deleted ones absent"
+# The 1 GiB object is a 64 KiB island per MiB: restored --sparse over the API, it must take far less disk.
+big_kib=$(du -k "$T/out/mp/big.bin" | cut -f1)
+(( big_kib < 256 * 1024 )) || fail "restore --sparse over the API wrote the holes: mp/big.bin takes $big_kib KiB"
+pass "snapshot-bucket (API and local) and restore: $n objects byte-identical, deleted ones absent, the big one sparse ($big_kib KiB on disk)"
 SCHED=$(R "$AW" --json snapshots | jq '[.[] | select(.tags == ["bucket:ckpts"])] | length')
 [[ $SCHED -ge 1 ]] || fail "the scheduled snapshot-bucket job made no snapshot"
 pass "the scheduled snapshot-bucket job made $SCHED snapshots while the clients worked"

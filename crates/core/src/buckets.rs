@@ -600,6 +600,14 @@ mod tests {
         Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap()
     }
 
+    /// A fresh vault whose state holds one empty bucket.
+    fn vault_with_bucket(d: &tempfile::TempDir, bucket: &str) -> (Repo, State) {
+        let repo = vault(d);
+        let mut st = load(&repo).unwrap();
+        append(&repo, &mut st, Record::CreateBucket { bucket: bucket.into(), time_ms: 1 }).unwrap();
+        (repo, st)
+    }
+
     /// A small safetensors file: one BF16 tensor of `n` elements.
     fn safetensors(n: usize, seed: u64) -> Vec<u8> {
         let data = crate::model::synth::bf16_bytes(&crate::model::synth::weights_f32(n, seed, 0.02));
@@ -652,9 +660,7 @@ mod tests {
     #[test]
     fn objects_are_chunked_by_tensor_replayed_snapshotted_and_kept_by_prune() {
         let d = tempfile::tempdir().unwrap();
-        let mut repo = vault(&d);
-        let mut st = load(&repo).unwrap();
-        append(&repo, &mut st, Record::CreateBucket { bucket: "models".into(), time_ms: 1 }).unwrap();
+        let (mut repo, mut st) = vault_with_bucket(&d, "models");
         let model = safetensors(600_000, 1);
         let w = put_object(&mut repo, &mut st, "ckpt/step-1/model.safetensors", &model);
         assert_eq!(w.model, Some("safetensors"), "the header at the body's start was recognised");
@@ -780,9 +786,7 @@ mod tests {
     #[test]
     fn check_follows_bucket_objects_and_names_a_broken_one() {
         let d = tempfile::tempdir().unwrap();
-        let mut repo = vault(&d);
-        let mut st = load(&repo).unwrap();
-        append(&repo, &mut st, Record::CreateBucket { bucket: "models".into(), time_ms: 1 }).unwrap();
+        let (mut repo, mut st) = vault_with_bucket(&d, "models");
         put_object(&mut repo, &mut st, "ok.bin", b"fine bytes");
         let progress = Default::default();
         let report = crate::check::check(&repo, crate::check::ReadData::None, &progress).unwrap();

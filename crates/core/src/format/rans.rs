@@ -433,7 +433,11 @@ mod tests {
         assert!(decode(&t, data.len(), "t").is_err(), "table no longer sums to 2^12");
         let mut t = enc.clone();
         let states = 2 + 3 * u16::from_le_bytes([enc[0], enc[1]]) as usize;
-        assert!(decode(&enc[..states + 20], data.len(), "t").is_err(), "lane counts cut off");
+        let odd = decode(&[enc.clone(), vec![0]].concat(), data.len(), "t").unwrap_err().to_string();
+        assert!(odd.contains("odd number of word bytes"), "{odd}");
+        let cut = decode(&enc[..enc.len() - 2], data.len(), "t").unwrap_err().to_string();
+        assert!(cut.contains("does not end where it should"), "{cut}");
+        assert!(decode(&enc[..states + 8], data.len(), "t").is_err(), "states cut off");
         t[states + 3] |= 0x80; // state 0 at 2^31 or more
         assert!(decode(&t, data.len(), "t").is_err(), "state out of range");
         let one = encode(&[7u8; 100], &histogram(&[7u8; 100]));
