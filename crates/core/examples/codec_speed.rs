@@ -1,11 +1,11 @@
 //! The float codec's speed on one core, best of 15 runs, for comparing codec changes on a noisy machine:
-//! the whole BF16 grouped codec and the rANS coder alone on the exponent planes, in 1 MiB pieces.
+//! the whole BF16 grouped codec, and the Huffman and rANS coders alone on the exponent planes, in 1 MiB pieces.
 //!
 //!     cargo run --release -p mvault-core --example codec_speed -- MODEL.safetensors   # a BF16 safetensors file
 //!
 //! `mvault inspect` reports the same codec per tensor piece with its allocations; this isolates the coder.
 
-use mvault_core::format::{grouped, rans};
+use mvault_core::format::{grouped, huffman, rans};
 use mvault_core::model::FloatKind;
 use std::time::Instant;
 
@@ -37,6 +37,22 @@ fn main() {
         }
         bd = bd.min(t.elapsed().as_secs_f64());
     }
+    let lens: Vec<_> = hs.iter().map(huffman::code_lengths).collect();
+    let (mut he, mut hd) = (f64::MAX, f64::MAX);
+    let mut hsize = 0;
+    let mut back = Vec::new();
+    for _ in 0..15 {
+        let t = Instant::now();
+        let enc: Vec<Vec<u8>> = exps.iter().zip(&lens).map(|(p, l)| huffman::encode(p, l)).collect();
+        he = he.min(t.elapsed().as_secs_f64());
+        hsize = enc.iter().map(|e| e.len()).sum();
+        let t = Instant::now();
+        for (p, e) in exps.iter().zip(&enc) {
+            huffman::decode_into(e, p.len(), "x", &mut back).unwrap();
+            assert_eq!(back.len(), p.len());
+        }
+        hd = hd.min(t.elapsed().as_secs_f64());
+    }
     let (mut ge, mut gd) = (f64::MAX, f64::MAX);
     let mut gsize = 0;
     for _ in 0..15 {
@@ -57,6 +73,12 @@ fn main() {
         gb / ge,
         gb / gd,
         body.len() as f64 / gsize as f64
+    );
+    println!(
+        "huffman: enc {:.3} Gsym/s dec {:.3} Gsym/s size {}",
+        syms as f64 / he / 1e9,
+        syms as f64 / hd / 1e9,
+        hsize
     );
     println!("rans: enc {:.3} Gsym/s dec {:.3} Gsym/s size {}", syms as f64 / be / 1e9, syms as f64 / bd / 1e9, size);
 }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod grouped;
+pub mod huffman;
 pub mod index;
 pub mod keyfile;
 pub mod object;

@@ -72,22 +72,32 @@ pub fn estimate(hist: &[u64; 256], n: u64) -> f64 {
     bits / 8.0
 }
 
+/// The bytes a codec 2 plane spends besides its coded symbols: its table and final states.
+pub fn table_bytes(hist: &[u64; 256]) -> f64 {
+    (2 + 3 * hist.iter().filter(|&&c| c > 0).count() + 4 * LANES) as f64
+}
+
 pub fn histogram(data: &[u8]) -> [u64; 256] {
-    // Four tables break the store-to-load dependency when neighbouring bytes repeat.
-    let mut h = [[0u64; 256]; 4];
-    let mut it = data.chunks_exact(4);
-    for c in &mut it {
-        h[0][c[0] as usize] += 1;
-        h[1][c[1] as usize] += 1;
-        h[2][c[2] as usize] += 1;
-        h[3][c[3] as usize] += 1;
-    }
-    for &b in it.remainder() {
-        h[0][b as usize] += 1;
-    }
     let mut out = [0u64; 256];
-    for (s, o) in out.iter_mut().enumerate() {
-        *o = h[0][s] + h[1][s] + h[2][s] + h[3][s];
+    // u32 counters keep the tables small; a block of 2^30 bytes cannot overflow them.
+    for block in data.chunks(1 << 30) {
+        // Eight tables break the store-to-load dependency when nearby bytes repeat, as exponents do.
+        let mut h = [[0u32; 256]; 8];
+        let mut it = block.chunks_exact(8);
+        for c in &mut it {
+            let v = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            for (k, t) in h.iter_mut().enumerate() {
+                t[(v >> (8 * k)) as u8 as usize] += 1;
+            }
+        }
+        for &b in it.remainder() {
+            h[0][b as usize] += 1;
+        }
+        for t in &h {
+            for (o, &c) in out.iter_mut().zip(t) {
+                *o += u64::from(c);
+            }
+        }
     }
     out
 }
