@@ -150,6 +150,30 @@ fn a_malformed_model_file_is_stored_plain_with_a_warning() {
     restore_and_compare(&vault, "latest", &src);
 }
 
+/// A whole checkpoints folder in one backup: each step finds the step before it in the same backup (read
+/// back from its file, as its pieces may not be in a pack yet) and is stored as a delta against it.
+#[test]
+fn a_checkpoint_folder_backed_up_at_once_stores_later_steps_as_deltas() {
+    let d = data();
+    let v = tempfile::tempdir().unwrap();
+    let (alone, together) = (v.path().join("alone"), v.path().join("together"));
+    init(&alone);
+    init(&together);
+    let full = d.join("series/full");
+    let one = stored(&json(&alone, &["backup", full.join("step-1").to_str().unwrap()]));
+    let all = json(&together, &["backup", full.to_str().unwrap()]);
+    assert!(stored(&all) < 4.0 * one * 0.8, "four steps in one backup stored {} vs 4 x {one}", stored(&all));
+    ok(&together, &["check", "--read-data"]);
+    let t = tempfile::tempdir().unwrap();
+    ok(&together, &["restore", "latest", "--target", t.path().to_str().unwrap(), "--verify"]);
+    for n in 1..=4 {
+        let file = format!("step-{n}/model.safetensors");
+        let (a, b) =
+            (std::fs::read(full.join(&file)).unwrap(), std::fs::read(restored(t.path(), &full).join(&file)).unwrap());
+        assert!(a == b, "{file} did not restore bit-exact");
+    }
+}
+
 /// Full fine-tuning: every weight moves, so nothing dedups; XOR deltas against the previous step do the work.
 /// Prune after forgetting the older steps must keep the bases the newest step's deltas need, and the chain
 /// bound must store a whole copy once it is reached.

@@ -94,7 +94,28 @@ struct Raw {
     float: Option<FloatKind>,
     /// The previous version of this piece, to try a delta against (read by the encoder, so that reading and
     /// decrypting previous versions runs on every core rather than in the walker).
-    base: Option<ChunkId>,
+    base: Option<Base>,
+}
+
+/// Where the encoder finds a previous version's bytes.
+enum Base {
+    /// In the vault (an earlier snapshot, or a pack this backup already indexed).
+    Stored(ChunkId),
+    /// In a file this backup has read before (step-1 for step-2 in one checkpoints folder): its pieces may
+    /// still be on their way to a pack, so they are read back from the file, and used only if they still
+    /// hash to their id.
+    Fresh(FreshPiece),
+}
+
+/// A tensor piece sent to the pipeline earlier in this backup, where a later version may find it.
+#[derive(Clone)]
+struct FreshPiece {
+    id: ChunkId,
+    path: std::sync::Arc<Path>,
+    offset: u64,
+    len: usize,
+    /// At most its delta chain's depth (the encoder may have stored it whole after all, which is shallower).
+    depth: u8,
 }
 
 /// The absolute paths given to `backup`, arranged as the directory tree that holds them (the remote
@@ -195,6 +216,11 @@ struct Walker<'a> {
     catalog: Option<Catalog>,
     catalog_from: Option<SnapshotId>,
     delta_depth: u8,
+    /// The newest version of each tensor read in this backup, piece by piece; these come before the
+    /// catalog's (unless `--base` names the snapshot to use).
+    fresh: HashMap<TensorKey, Vec<FreshPiece>>,
+    /// The depth bound of each piece sent with a base in this backup.
+    fresh_depth: HashMap<ChunkId, u8>,
 }
 
 /// The pipeline stopped downstream (its error is reported by the stage that failed).
@@ -211,21 +237,56 @@ impl Walker<'_> {
         blob_type: BlobType,
         data: Vec<u8>,
         float: Option<FloatKind>,
-        previous: Option<&ChunkId>,
+        previous: Option<(Base, u8)>,
     ) -> Result<(), Aborted> {
         if self.known(&id) {
             return Ok(());
         }
         self.pending.insert(id);
+        if let Some((_, depth)) = &previous {
+            self.fresh_depth.insert(id, *depth);
+        }
         self.summary.new_chunks += 1;
         self.summary.new_bytes += data.len() as u64;
-        // Only a previous version of the same length can be XORed with this piece, and only one less deep than
-        // the bound (decided from the index, so a version past the bound is never read just to be discarded).
-        let base = previous.copied().filter(|p| {
-            self.repo.lookup(p).is_some_and(|l| l.raw_length as usize == data.len())
-                && delta::chain_depth(self.repo, p).is_some_and(|d| d < self.delta_depth)
-        });
-        self.raw_tx.send(Raw { id, blob_type, data, float, base }).map_err(|_| Aborted)
+        self.raw_tx.send(Raw { id, blob_type, data, float, base: previous.map(|(b, _)| b) }).map_err(|_| Aborted)
+    }
+
+    /// The previous version of piece `piece` of tensor `key`, `len` bytes long, and the depth a delta against
+    /// it would have. Only a version of the same length can be XORed with the piece, and only one less deep
+    /// than the bound (known without reading it, so a version past the bound is never read to be discarded).
+    fn previous(&mut self, key: &TensorKey, piece: usize, len: usize) -> Option<(Base, u8)> {
+        if self.delta_depth == 0 {
+            return None;
+        }
+        if self.catalog_from.is_none() {
+            if let Some(f) = self.fresh.get(key).and_then(|v| v.get(piece)) {
+                if f.len != len || f.depth >= self.delta_depth {
+                    return None;
+                }
+                let base = match self.repo.lookup(&f.id) {
+                    Some(_) => Base::Stored(f.id),
+                    None => Base::Fresh(f.clone()),
+                };
+                return Some((base, f.depth + 1));
+            }
+        }
+        let p = *self.catalog().get(key).and_then(|c| c.get(piece))?;
+        let depth = self
+            .repo
+            .lookup(&p)
+            .filter(|l| l.raw_length as usize == len)
+            .and_then(|_| delta::chain_depth(self.repo, &p))
+            .filter(|&d| d < self.delta_depth)?;
+        Some((Base::Stored(p), depth + 1))
+    }
+
+    /// The depth bound of a piece of this backup: its own if it went with a base, else its stored chain's.
+    fn depth_of(&self, id: &ChunkId) -> u8 {
+        match self.fresh_depth.get(id) {
+            Some(&d) => d,
+            None if self.repo.lookup(id).is_some() => delta::chain_depth(self.repo, id).unwrap_or(u8::MAX),
+            None => 0,
+        }
     }
 
     fn catalog(&mut self) -> &Catalog {
@@ -331,6 +392,9 @@ impl Walker<'_> {
         let keys = self.repo.current_keys();
         let params = self.repo.config.chunker;
         let (layout, pieces) = pieces(path, f, params, self.warn);
+        let shared: std::sync::Arc<Path> = path.into();
+        let mut this_file: HashMap<TensorKey, Vec<FreshPiece>> = HashMap::new();
+        let mut offset = 0u64;
         for c in pieces {
             let Piece { data, float, tensor } = match c {
                 Ok(d) => d,
@@ -343,17 +407,29 @@ impl Walker<'_> {
             self.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
             let id = keys.chunk_id(&data);
             chunks.push(id);
-            // The same piece of the newest stored tensor with this name, dtype and shape.
-            let previous = match (tensor, &layout) {
-                (Some((t, piece)), Some(l)) if self.delta_depth > 0 => {
+            let len = data.len();
+            // The same piece of the newest version of this tensor (same name, dtype and shape).
+            let key = match (tensor, &layout) {
+                (Some((t, piece)), Some(l)) => {
                     let t = &l.tensors[t];
-                    let key = TensorKey { name: t.name.clone(), dtype: t.dtype.clone(), shape: t.shape.clone() };
-                    self.catalog().get(&key).and_then(|c| c.get(piece)).copied()
+                    Some((TensorKey { name: t.name.clone(), dtype: t.dtype.clone(), shape: t.shape.clone() }, piece))
                 }
                 _ => None,
             };
-            self.submit(id, BlobType::Data, data, float, previous.as_ref())?;
+            let previous = key.as_ref().and_then(|(k, piece)| self.previous(k, *piece, len));
+            self.submit(id, BlobType::Data, data, float, previous)?;
+            if let Some((k, piece)) = key {
+                let depth = self.depth_of(&id);
+                let pieces = this_file.entry(k).or_default();
+                // Pieces of a tensor come in order; a gap would misplace them, so such a tensor is left out.
+                if pieces.len() == piece {
+                    pieces.push(FreshPiece { id, path: shared.clone(), offset, len, depth });
+                }
+            }
+            offset += len as u64;
         }
+        // Only now that the whole file was read: a later file finds these versions instead of older ones.
+        self.fresh.extend(this_file);
         Ok(Some(chunks))
     }
 
@@ -425,24 +501,40 @@ fn encoder(repo: &Repo, max_depth: u8, warn: &(dyn Fn(&Error) + Sync), rx: Recei
         let raw_length = raw.data.len() as u32;
         let (mut codec, mut data) = pack::encode_as(&raw.data, ZSTD_LEVEL, raw.float);
         let mut base = None;
-        if let Some(b) = &raw.base {
-            // The walker checked the bound from the index; the blob's own header has the last word. An
-            // unreadable previous version just means storing whole.
-            match repo.read_chunk(b, u8::MAX) {
-                Ok((plain, depth)) if depth < max_depth => {
-                    let d = delta::encode(&raw.data, b, &plain, depth + 1, ZSTD_LEVEL, raw.float);
-                    if d.len() < data.len() {
-                        (codec, data, base) = (Codec::Delta, d, Some(*b));
-                    }
+        let previous = match &raw.base {
+            Some(Base::Stored(b)) => Some(repo.read_chunk(b, u8::MAX).map(|(plain, depth)| (*b, plain, depth + 1))),
+            Some(Base::Fresh(f)) => Some(read_fresh(repo, f).map(|plain| (f.id, plain, f.depth + 1))),
+            None => None,
+        };
+        match previous {
+            // The walker checked the bound; the stored blob's own header has the last word. An unreadable
+            // previous version just means storing whole.
+            Some(Ok((b, plain, depth))) if depth <= max_depth => {
+                let d = delta::encode(&raw.data, &b, &plain, depth, ZSTD_LEVEL, raw.float);
+                if d.len() < data.len() {
+                    (codec, data, base) = (Codec::Delta, d, Some(b));
                 }
-                Ok(_) => {}
-                Err(e) => warn(&Error::Usage(format!("previous version {b} unreadable ({e}); stored whole"))),
             }
+            Some(Ok(_)) | None => {}
+            Some(Err(e)) => warn(&Error::Usage(format!("previous version unreadable ({e}); stored whole"))),
         }
         if tx.send(Encoded { id: raw.id, blob_type: raw.blob_type, codec, data, raw_length, base }).is_err() {
             return;
         }
     }
+}
+
+/// A piece read earlier in this backup, read again from its file, if it still holds the same bytes.
+fn read_fresh(repo: &Repo, f: &FreshPiece) -> Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut plain = vec![0u8; f.len];
+    std::fs::File::open(&f.path)
+        .and_then(|file| file.read_exact_at(&mut plain, f.offset))
+        .map_err(|e| Error::io("read", &*f.path, e))?;
+    if repo.current_keys().chunk_id(&plain) != f.id {
+        return Err(Error::Usage(format!("{} changed during the backup", f.path.display())));
+    }
+    Ok(plain)
 }
 
 /// A pack being filled, with the index entry each blob will have: backup's packer thread and the server's
@@ -594,6 +686,8 @@ pub fn backup(
             catalog: None,
             catalog_from: opts.base,
             delta_depth: opts.delta_depth,
+            fresh: HashMap::new(),
+            fresh_depth: HashMap::new(),
         };
         let root = w.virtual_dir(&virt, parent_root);
         let summary = std::mem::take(&mut w.summary);
@@ -625,4 +719,36 @@ pub fn backup(
     };
     let id = repo.save_snapshot(&snapshot)?;
     Ok(BackupResult { id, snapshot, parent: parent.map(|(id, _)| id) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KdfParams;
+    use crate::repo::InitOptions;
+
+    /// A file read earlier in the backup serves as a delta base only while it holds the bytes it was read with.
+    #[test]
+    fn a_fresh_base_is_used_only_if_its_file_is_unchanged() {
+        let d = tempfile::tempdir().unwrap();
+        let opts = InitOptions { kdf: KdfParams { m_kib: 64, t: 1, p: 1 }, ..Default::default() };
+        let repo = Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap();
+        let file = d.path().join("step-1.safetensors");
+        std::fs::write(&file, b"header|0123456789abcdef|tail").unwrap();
+        let piece = b"0123456789abcdef";
+        let f = FreshPiece {
+            id: repo.current_keys().chunk_id(piece),
+            path: file.as_path().into(),
+            offset: 7,
+            len: piece.len(),
+            depth: 0,
+        };
+        assert_eq!(read_fresh(&repo, &f).unwrap(), piece);
+        std::fs::write(&file, b"header|0123456789abcdeX|tail").unwrap();
+        let err = read_fresh(&repo, &f).unwrap_err().to_string();
+        assert!(err.contains("changed during the backup"), "{err}");
+        std::fs::write(&file, b"header|").unwrap();
+        let err = read_fresh(&repo, &f).unwrap_err().to_string();
+        assert!(err.contains("step-1.safetensors"), "{err}");
+    }
 }
