@@ -8,7 +8,7 @@
 //! nothing references.
 
 use crate::chunker::{Chunker, Piece, TensorChunker};
-use crate::delta::{self, Catalog, TensorKey};
+use crate::delta::{self, Catalog, Combine, TensorKey};
 use crate::error::{Error, Result};
 use crate::format::index::Location;
 use crate::format::pack::{self, BlobType, Codec, PackBuilder};
@@ -94,7 +94,7 @@ struct Raw {
     float: Option<FloatKind>,
     /// The previous version of this piece, to try a delta against (read by the encoder, so that reading and
     /// decrypting previous versions runs on every core rather than in the walker).
-    base: Option<Base>,
+    base: Option<(Base, Combine)>,
 }
 
 /// Where the encoder finds a previous version's bytes.
@@ -237,47 +237,69 @@ impl Walker<'_> {
         blob_type: BlobType,
         data: Vec<u8>,
         float: Option<FloatKind>,
-        previous: Option<(Base, u8)>,
+        previous: Option<(Base, u8, Combine)>,
     ) -> Result<(), Aborted> {
         if self.known(&id) {
             return Ok(());
         }
         self.pending.insert(id);
-        if let Some((_, depth)) = &previous {
+        if let Some((_, depth, _)) = &previous {
             self.fresh_depth.insert(id, *depth);
         }
         self.summary.new_chunks += 1;
         self.summary.new_bytes += data.len() as u64;
-        self.raw_tx.send(Raw { id, blob_type, data, float, base: previous.map(|(b, _)| b) }).map_err(|_| Aborted)
+        let base = previous.map(|(b, _, c)| (b, c));
+        self.raw_tx.send(Raw { id, blob_type, data, float, base }).map_err(|_| Aborted)
     }
 
-    /// The previous version of piece `piece` of tensor `key`, `len` bytes long, and the depth a delta against
-    /// it would have. Only a version of the same length can be XORed with the piece, and only one less deep
-    /// than the bound (known without reading it, so a version past the bound is never read to be discarded).
-    fn previous(&mut self, key: &TensorKey, piece: usize, len: usize) -> Option<(Base, u8)> {
+    /// The previous version of piece `piece` of tensor `key` (`len` bytes of `float` elements), how to predict
+    /// the piece from it, and the depth the delta would have. Only a version the piece fits, and only one
+    /// less deep than the bound (known without reading it, so a version past the bound is never read to be
+    /// discarded). Without a version of the same dtype, an F32 tensor is predicted from its BF16 version.
+    fn previous(
+        &mut self,
+        key: &TensorKey,
+        piece: usize,
+        len: usize,
+        float: Option<FloatKind>,
+    ) -> Option<(Base, u8, Combine)> {
         if self.delta_depth == 0 {
             return None;
         }
+        let (found, combine) = match self.find(key, piece) {
+            Some(c) => (c, Combine::for_kind(float)),
+            None if key.dtype == "F32" => {
+                // The BF16 piece holding this piece's first element: pieces are cut every `avg` bytes
+                // rounded down to whole elements, counted from the tensor's start.
+                let avg = u64::from(self.repo.config.chunker.avg);
+                let (per32, per16) = ((avg / 4).max(1), (avg / 2).max(1));
+                let first = piece as u64 * per32;
+                let narrow = TensorKey { dtype: "BF16".into(), ..key.clone() };
+                let c = self.find(&narrow, (first / per16) as usize)?;
+                (c, Combine::WidenBf16 { offset: u32::try_from(first % per16).ok()? })
+            }
+            None => return None,
+        };
+        let (base, base_len, depth) = found;
+        (delta::fits(combine, len, base_len) && depth < self.delta_depth).then_some((base, depth + 1, combine))
+    }
+
+    /// The newest version of a tensor piece: where it is, its length and its chain depth (bound).
+    fn find(&mut self, key: &TensorKey, piece: usize) -> Option<(Base, usize, u8)> {
         if self.catalog_from.is_none() {
-            if let Some(f) = self.fresh.get(key).and_then(|v| v.get(piece)) {
-                if f.len != len || f.depth >= self.delta_depth {
-                    return None;
-                }
+            if let Some(f) = self.fresh.get(key) {
+                // The newest version is this backup's, usable or not.
+                let f = f.get(piece)?;
                 let base = match self.repo.lookup(&f.id) {
                     Some(_) => Base::Stored(f.id),
                     None => Base::Fresh(f.clone()),
                 };
-                return Some((base, f.depth + 1));
+                return Some((base, f.len, f.depth));
             }
         }
         let p = *self.catalog().get(key).and_then(|c| c.get(piece))?;
-        let depth = self
-            .repo
-            .lookup(&p)
-            .filter(|l| l.raw_length as usize == len)
-            .and_then(|_| delta::chain_depth(self.repo, &p))
-            .filter(|&d| d < self.delta_depth)?;
-        Some((Base::Stored(p), depth + 1))
+        let len = self.repo.lookup(&p)?.raw_length as usize;
+        Some((Base::Stored(p), len, delta::chain_depth(self.repo, &p)?))
     }
 
     /// The depth bound of a piece of this backup: its own if it went with a base, else its stored chain's.
@@ -416,7 +438,7 @@ impl Walker<'_> {
                 }
                 _ => None,
             };
-            let previous = key.as_ref().and_then(|(k, piece)| self.previous(k, *piece, len));
+            let previous = key.as_ref().and_then(|(k, piece)| self.previous(k, *piece, len, float));
             self.submit(id, BlobType::Data, data, float, previous)?;
             if let Some((k, piece)) = key {
                 let depth = self.depth_of(&id);
@@ -502,15 +524,19 @@ fn encoder(repo: &Repo, max_depth: u8, warn: &(dyn Fn(&Error) + Sync), rx: Recei
         let (mut codec, mut data) = pack::encode_as(&raw.data, ZSTD_LEVEL, raw.float);
         let mut base = None;
         let previous = match &raw.base {
-            Some(Base::Stored(b)) => Some(repo.read_chunk(b, u8::MAX).map(|(plain, depth)| (*b, plain, depth + 1))),
-            Some(Base::Fresh(f)) => Some(read_fresh(repo, f).map(|plain| (f.id, plain, f.depth + 1))),
+            Some((Base::Stored(b), c)) => {
+                Some(repo.read_chunk(b, u8::MAX).map(|(plain, depth)| (*b, plain, depth + 1, *c)))
+            }
+            Some((Base::Fresh(f), c)) => Some(read_fresh(repo, f).map(|plain| (f.id, plain, f.depth + 1, *c))),
             None => None,
         };
         match previous {
             // The walker checked the bound; the stored blob's own header has the last word. An unreadable
             // previous version just means storing whole.
-            Some(Ok((b, plain, depth))) if depth <= max_depth => {
-                let d = delta::encode(&raw.data, &b, &plain, depth, ZSTD_LEVEL, raw.float);
+            Some(Ok((b, plain, depth, combine)))
+                if depth <= max_depth && delta::fits(combine, raw.data.len(), plain.len()) =>
+            {
+                let d = delta::encode(&raw.data, &b, &plain, combine, depth, ZSTD_LEVEL, raw.float);
                 if d.len() < data.len() {
                     (codec, data, base) = (Codec::Delta, d, Some(b));
                 }
