@@ -174,6 +174,44 @@ fn a_checkpoint_folder_backed_up_at_once_stores_later_steps_as_deltas() {
     }
 }
 
+/// A model kept in BF16 and in F32 (as the Hub's repositories often do): the F32 weights go in as deltas
+/// against their BF16 copy, costing about the 16 bits the cast dropped instead of 26.
+#[test]
+fn an_f32_model_next_to_its_bf16_copy_stores_as_a_delta_against_it() {
+    let d = data();
+    let v = tempfile::tempdir().unwrap();
+    let together = v.path().join("together");
+    init(&together);
+    let both = tempfile::tempdir().unwrap();
+    for dtype in ["bf16", "fp32"] {
+        std::fs::create_dir(both.path().join(dtype)).unwrap();
+        std::fs::copy(
+            d.join("minilm").join(dtype).join("model.safetensors"),
+            both.path().join(dtype).join("model.safetensors"),
+        )
+        .unwrap();
+    }
+    // Each in a vault of its own (in one vault, the later backup would find the other's tensors too).
+    let alone: f64 = ["bf16", "fp32"]
+        .iter()
+        .map(|t| {
+            let own = v.path().join(t);
+            init(&own);
+            stored(&json(&own, &["backup", both.path().join(t).to_str().unwrap()]))
+        })
+        .sum();
+    let b = json(&together, &["backup", both.path().to_str().unwrap()]);
+    assert!(stored(&b) < alone * 0.8, "BF16 + F32 in one backup stored {} vs {alone} apart", stored(&b));
+    ok(&together, &["check", "--read-data"]);
+    let t = tempfile::tempdir().unwrap();
+    ok(&together, &["restore", "latest", "--target", t.path().to_str().unwrap(), "--verify"]);
+    for dtype in ["bf16", "fp32"] {
+        let file = both.path().join(dtype).join("model.safetensors");
+        let back = std::fs::read(restored(t.path(), both.path()).join(dtype).join("model.safetensors")).unwrap();
+        assert!(std::fs::read(&file).unwrap() == back, "{dtype} did not restore bit-exact");
+    }
+}
+
 /// Full fine-tuning: every weight moves, so nothing dedups; XOR deltas against the previous step do the work.
 /// Prune after forgetting the older steps must keep the bases the newest step's deltas need, and the chain
 /// bound must store a whole copy once it is reached.
