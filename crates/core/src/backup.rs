@@ -7,7 +7,7 @@
 //! the snapshot. A process killed at any point leaves earlier snapshots untouched and at worst packs that
 //! nothing references.
 
-use crate::chunker::{Chunker, Piece, TensorChunker};
+use crate::chunker::{plain_chunks, Piece, TensorChunker};
 use crate::delta::{self, Catalog, Combine, TensorKey};
 use crate::error::{Error, Result};
 use crate::format::index::Location;
@@ -198,7 +198,7 @@ pub fn pieces(
             if let Detected::Malformed(e) = other {
                 warn(&Error::Usage(format!("{}: {e}; stored as a plain file", path.display())));
             }
-            let plain = Chunker::new(std::io::BufReader::with_capacity(1 << 20, f), params);
+            let plain = plain_chunks(f, params);
             (None, Box::new(plain.map(|c| c.map(|data| Piece { data, float: None, tensor: None }))))
         }
     }

@@ -16,6 +16,38 @@ impl<R: Read> Chunker<R> {
     }
 }
 
+/// The content-defined chunks of a source. One that fits in a single chunk buffer (`max` bytes, as most files
+/// do) is read whole and cut in place: the same FastCDC cuts over the same bytes, without the streaming
+/// chunker's `max`-sized buffer, a fresh 4 MiB mapping that every small file would fault in page by page (a
+/// backup of 1,000 files of 4 KiB spent 5 s in the kernel that way). Larger sources stream.
+pub fn plain_chunks<'a, R: Read + 'a>(
+    mut source: R,
+    p: ChunkerParams,
+) -> Box<dyn Iterator<Item = std::io::Result<Vec<u8>>> + 'a> {
+    let mut head = Vec::new();
+    let mut next = [0u8; 1];
+    // Up to `max` bytes, then one more to learn whether the source ends there (reading `max + 1` at once
+    // would grow the buffer to twice `max`).
+    let read = (&mut source).take(u64::from(p.max)).read_to_end(&mut head).and_then(|n| match n < p.max as usize {
+        true => Ok(0),
+        false => source.read(&mut next),
+    });
+    match read {
+        Err(e) => Box::new(std::iter::once(Err(e))),
+        Ok(0) => Box::new(cut_in_place(head, p).into_iter().map(Ok)),
+        Ok(_) => Box::new(Chunker::new(std::io::Cursor::new(head).chain(std::io::Cursor::new(next)).chain(source), p)),
+    }
+}
+
+fn cut_in_place(data: Vec<u8>, p: ChunkerParams) -> Vec<Vec<u8>> {
+    let cuts: Vec<(usize, usize)> =
+        fastcdc::v2020::FastCDC::new(&data, p.min, p.avg, p.max).map(|c| (c.offset, c.length)).collect();
+    if cuts.len() == 1 {
+        return vec![data];
+    }
+    cuts.iter().map(|&(at, len)| data[at..at + len].to_vec()).collect()
+}
+
 impl<R: Read> Iterator for Chunker<R> {
     type Item = std::io::Result<Vec<u8>>;
     fn next(&mut self) -> Option<Self::Item> {
@@ -175,6 +207,29 @@ mod tests {
         let mut out = Vec::new();
         write_safetensors(&mut out, &t, &BTreeMap::from([("note".to_string(), meta.to_string())])).unwrap();
         out
+    }
+
+    proptest::proptest! {
+        /// Cutting in place and streaming find the same boundaries, on both sides of the in-place limit.
+        #[test]
+        fn small_sources_cut_in_place_as_the_stream_would(len in 0usize..10_000, seed in 0u32..1000) {
+            let p = ChunkerParams { min: 64, avg: 256, max: 4096 };
+            let data: Vec<u8> = (0..len as u32).map(|i| (i.wrapping_mul(2654435761).wrapping_add(seed) >> 13) as u8).collect();
+            let streamed: Vec<Vec<u8>> = Chunker::new(data.as_slice(), p).map(|c| c.unwrap()).collect();
+            let cut: Vec<Vec<u8>> = plain_chunks(data.as_slice(), p).map(|c| c.unwrap()).collect();
+            proptest::prop_assert_eq!(cut, streamed);
+        }
+    }
+
+    #[test]
+    fn sources_at_the_in_place_limit_cut_as_streamed() {
+        let p = ChunkerParams { min: 64, avg: 256, max: 4096 };
+        for len in [0, 1, 4095, 4096, 4097, 8192] {
+            let data: Vec<u8> = (0..len as u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+            let streamed: Vec<Vec<u8>> = Chunker::new(data.as_slice(), p).map(|c| c.unwrap()).collect();
+            let cut: Vec<Vec<u8>> = plain_chunks(data.as_slice(), p).map(|c| c.unwrap()).collect();
+            assert_eq!(cut, streamed, "{len} bytes");
+        }
     }
 
     #[test]

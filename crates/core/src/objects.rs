@@ -12,7 +12,7 @@
 //! `prune` removes. Memory stays at one pack plus one chunk whatever the object's size.
 
 use crate::backup::{FullPack, Packing};
-use crate::chunker::{Chunker, Piece, TensorChunker};
+use crate::chunker::{plain_chunks, Piece, TensorChunker};
 use crate::error::{Error, Result};
 use crate::format::index::Location;
 use crate::format::pack::{self, BlobType};
@@ -197,7 +197,7 @@ pub fn write(
             if let Detected::Malformed(e) = other {
                 warn(&Error::Usage(format!("object {key}: {e}; stored as plain bytes")));
             }
-            let c = Chunker::new(std::io::BufReader::with_capacity(1 << 20, src), params);
+            let c = plain_chunks(src, params);
             (None, Box::new(c.map(|c| c.map(|data| Piece { data, float: None, tensor: None }))))
         }
     };
