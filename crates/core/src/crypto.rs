@@ -110,7 +110,7 @@ pub struct KdfParams {
 
 impl Default for KdfParams {
     fn default() -> Self {
-        KdfParams { m_kib: 64 * 1024, t: 3, p: 1 }
+        KdfParams { m_kib: 64 * 1024, t: 3, p: 4 }
     }
 }
 
@@ -220,5 +220,20 @@ mod tests {
         let p = KdfParams { m_kib: 64, t: 1, p: 1 };
         assert_eq!(p.derive_kek(b"pw", &[1; 16]).unwrap(), p.derive_kek(b"pw", &[1; 16]).unwrap());
         assert_ne!(p.derive_kek(b"pw", &[1; 16]).unwrap(), p.derive_kek(b"pX", &[1; 16]).unwrap());
+    }
+
+    /// Key files name their Argon2id parameters, so a KDF that changes its output (a crate upgrade, the lanes now
+    /// computed in parallel) would lock every vault out. Pinned to the reference C implementation (argon2-cffi's
+    /// `hash_secret_raw`), for one lane (vaults made before the default became four) and four.
+    #[test]
+    fn kdf_matches_the_reference_implementation() {
+        let salt: Vec<u8> = (0..32).collect();
+        for (p, want) in [
+            (1, "67600bcd19cdd7bdf9c96637946f7a4925c48ff490c63c660298a7c165cb74e7"),
+            (4, "f9e11a93a2e07f0887e3e147d9dcadb8c8868d3f619dfb479757cc74cc0d5738"),
+        ] {
+            let kek = KdfParams { m_kib: 256, t: 3, p }.derive_kek(b"correct horse", &salt).unwrap();
+            assert_eq!(hex::encode(kek.0), want, "argon2id with {p} lanes");
+        }
     }
 }
