@@ -53,10 +53,11 @@ for s in dict.fromkeys(k[0] for k in facts if k[0] != "scaling"):
         row = {"tool": tool, "stored_bytes": int(facts.get((s, tool, "stored"), 0)),
                "small_change_stored_bytes": int(facts.get((s, tool, "small change stored"), 0)),
                "restore_ok": facts.get((s, tool, "restore ok")) == "ok"}
-        if (s, tool, "restore degraded ok") in facts:
-            row["restore_degraded_ok"] = facts[(s, tool, "restore degraded ok")] == "ok"
-        for op in ("backup cold", "backup unchanged", "backup small change", "restore", "restore degraded",
-                   "check read-data"):
+        for ok in ("restore degraded ok", "restore flushed ok"):
+            if (s, tool, ok) in facts:
+                row[ok.replace(" ", "_")] = facts[(s, tool, ok)] == "ok"
+        for op in ("backup cold", "backup unchanged", "backup small change", "restore", "restore flushed",
+                   "restore degraded", "check read-data"):
             st = steps.get((s, tool, op), "absent")
             if st == "absent":
                 continue
@@ -115,6 +116,13 @@ for st in sets:
                 d = 100 * (1 - mv["stored_bytes"] / peer["stored_bytes"])
                 parts.append(f"stored {d:.0f}% smaller" if d >= 0 else f"stored {-d:.0f}% larger")
             ratios.append(f'mvault vs {peer["tool"]}: ' + ", ".join(parts))
+        flushed, restic = get(mv, "restore_flushed", "mb_s"), next(
+            (get(t, "restore", "mb_s") for t in st["tools"] if t["tool"] == "restic"), None)
+        if flushed:
+            ok = "ok" if mv.get("restore_flushed_ok") else "DIFF"
+            vs = f", {flushed / restic:.2f}x restic's unflushed restore" if restic else ""
+            ratios.append(f"mvault restore flushed to disk (its default; the table's restores are not): "
+                          f"{flushed:.1f} MB/s{vs} ({ok})")
         cold, unch = get(mv, "backup_cold", "wall_s"), get(mv, "backup_unchanged", "wall_s")
         if cold and unch:
             ratios.append(f"mvault unchanged re-backup {cold / unch:.1f}x faster than cold")

@@ -107,6 +107,10 @@ pub struct RestoreArgs {
     /// the same and take less disk.
     #[arg(long)]
     pub sparse: bool,
+    /// Return without flushing the restored files to disk (restic, borg and cp do not flush either): faster,
+    /// but a power cut soon after may lose what was restored. By default the restore is on disk when it ends.
+    #[arg(long)]
+    pub no_sync: bool,
 }
 
 #[derive(Args)]
@@ -474,8 +478,14 @@ pub fn restore_from(
     a: RestoreArgs,
 ) -> Result<i32> {
     let total = snap.summary.bytes;
-    let opts =
-        RestoreOptions { target: a.target.clone(), include: a.include, verify: a.verify, threads: 0, sparse: a.sparse };
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        include: a.include,
+        verify: a.verify,
+        threads: 0,
+        sparse: a.sparse,
+        no_sync: a.no_sync,
+    };
     let progress = restore::Progress::default();
     let pb = ui::bar(
         Some(total),

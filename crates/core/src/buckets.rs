@@ -702,7 +702,7 @@ mod tests {
             include: vec![],
             verify: true,
             threads: 2,
-            sparse: false,
+            ..Default::default()
         };
         crate::restore::restore(&repo, &snap.tree_id().unwrap(), &opts, &Default::default()).unwrap();
         assert_eq!(std::fs::read(out.join("copy.safetensors")).unwrap(), model);

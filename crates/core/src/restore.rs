@@ -1,8 +1,13 @@
 //! Restore a snapshot (or the parts matching a glob) under a target directory, byte-exact with modes and
 //! mtimes. A small pool of threads (two more than the cores, so the cores stay busy while threads wait on
-//! writes, fsyncs or a degraded read's decode) takes chunks in snapshot order from every file and writes each
-//! at its offset: memory stays at a few chunks whatever the file size, and the last big file does not leave a
-//! core idle. `verify` re-reads every written file and checks each chunk's keyed hash against the snapshot.
+//! writes or a degraded read's decode) takes chunks in snapshot order from every file and writes each at its
+//! offset: memory stays at a few chunks whatever the file size, and the last big file does not leave a core
+//! idle. `verify` re-reads every written file and checks each chunk's keyed hash against the snapshot.
+//!
+//! Durability: a restore that returns has its files, directories and their metadata on disk, made so by one
+//! `syncfs` per filesystem written to at the end rather than an fsync per file, which makes the disk commit
+//! its journal once per file (13,000 commits for the bench's mixed tree) and keeps the write queue shallow.
+//! `no_sync` leaves the flush to the kernel, as restic, borg and cp do.
 
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
@@ -57,6 +62,8 @@ pub struct RestoreOptions {
     /// Leave holes where a file has whole blocks of zeros (as `restic restore --sparse`): the file reads
     /// the same and takes less disk.
     pub sparse: bool,
+    /// Return without flushing the restored files to disk (the kernel writes them back in its own time).
+    pub no_sync: bool,
 }
 
 #[derive(Default)]
@@ -162,6 +169,10 @@ struct FileJob<'a> {
     /// Where each chunk starts, from the index's plaintext lengths; one more entry for the file's length.
     offsets: Vec<u64>,
     file: Mutex<Option<Arc<std::fs::File>>>,
+    /// Held while writing: the kernel takes the inode's lock for every write to a file anyway, and spins
+    /// for it while its holder runs (a tenth of a restore's CPU time with four threads on one file); a
+    /// thread that waits here sleeps and leaves the core to one that decodes.
+    writing: Mutex<()>,
     left: AtomicUsize,
     sparse: bool,
 }
@@ -195,6 +206,7 @@ impl FileJob<'_> {
             ));
         }
         let file = self.open()?;
+        let _writing = self.writing.lock().expect("write lock");
         let write = |bytes: &[u8], at: u64| file.write_all_at(bytes, at).map_err(|e| Error::io("write", &self.path, e));
         if self.sparse {
             for (from, to) in nonzero_runs(&data, start) {
@@ -207,15 +219,13 @@ impl FileJob<'_> {
         Ok(())
     }
 
-    /// After the last chunk: make the file durable and give it its mode and mtime.
+    /// After the last chunk: close the file and give it its mode and mtime.
     fn finish(&self, repo: &dyn BlobSource, verify: bool, progress: &Progress) -> Result<()> {
         let taken = self.file.lock().expect("file slot").take();
-        let f = match taken {
+        drop(match taken {
             Some(f) => f,
             None => self.open()?, // an empty file
-        };
-        f.sync_all().map_err(|e| Error::io("sync", &self.path, e))?;
-        drop(f);
+        });
         set_mode(&self.path, &self.entry.node)?;
         set_times(&self.path, &self.entry.node, false)?;
         if verify {
@@ -335,6 +345,7 @@ pub fn restore(
             path,
             offsets,
             file: Mutex::new(None),
+            writing: Mutex::new(()),
             left: AtomicUsize::new(chunks.len()),
             sparse: opts.sparse,
         });
@@ -386,8 +397,27 @@ pub fn restore(
             set_times(&p, &e.node, false)?;
         }
     }
+    if !opts.no_sync {
+        sync_filesystems(&opts.target, &entries)?;
+    }
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Flush every filesystem the restore wrote to: the target's, and any other mounted below it (a restored
+/// directory can be an existing mount point), once each.
+fn sync_filesystems(target: &Path, entries: &[Entry]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut done = std::collections::HashSet::new();
+    let dirs = entries.iter().filter(|e| matches!(e.node.kind, NodeKind::Dir { .. }));
+    for dir in std::iter::once(target.to_path_buf()).chain(dirs.map(|e| target_path(target, &e.path))) {
+        let md = std::fs::metadata(&dir).map_err(|e| Error::io("stat", &dir, e))?;
+        if done.insert(md.dev()) {
+            let f = std::fs::File::open(&dir).map_err(|e| Error::io("open", &dir, e))?;
+            rustix::fs::syncfs(&f).map_err(|e| Error::io("sync the filesystem of", &dir, e.into()))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
