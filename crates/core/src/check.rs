@@ -181,7 +181,7 @@ fn read_pack(repo: &Repo, id: &PackId) -> Result<u64> {
         let ct = &bytes[e.offset as usize..(e.offset as usize + e.length as usize)];
         let enc = pack::open_blob(&opened.key, &ctx, i as u32, e, ct, &name)?;
         let base = repo.lookup(&e.id).and_then(|l| l.base);
-        let (plain, _) = repo.decode_blob(e.codec, enc, e.raw_length, base.as_ref(), &name, u8::MAX)?;
+        let (plain, _) = repo.decode_blob(e.codec, enc, e.raw_length, base.as_ref(), &name, u8::MAX, None)?;
         repo.verify_chunk(&e.id, &plain, opened.key_version, &name)?;
     }
     Ok(opened.entries.len() as u64)

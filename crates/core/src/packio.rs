@@ -80,6 +80,11 @@ pub type ShardCopy = (usize, usize, u64);
 /// Every shard object on the stores, by pack.
 pub type Inventory = HashMap<PackId, Vec<ShardCopy>>;
 
+/// Plaintexts a reader already holds, offered as delta bases before a base's own chain is read from the
+/// vault: a restore offers the chunks it has written (step-1's tensors for step-2's deltas). What it offers
+/// is used only if it hashes to the base's id.
+pub type KnownBases<'a> = Option<&'a (dyn Fn(&ChunkId) -> Option<Vec<u8>> + Sync)>;
+
 pub fn pack_path(tenant: &str, id: &PackId, shard: usize) -> String {
     let h = id.to_hex();
     format!("tenants/{tenant}/packs/{}/{h}.{shard}", &h[..2])
@@ -470,6 +475,7 @@ impl Repo {
         info: &PackInfo,
         ct: impl Into<Vec<u8>>,
         depth: u8,
+        known: KnownBases,
     ) -> Result<(Vec<u8>, u8)> {
         let name = format!("pack {} blob {id}", loc.pack);
         let entry = BlobEntry {
@@ -482,14 +488,16 @@ impl Repo {
         };
         let enc =
             pack::open_blob(&info.key, &self.blob_context(&loc.pack, info.key_version), loc.index, &entry, ct, &name)?;
-        let (plain, d) = self.decode_blob(loc.codec, enc, loc.raw_length, loc.base.as_ref(), &name, depth)?;
+        let (plain, d) = self.decode_blob(loc.codec, enc, loc.raw_length, loc.base.as_ref(), &name, depth, known)?;
         self.verify_chunk(id, &plain, info.key_version, &name)?;
         Ok((plain, d))
     }
 
     /// Undo a blob's codec. A delta (codec 3) reads its base first, which may itself be a delta at most
     /// `depth - 1` levels deep, so a corrupt chain cannot loop. `base` is what the index says the base is.
+    /// A base that `known` offers and that hashes to its id is used as it is, without reading its chain.
     /// Returns the plaintext and the blob's depth (0 for a whole blob).
+    #[allow(clippy::too_many_arguments)]
     pub fn decode_blob(
         &self,
         codec: Codec,
@@ -498,6 +506,7 @@ impl Repo {
         base: Option<&ChunkId>,
         name: &str,
         depth: u8,
+        known: KnownBases,
     ) -> Result<(Vec<u8>, u8)> {
         if codec != Codec::Delta {
             return Ok((pack::decode(codec, enc, raw_length, name)?, 0));
@@ -509,17 +518,31 @@ impl Repo {
         if base.is_some_and(|b| *b != h.base) {
             return Err(Error::corrupt(name, "delta base differs from the index's"));
         }
-        let (base_plain, _) = self.read_chunk(&h.base, h.depth - 1)?;
+        // Any key version's ChunkIds are the tenant's (rotation keeps them), so the current one checks.
+        let offered = known.and_then(|k| k(&h.base)).filter(|p| self.current_keys().chunk_id(p) == h.base);
+        let base_plain = match offered {
+            Some(plain) => plain,
+            None => self.read_chunk(&h.base, h.depth - 1)?.0,
+        };
         Ok((delta::decode(&h, body, &base_plain, raw_length, name)?, h.depth))
     }
 
     /// Read, decrypt, decode and verify one blob: the plaintext is exactly what was backed up, or an error.
     pub fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
-        self.read_chunk(id, u8::MAX).map(|(plain, _)| plain)
+        self.read_blob_knowing(id, None)
+    }
+
+    /// `read_blob`, where a delta's base may come from `known` (see `decode_blob`).
+    pub fn read_blob_knowing(&self, id: &ChunkId, known: KnownBases) -> Result<Vec<u8>> {
+        self.read_chunk_knowing(id, u8::MAX, known).map(|(plain, _)| plain)
     }
 
     /// `read_blob`, allowing a delta chain at most `depth` deep, and also returning the blob's depth.
     pub fn read_chunk(&self, id: &ChunkId, depth: u8) -> Result<(Vec<u8>, u8)> {
+        self.read_chunk_knowing(id, depth, None)
+    }
+
+    fn read_chunk_knowing(&self, id: &ChunkId, depth: u8, known: KnownBases) -> Result<(Vec<u8>, u8)> {
         let loc = *self.lookup(id).ok_or_else(|| Error::NotFound(format!("chunk {id}: not in the index")))?;
         let info = self.pack_info(&loc.pack)?;
         let end = loc.offset as u64 + loc.length as u64;
@@ -528,7 +551,7 @@ impl Repo {
         }
         let direct = self
             .read_direct(&loc.pack, info.pack_len, loc.offset as u64, loc.length as u64)
-            .and_then(|ct| self.decrypt_blob(id, &loc, &info, ct, depth));
+            .and_then(|ct| self.decrypt_blob(id, &loc, &info, ct, depth, known));
         match direct {
             Ok(r) => Ok(r),
             Err(direct_err) => {
@@ -537,7 +560,7 @@ impl Repo {
                     Error::NotFound(_) => direct_err,
                     other => other,
                 })?;
-                self.decrypt_blob(id, &loc, &info, &pack[loc.offset as usize..end as usize], depth)
+                self.decrypt_blob(id, &loc, &info, &pack[loc.offset as usize..end as usize], depth, known)
             }
         }
     }

@@ -238,7 +238,8 @@ pub(crate) fn repack_blobs(repo: &Repo, packs: &[PackId], keep: &mut HashMap<Chu
             let ct = &bytes[e.offset as usize..(e.offset + e.length) as usize];
             let enc = pack::open_blob(&opened.key, &ctx, i as u32, e, ct, &name)?;
             let base = keep[&e.id].base;
-            let (plain, _) = repo.decode_blob(e.codec, enc.clone(), e.raw_length, base.as_ref(), &name, u8::MAX)?;
+            let (plain, _) =
+                repo.decode_blob(e.codec, enc.clone(), e.raw_length, base.as_ref(), &name, u8::MAX, None)?;
             repo.verify_chunk(&e.id, &plain, opened.key_version, &name)?;
             let b =
                 builder.get_or_insert_with(|| PackBuilder::new(&repo.vault_id, &repo.tenant, keys, target + (5 << 20)));

@@ -12,6 +12,7 @@
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::ids::ChunkId;
+use crate::packio::KnownBases;
 use crate::repo::Repo;
 use std::ffi::OsStr;
 use std::io::Read;
@@ -26,6 +27,12 @@ pub trait BlobSource: Sync {
     fn load_tree(&self, id: &ChunkId) -> Result<Vec<Node>>;
     /// A chunk's plaintext, verified against its id.
     fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>>;
+    /// `read_blob`, where a delta's base may be taken from `known` if it hashes to the base's id (a source
+    /// that reads no deltas itself ignores it).
+    fn read_blob_knowing(&self, id: &ChunkId, known: KnownBases) -> Result<Vec<u8>> {
+        let _ = known;
+        self.read_blob(id)
+    }
     /// A chunk's plaintext length, known before it is read (restore writes chunks at their offsets).
     fn chunk_len(&self, id: &ChunkId) -> Option<u64>;
     /// What a chunk takes in the vault (after its codec and encryption, before redundancy), for diff.
@@ -40,6 +47,9 @@ impl BlobSource for Repo {
     }
     fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
         Repo::read_blob(self, id)
+    }
+    fn read_blob_knowing(&self, id: &ChunkId, known: KnownBases) -> Result<Vec<u8>> {
+        Repo::read_blob_knowing(self, id, known)
     }
     fn chunk_len(&self, id: &ChunkId) -> Option<u64> {
         self.lookup(id).map(|l| l.raw_length as u64)
@@ -174,6 +184,8 @@ struct FileJob<'a> {
     /// thread that waits here sleeps and leaves the core to one that decodes.
     writing: Mutex<()>,
     left: AtomicUsize,
+    /// Which chunks are in the file already, for `known_base`.
+    written: Vec<std::sync::atomic::AtomicBool>,
     sparse: bool,
 }
 
@@ -196,8 +208,8 @@ impl FileJob<'_> {
         Ok(f)
     }
 
-    fn write_chunk(&self, repo: &dyn BlobSource, i: usize, progress: &Progress) -> Result<()> {
-        let data = repo.read_blob(&self.chunks[i])?;
+    fn write_chunk(&self, repo: &dyn BlobSource, i: usize, known: KnownBases, progress: &Progress) -> Result<()> {
+        let data = repo.read_blob_knowing(&self.chunks[i], known)?;
         let (start, end) = (self.offsets[i], self.offsets[i + 1]);
         if data.len() as u64 != end - start {
             return Err(Error::corrupt(
@@ -215,8 +227,22 @@ impl FileJob<'_> {
         } else {
             write(&data, start)?;
         }
+        self.written[i].store(true, Ordering::Release);
         progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Chunk `i` read back from the file, if it has been written: a checkpoint's tensors are stored as
+    /// deltas against the previous step's, and the previous step, restored moments earlier, saves decoding
+    /// the whole chain down to the last full copy. (The reader checks the bytes against the chunk's id.)
+    fn read_back(&self, i: usize) -> Option<Vec<u8>> {
+        if !self.written[i].load(Ordering::Acquire) {
+            return None;
+        }
+        let (start, end) = (self.offsets[i], self.offsets[i + 1]);
+        let mut plain = vec![0u8; (end - start) as usize];
+        std::fs::File::open(&self.path).and_then(|f| f.read_exact_at(&mut plain, start)).ok()?;
+        Some(plain)
     }
 
     /// After the last chunk: close the file and give it its mode and mtime.
@@ -347,6 +373,7 @@ pub fn restore(
             file: Mutex::new(None),
             writing: Mutex::new(()),
             left: AtomicUsize::new(chunks.len()),
+            written: chunks.iter().map(|_| Default::default()).collect(),
             sparse: opts.sparse,
         });
     }
@@ -355,6 +382,11 @@ pub fn restore(
     }
     let jobs: Vec<(usize, usize)> =
         files.iter().enumerate().flat_map(|(i, f)| (0..f.chunks.len()).map(move |c| (i, c))).collect();
+    let mut first_place = std::collections::HashMap::with_capacity(jobs.len());
+    for &(fi, ci) in &jobs {
+        first_place.entry(files[fi].chunks[ci]).or_insert((fi, ci));
+    }
+    let known_base = |id: &ChunkId| first_place.get(id).and_then(|&(fi, ci)| files[fi].read_back(ci));
     let next = AtomicUsize::new(0);
     let first_err: Mutex<Option<Error>> = Mutex::new(None);
     let threads = if opts.threads == 0 {
@@ -370,7 +402,7 @@ pub fn restore(
                 }
                 let Some(&(fi, ci)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
                 let f = &files[fi];
-                let mut r = f.write_chunk(repo, ci, progress);
+                let mut r = f.write_chunk(repo, ci, Some(&known_base), progress);
                 if r.is_ok() && f.left.fetch_sub(1, Ordering::AcqRel) == 1 {
                     r = f.finish(repo, opts.verify, progress);
                 }
@@ -423,7 +455,97 @@ fn sync_filesystems(target: &Path, entries: &[Entry]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::KdfParams;
+    use crate::format::pack::Codec;
+    use crate::model::synth;
+    use crate::repo::InitOptions;
     use proptest::prelude::*;
+
+    /// A one-tensor safetensors file of F32 weights.
+    fn safetensors(weights: &[f32]) -> Vec<u8> {
+        let data = synth::f32_bytes(weights);
+        let header =
+            format!(r#"{{"w":{{"dtype":"F32","shape":[{}],"data_offsets":[0,{}]}}}}"#, weights.len(), data.len());
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend(header.as_bytes());
+        out.extend(data);
+        out
+    }
+
+    /// Counts the bases restore offers that the vault then finds true.
+    struct Offers<'a> {
+        repo: &'a Repo,
+        good: AtomicUsize,
+    }
+
+    impl BlobSource for Offers<'_> {
+        fn load_tree(&self, id: &ChunkId) -> Result<Vec<Node>> {
+            self.repo.load_tree(id)
+        }
+        fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
+            self.repo.read_blob(id)
+        }
+        fn read_blob_knowing(&self, id: &ChunkId, known: KnownBases) -> Result<Vec<u8>> {
+            let counted = |base: &ChunkId| {
+                let offer = known.and_then(|k| k(base));
+                if offer.as_ref().is_some_and(|p| self.repo.current_keys().chunk_id(p) == *base) {
+                    self.good.fetch_add(1, Ordering::Relaxed);
+                }
+                offer
+            };
+            self.repo.read_blob_knowing(id, Some(&counted))
+        }
+        fn chunk_len(&self, id: &ChunkId) -> Option<u64> {
+            BlobSource::chunk_len(self.repo, id)
+        }
+        fn stored_len(&self, id: &ChunkId) -> Option<u64> {
+            BlobSource::stored_len(self.repo, id)
+        }
+        fn chunk_id(&self, data: &[u8]) -> ChunkId {
+            BlobSource::chunk_id(self.repo, data)
+        }
+    }
+
+    /// A checkpoint series restored at once: each step's deltas take their base from the step restored
+    /// before it, and a base offered with the wrong bytes is not used.
+    #[test]
+    fn deltas_take_their_bases_from_files_already_restored() {
+        let d = tempfile::tempdir().unwrap();
+        let opts = InitOptions { kdf: KdfParams { m_kib: 64, t: 1, p: 1 }, ..Default::default() };
+        let mut repo = Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap();
+        let src = d.path().join("ckpt");
+        std::fs::create_dir_all(&src).unwrap();
+        let mut w = synth::weights_f32(300_000, 1, 0.02);
+        for step in 1..=3 {
+            std::fs::write(src.join(format!("step-{step}.safetensors")), safetensors(&w)).unwrap();
+            let nudge = synth::weights_f32(w.len(), 10 + step, 1e-5);
+            w.iter_mut().zip(nudge).for_each(|(a, b)| *a += b);
+        }
+        let b = crate::backup::BackupOptions { paths: vec![src.clone()], ..Default::default() };
+        let made = crate::backup::backup(&mut repo, &b, &Default::default(), &|_| {}).unwrap();
+        let deltas: Vec<(ChunkId, ChunkId)> = repo
+            .index()
+            .iter()
+            .filter(|(_, l)| l.codec == Codec::Delta)
+            .map(|(id, l)| (*id, l.base.unwrap()))
+            .collect();
+        assert!(!deltas.is_empty(), "the later steps are stored as deltas");
+
+        let offers = Offers { repo: &repo, good: AtomicUsize::new(0) };
+        let target = d.path().join("out");
+        let ropts = RestoreOptions { target: target.clone(), threads: 1, ..Default::default() };
+        restore(&offers, &made.snapshot.tree_id().unwrap(), &ropts, &Default::default()).unwrap();
+        let cmp = crate::dircmp::compare(&src, &target.join(src.strip_prefix("/").unwrap())).unwrap();
+        assert_eq!(cmp.files, 3);
+        // One thread restores in order, so every delta finds its base in the file written before.
+        assert_eq!(offers.good.load(Ordering::Relaxed), deltas.len());
+
+        // Bytes that do not hash to the base are not used: the chain is read instead, and the result is exact.
+        let (delta, base) = deltas[0];
+        let len = repo.lookup(&base).unwrap().raw_length as usize;
+        let lie = |_: &ChunkId| Some(vec![7u8; len]);
+        assert_eq!(repo.read_blob_knowing(&delta, Some(&lie)).unwrap(), repo.read_blob(&delta).unwrap());
+    }
 
     /// Apply the runs to a zeroed buffer, as a fresh sparse file would read.
     fn replay(data: &[u8], start: u64) -> Vec<u8> {
