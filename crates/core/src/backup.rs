@@ -547,20 +547,30 @@ fn encoder(repo: &Repo, max_depth: u8, warn: &(dyn Fn(&Error) + Sync), rx: Recei
                 None
             }
         };
-        let (codec, data, base) = match delta {
-            Some((d, b)) if d.len() * DELTA_GOOD_ENOUGH.1 <= raw.data.len() * DELTA_GOOD_ENOUGH.0 => {
-                (Codec::Delta, d, Some(b))
-            }
-            delta => {
-                let (codec, whole) = pack::encode_as(&raw.data, ZSTD_LEVEL, raw.float);
-                match delta {
-                    Some((d, b)) if d.len() < whole.len() => (Codec::Delta, d, Some(b)),
-                    _ => (codec, whole, None),
-                }
-            }
-        };
+        let (codec, data, base) = keep_delta_or_whole(&raw.data, raw.float, delta);
         if tx.send(Encoded { id: raw.id, blob_type: raw.blob_type, codec, data, raw_length, base }).is_err() {
             return;
+        }
+    }
+}
+
+/// What to store for a piece: a delta of at most `DELTA_GOOD_ENOUGH` of it as it is; otherwise the smaller of
+/// the delta (if any) and the piece encoded whole.
+fn keep_delta_or_whole(
+    plain: &[u8],
+    float: Option<FloatKind>,
+    delta: Option<(Vec<u8>, ChunkId)>,
+) -> (Codec, Vec<u8>, Option<ChunkId>) {
+    match delta {
+        Some((d, b)) if d.len() * DELTA_GOOD_ENOUGH.1 <= plain.len() * DELTA_GOOD_ENOUGH.0 => {
+            (Codec::Delta, d, Some(b))
+        }
+        delta => {
+            let (codec, whole) = pack::encode_as(plain, ZSTD_LEVEL, float);
+            match delta {
+                Some((d, b)) if d.len() < whole.len() => (Codec::Delta, d, Some(b)),
+                _ => (codec, whole, None),
+            }
         }
     }
 }
@@ -791,5 +801,23 @@ mod tests {
         std::fs::write(&file, b"header|").unwrap();
         let err = read_fresh(&repo, &f).unwrap_err().to_string();
         assert!(err.contains("step-1.safetensors"), "{err}");
+    }
+
+    /// A delta of at most 60% of its piece is kept without the piece being encoded whole; a larger one only if
+    /// it is smaller than the whole encoding.
+    #[test]
+    fn a_small_delta_is_kept_and_a_large_one_must_beat_the_whole() {
+        let base = ChunkId([7; 32]);
+        let zeros = vec![0u8; 10_000]; // whole: a few dozen bytes of zstd
+        let (codec, data, b) = keep_delta_or_whole(&zeros, None, Some((vec![1; 6_000], base)));
+        assert_eq!((codec, data.len(), b), (Codec::Delta, 6_000, Some(base)), "60%: kept without the whole encode");
+        let (codec, data, b) = keep_delta_or_whole(&zeros, None, Some((vec![1; 6_001], base)));
+        assert_eq!((codec, b), (Codec::Zstd, None), "over 60%: the smaller whole encoding wins");
+        assert!(data.len() < 100);
+        let noise = crate::model::synth::random_bytes(10_000, 3); // whole: stored raw, 10,000 bytes
+        let (codec, data, b) = keep_delta_or_whole(&noise, None, Some((vec![1; 9_000], base)));
+        assert_eq!((codec, data.len(), b), (Codec::Delta, 9_000, Some(base)), "a larger delta smaller than the whole");
+        let (codec, data, b) = keep_delta_or_whole(&noise, None, None);
+        assert_eq!((codec, data, b), (Codec::None, noise, None));
     }
 }

@@ -252,17 +252,8 @@ mod tests {
         let mut repo = Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap();
         let src = d.path().join("data");
         std::fs::create_dir_all(&src).unwrap();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
         for i in 0..12 {
-            let bytes: Vec<u8> = (0..50_000)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
-            std::fs::write(src.join(format!("f{i}")), bytes).unwrap();
+            std::fs::write(src.join(format!("f{i}")), crate::model::synth::random_bytes(50_000, i)).unwrap();
         }
         let b = crate::backup::BackupOptions { paths: vec![src], ..Default::default() };
         crate::backup::backup(&mut repo, &b, &Default::default(), &|_| {}).unwrap();

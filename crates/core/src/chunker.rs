@@ -314,14 +314,7 @@ mod tests {
     #[test]
     fn chunks_reassemble_and_boundaries_resync_after_an_edit() {
         let p = ChunkerParams { min: 4096, avg: 16384, max: 65536 };
-        let mut data = vec![0u8; 1 << 20];
-        let mut x = 12345u64;
-        for b in data.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
+        let data = crate::model::synth::random_bytes(1 << 20, 12345);
         let a: Vec<Vec<u8>> = Chunker::new(&data[..], p).map(|c| c.unwrap()).collect();
         assert_eq!(a.concat(), data);
         assert!(a.iter().all(|c| c.len() <= 65536));

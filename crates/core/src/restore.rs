@@ -382,11 +382,18 @@ pub fn restore(
     }
     let jobs: Vec<(usize, usize)> =
         files.iter().enumerate().flat_map(|(i, f)| (0..f.chunks.len()).map(move |c| (i, c))).collect();
-    let mut first_place = std::collections::HashMap::with_capacity(jobs.len());
-    for &(fi, ci) in &jobs {
-        first_place.entry(files[fi].chunks[ci]).or_insert((fi, ci));
-    }
-    let known_base = |id: &ChunkId| first_place.get(id).and_then(|&(fi, ci)| files[fi].read_back(ci));
+    // Where each chunk is first written, built when the first delta asks (a restore without deltas never pays).
+    let first_place = std::sync::OnceLock::new();
+    let known_base = |id: &ChunkId| {
+        let places = first_place.get_or_init(|| {
+            let mut m = std::collections::HashMap::with_capacity(jobs.len());
+            for &(fi, ci) in &jobs {
+                m.entry(files[fi].chunks[ci]).or_insert((fi, ci));
+            }
+            m
+        });
+        places.get(id).and_then(|&(fi, ci)| files[fi].read_back(ci))
+    };
     let next = AtomicUsize::new(0);
     let first_err: Mutex<Option<Error>> = Mutex::new(None);
     let threads = if opts.threads == 0 {

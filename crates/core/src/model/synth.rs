@@ -12,6 +12,19 @@ pub fn weights_f32(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     (0..n).map(|_| ((next() + next() + next() + next()) - 2.0) * scale).collect()
 }
 
+/// Incompressible bytes from a seeded generator (xorshift).
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|f| f.to_le_bytes()).collect()
 }
