@@ -1,7 +1,8 @@
 //! Backup: walk -> chunk -> ChunkId -> dedup -> encode -> encrypt into packs -> write packs -> index ->
 //! snapshot. The walker (this thread) reads and hashes; a pool of encoders compresses; one packer encrypts
 //! and seals packs; one writer puts them on the stores. Bounded channels between the stages keep memory
-//! bounded whatever the input size (a few chunks per stage plus two packs).
+//! bounded whatever the input size (a few chunks per stage, and at most four pack buffers: the one filling,
+//! one queued, one being written and one written, waiting to be reused).
 //!
 //! Crash safety comes from the order of writes: every pack before the index that names it, the index before
 //! the snapshot. A process killed at any point leaves earlier snapshots untouched and at worst packs that
@@ -595,6 +596,9 @@ pub(crate) struct Packing<'a> {
     target: usize,
     builder: PackBuilder,
     entries: Vec<(ChunkId, Location)>,
+    /// Buffers of packs already written, handed back by the writer so that each pack does not fault in a
+    /// fresh 20 MiB mapping.
+    spare: Option<Receiver<Vec<u8>>>,
 }
 
 /// A full pack and the index entries of its blobs.
@@ -602,12 +606,22 @@ pub(crate) type FullPack = (PackBuilder, Vec<(ChunkId, Location)>);
 
 impl<'a> Packing<'a> {
     pub(crate) fn new(repo: &'a Repo) -> Self {
-        let target = repo.config.pack_size as usize;
-        Packing { repo, target, builder: Self::builder(repo, target), entries: Vec::new() }
+        Self::reusing(repo, None)
     }
 
-    fn builder(repo: &Repo, target: usize) -> PackBuilder {
-        PackBuilder::new(&repo.vault_id, &repo.tenant, repo.current_keys(), target + (5 << 20))
+    /// Packing that takes its buffers from `spare` when one is there.
+    pub(crate) fn reusing(repo: &'a Repo, spare: Option<Receiver<Vec<u8>>>) -> Self {
+        let target = repo.config.pack_size as usize;
+        let builder = PackBuilder::new(&repo.vault_id, &repo.tenant, repo.current_keys(), target + (5 << 20));
+        Packing { repo, target, builder, entries: Vec::new(), spare }
+    }
+
+    fn next_builder(&self) -> PackBuilder {
+        let (repo, keys) = (self.repo, self.repo.current_keys());
+        match self.spare.as_ref().and_then(|r| r.try_recv().ok()) {
+            Some(buf) => PackBuilder::in_buffer(&repo.vault_id, &repo.tenant, keys, buf),
+            None => PackBuilder::new(&repo.vault_id, &repo.tenant, keys, self.target + (5 << 20)),
+        }
     }
 
     /// Add an encoded blob; returns the pack once it has reached the target size.
@@ -638,7 +652,8 @@ impl<'a> Packing<'a> {
         if self.builder.len() < self.target {
             return None;
         }
-        let full = std::mem::replace(&mut self.builder, Self::builder(self.repo, self.target));
+        let next = self.next_builder();
+        let full = std::mem::replace(&mut self.builder, next);
         Some((full, std::mem::take(&mut self.entries)))
     }
 
@@ -649,8 +664,8 @@ impl<'a> Packing<'a> {
 }
 
 /// Encrypt blobs into packs; hand each full pack to the writer.
-fn packer(repo: &Repo, rx: Receiver<Encoded>, tx: Sender<FullPack>) -> Result<(), Aborted> {
-    let mut packing = Packing::new(repo);
+fn packer(repo: &Repo, rx: Receiver<Encoded>, tx: Sender<FullPack>, spare: Receiver<Vec<u8>>) -> Result<(), Aborted> {
+    let mut packing = Packing::reusing(repo, Some(spare));
     for e in rx {
         if let Some(full) = packing.add(e.blob_type, e.codec, e.id, &e.data, e.raw_length, e.base) {
             tx.send(full).map_err(|_| Aborted)?;
@@ -662,11 +677,17 @@ fn packer(repo: &Repo, rx: Receiver<Encoded>, tx: Sender<FullPack>) -> Result<()
     Ok(())
 }
 
-fn writer(repo: &Repo, rx: Receiver<FullPack>, progress: &Progress) -> Result<Vec<(ChunkId, Location)>> {
+fn writer(
+    repo: &Repo,
+    rx: Receiver<FullPack>,
+    spare: Sender<Vec<u8>>,
+    progress: &Progress,
+) -> Result<Vec<(ChunkId, Location)>> {
     let mut all = Vec::new();
     for (builder, entries) in rx {
         let (id, bytes, _) = builder.finish();
         let (n, missing) = repo.write_pack(&id, &bytes)?;
+        let _ = spare.try_send(bytes); // the packer may be done, or have one waiting already
         progress.bytes_stored.fetch_add(n, Ordering::Relaxed);
         if missing > 0 {
             progress.degraded_packs.fetch_add(1, Ordering::Relaxed);
@@ -717,6 +738,7 @@ pub fn backup(
     let (raw_tx, raw_rx) = bounded::<Raw>(threads * 2);
     let (enc_tx, enc_rx) = bounded::<Encoded>(threads * 2);
     let (pack_tx, pack_rx) = bounded(1);
+    let (spare_tx, spare_rx) = bounded(1);
     let repo_ref: &Repo = repo;
     let (walk, written) = std::thread::scope(|s| {
         for _ in 0..threads {
@@ -725,8 +747,8 @@ pub fn backup(
             s.spawn(move || encoder(repo_ref, depth, warn, rx, tx));
         }
         drop((raw_rx, enc_tx));
-        s.spawn(move || packer(repo_ref, enc_rx, pack_tx));
-        let writer = s.spawn(move || writer(repo_ref, pack_rx, progress));
+        s.spawn(move || packer(repo_ref, enc_rx, pack_tx, spare_rx));
+        let writer = s.spawn(move || writer(repo_ref, pack_rx, spare_tx, progress));
         let mut w = Walker {
             repo: repo_ref,
             raw_tx,

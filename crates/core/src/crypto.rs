@@ -66,11 +66,19 @@ pub struct AeadKey(LessSafeKey);
 impl AeadKey {
     pub fn seal(&self, nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
-        buf.extend_from_slice(plaintext);
-        self.0
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
-            .expect("AES-GCM seal cannot fail for inputs under 64 GiB");
+        self.seal_append(nonce, aad, plaintext, &mut buf);
         buf
+    }
+
+    /// Append the ciphertext and tag of `plaintext` to `out`, encrypting where it lands (no staging buffer).
+    pub fn seal_append(&self, nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out[start..])
+            .expect("AES-GCM seal cannot fail for inputs under 64 GiB");
+        out.extend_from_slice(tag.as_ref());
     }
 
     /// Decrypt and authenticate; `object` names what is being opened for the error message.

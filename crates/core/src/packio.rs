@@ -153,11 +153,11 @@ impl Repo {
                             });
                         }
                         let header = ShardHeader::new(*id, shard as u8, r.k, r.m, bytes.len() as u64, payload);
-                        let obj = shard::encode(&header, payload);
+                        let head = header.to_bytes();
                         self.stores[store]
-                            .put(&pack_path(&self.tenant, id, shard), &obj)
+                            .put_parts(&pack_path(&self.tenant, id, shard), &[&head, payload])
                             .inspect_err(|e| self.note_failure(store, e))
-                            .map(|()| obj.len() as u64)
+                            .map(|()| (head.len() + payload.len()) as u64)
                     })
                 })
                 .collect();

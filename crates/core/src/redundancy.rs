@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::format::config::StoreSpec;
 use crate::ids::PackId;
 use reed_solomon_simd::ReedSolomonDecoder;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Rank of a store for a pack: the weighted rendezvous score -w / ln(u), u uniform in (0, 1) from a hash.
@@ -85,12 +86,13 @@ pub fn shard_len(pack_len: usize, k: u8) -> usize {
 }
 
 /// Cut a pack into `k + m` shard payloads.
-pub fn split(pack: &[u8], k: u8, m: u8) -> Result<Vec<Vec<u8>>> {
+/// Replicas (`k = 1`) are the pack itself, borrowed: writing them copies nothing.
+pub fn split(pack: &[u8], k: u8, m: u8) -> Result<Vec<Cow<'_, [u8]>>> {
     if k == 0 {
         return Err(Error::Usage("k must be at least 1".into()));
     }
     if k == 1 {
-        return Ok((0..=m).map(|_| pack.to_vec()).collect());
+        return Ok((0..=m).map(|_| Cow::Borrowed(pack)).collect());
     }
     let len = shard_len(pack.len(), k);
     let mut shards: Vec<Vec<u8>> = (0..k as usize)
@@ -107,7 +109,7 @@ pub fn split(pack: &[u8], k: u8, m: u8) -> Result<Vec<Vec<u8>>> {
             .map_err(|e| Error::Usage(format!("erasure coding k={k} m={m}: {e}")))?;
         shards.extend(recovery);
     }
-    Ok(shards)
+    Ok(shards.into_iter().map(Cow::Owned).collect())
 }
 
 /// Rebuild a pack from any `k` of its shards (`shards[i]` is shard i, if at hand).
@@ -313,7 +315,7 @@ mod tests {
             let shards = split(&data, k, m).unwrap();
             prop_assert_eq!(shards.len(), (k + m) as usize);
             // drop up to m shards, chosen by `lose`
-            let mut have: Vec<Option<Vec<u8>>> = shards.into_iter().map(Some).collect();
+            let mut have: Vec<Option<Vec<u8>>> = shards.into_iter().map(|s| Some(s.into_owned())).collect();
             let n = have.len();
             for j in 0..m as usize {
                 have[((lose >> (8 * j)) as usize + j) % n] = None;
@@ -340,6 +342,7 @@ mod tests {
             // Cut a shard into cells of `cell_bytes * 64` bytes (the real cell is 1 MiB; what matters is
             // that cells start on 64-byte blocks) and decode each with up to m data shards lost.
             let shards = split(&data, k, m).unwrap();
+            let shards: Vec<Vec<u8>> = shards.into_iter().map(Cow::into_owned).collect();
             let sl = shards[0].len();
             let lost: Vec<usize> = (0..k as usize).filter(|i| (lose >> i) & 1 == 1).take(m as usize).collect();
             let mut restored: Vec<Vec<u8>> = vec![Vec::new(); k as usize];
@@ -371,17 +374,26 @@ mod tests {
             let n = (k + m) as usize;
             let lost: Vec<usize> = (0..n).filter(|i| (lose >> i) & 1 == 1).take(m as usize).collect();
             let at_hand: Vec<Option<&[u8]>> =
-                (0..n).map(|i| (!lost.contains(&i)).then_some(shards[i].as_slice())).collect();
+                (0..n).map(|i| (!lost.contains(&i)).then_some(&shards[i][..])).collect();
             for (i, s) in rebuild_shards(k, m, &at_hand, &lost).unwrap() {
-                prop_assert_eq!(&s, &shards[i], "shard {}", i);
+                prop_assert_eq!(&s[..], &shards[i][..], "shard {}", i);
             }
         }
     }
 
     #[test]
+    fn replicas_are_the_pack_itself() {
+        let data = vec![7u8; 1000];
+        let shards = split(&data, 1, 2).unwrap();
+        assert_eq!(shards.len(), 3);
+        assert!(shards.iter().all(|s| matches!(s, Cow::Borrowed(b) if b.as_ptr() == data.as_ptr())), "no copy");
+    }
+
+    #[test]
     fn too_few_shards_is_an_error() {
         let data = vec![9u8; 1000];
-        let mut have: Vec<Option<Vec<u8>>> = split(&data, 4, 2).unwrap().into_iter().map(Some).collect();
+        let mut have: Vec<Option<Vec<u8>>> =
+            split(&data, 4, 2).unwrap().into_iter().map(|s| Some(s.into_owned())).collect();
         have[0] = None;
         have[2] = None;
         have[5] = None;

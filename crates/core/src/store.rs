@@ -23,7 +23,13 @@ pub trait Store: Send + Sync {
         *buf = self.get(path)?;
         Ok(())
     }
-    fn put(&self, path: &str, bytes: &[u8]) -> Result<()>;
+    /// Write an object whole (readers see all of it or none), replacing any object of that name.
+    fn put(&self, path: &str, bytes: &[u8]) -> Result<()> {
+        self.put_parts(path, &[bytes])
+    }
+    /// `put` of the parts one after another, without joining them in memory first (a shard's header and a
+    /// 16 MiB pack).
+    fn put_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()>;
     fn delete(&self, path: &str) -> Result<()>;
     /// Every object name under `prefix` (a directory-like prefix without trailing slash), recursively.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
@@ -194,7 +200,7 @@ impl Store for FsStore {
         Ok(buf)
     }
 
-    fn put(&self, path: &str, bytes: &[u8]) -> Result<()> {
+    fn put_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
         if !self.root.is_dir() {
             return Err(self.err("put", path, std::io::Error::from(std::io::ErrorKind::NotFound)));
         }
@@ -210,7 +216,9 @@ impl Store for FsStore {
         ));
         let result = (|| -> std::io::Result<()> {
             let mut f = fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
+            for part in parts {
+                f.write_all(part)?;
+            }
             f.sync_all()?;
             fs::rename(&tmp, &full)?;
             sync_dir(dir)
@@ -291,6 +299,9 @@ mod tests {
         assert_eq!(s.get("a/b/c").unwrap(), b"hello");
         assert_eq!(s.get_range("a/b/c", 1, 3).unwrap(), b"ell");
         assert!(s.get_range("a/b/c", 3, 3).is_err());
+        s.put_parts("a/e", &[b"he", b"", b"llo"]).unwrap();
+        assert_eq!(s.get("a/e").unwrap(), b"hello", "parts are written in order, nothing between them");
+        s.delete("a/e").unwrap();
         assert_eq!(s.list("a").unwrap(), vec!["a/b/c".to_string(), "a/d".to_string()]);
         assert!(matches!(s.get("nope"), Err(Error::NotFound(_))));
         s.delete("a/d").unwrap();

@@ -105,9 +105,15 @@ pub struct PackBuilder {
 
 impl PackBuilder {
     pub fn new(vault: &VaultId, tenant: &str, keys: &TenantKeys, capacity: usize) -> Self {
+        Self::in_buffer(vault, tenant, keys, Vec::with_capacity(capacity))
+    }
+
+    /// A builder that fills `buf` (cleared first): a finished pack's buffer reused for the next one, whose
+    /// pages are already mapped (a fresh 20 MiB buffer costs 5,000 page faults as it fills).
+    pub fn in_buffer(vault: &VaultId, tenant: &str, keys: &TenantKeys, mut buf: Vec<u8>) -> Self {
         let id = PackId::random();
         let salt = crate::crypto::random32();
-        let mut buf = Vec::with_capacity(capacity);
+        buf.clear();
         let mut w = Writer::with_header(MAGIC, 1);
         w.u32(keys.version).bytes(&id.0).bytes(&salt);
         buf.extend_from_slice(&w.into_vec());
@@ -139,10 +145,10 @@ impl PackBuilder {
         let index = self.entries.len() as u32;
         let ctx =
             BlobContext { vault: &self.vault, tenant: &self.tenant, key_version: self.key_version, pack: &self.id };
-        let ct = self.key.seal(counter_nonce(index as u64), &ctx.blob_aad(index, t, codec, &id), encoded);
-        let e =
-            BlobEntry { blob_type: t, codec, id, offset: self.buf.len() as u32, length: ct.len() as u32, raw_length };
-        self.buf.extend_from_slice(&ct);
+        let offset = self.buf.len();
+        self.key.seal_append(counter_nonce(index as u64), &ctx.blob_aad(index, t, codec, &id), encoded, &mut self.buf);
+        let length = (self.buf.len() - offset) as u32;
+        let e = BlobEntry { blob_type: t, codec, id, offset: offset as u32, length, raw_length };
         self.entries.push(e);
         e
     }
@@ -318,10 +324,14 @@ mod tests {
 
     proptest! {
         #[test]
-        fn pack_round_trip(chunks in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..3000), 0..8)) {
+        fn pack_round_trip(
+            chunks in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..3000), 0..8),
+            stale in proptest::collection::vec(any::<u8>(), 0..3000),
+        ) {
             let v = VaultId::random();
             let keys = TenantKeys::derive(1, &SecretKey::random(), &SecretKey::random());
-            let mut b = PackBuilder::new(&v, "t", &keys, 1 << 16);
+            // built in a reused buffer that still holds an earlier pack's bytes
+            let mut b = PackBuilder::in_buffer(&v, "t", &keys, stale);
             for c in &chunks {
                 let (codec, enc) = encode(c, 3);
                 b.add(BlobType::Data, codec, keys.chunk_id(c), &enc, c.len() as u32);
