@@ -7,7 +7,7 @@
 
 use crate::durability::{self, Durability};
 use crate::error::{Error, Result};
-use crate::format::shard::{self, ShardHeader};
+use crate::format::shard::ShardHeader;
 use crate::ids::PackId;
 use crate::packio::{pack_path, Inventory, ShardCopy, ShardStatus};
 use crate::redundancy;
@@ -172,14 +172,11 @@ impl Repo {
                 return Err(Error::Usage(format!("pack {pack}: no store is up to take shard {shard}")));
             };
             let header = ShardHeader::new(*pack, *shard as u8, k, m, pack_len, payload);
-            let obj = shard::encode(&header, payload);
-            self.stores[target]
-                .put(&pack_path(&self.tenant, pack, *shard), &obj)
-                .inspect_err(|e| self.note_failure(target, e))?;
+            let n = self.put_shard(target, &header, payload)?;
             holding.insert(target);
-            written += obj.len() as u64;
+            written += n;
             r.shards_repaired += 1;
-            throttle.account(obj.len() as u64);
+            throttle.account(n);
         }
         // Rotten copies that were not overwritten in place go away once a good copy exists.
         for (shard, store, _) in &st.corrupt {

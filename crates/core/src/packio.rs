@@ -153,11 +153,7 @@ impl Repo {
                             });
                         }
                         let header = ShardHeader::new(*id, shard as u8, r.k, r.m, bytes.len() as u64, payload);
-                        let head = header.to_bytes();
-                        self.stores[store]
-                            .put_parts(&pack_path(&self.tenant, id, shard), &[&head, payload])
-                            .inspect_err(|e| self.note_failure(store, e))
-                            .map(|()| (head.len() + payload.len()) as u64)
+                        self.put_shard(store, &header, payload)
                     })
                 })
                 .collect();
@@ -175,6 +171,16 @@ impl Repo {
             self.log_degraded(id, &missing)?;
         }
         Ok((written, missing.len()))
+    }
+
+    /// Write one shard object (its header, then the payload, never joined in memory) to a store; returns the
+    /// bytes written.
+    pub(crate) fn put_shard(&self, store: usize, header: &ShardHeader, payload: &[u8]) -> Result<u64> {
+        let head = header.to_bytes();
+        self.stores[store]
+            .put_parts(&pack_path(&self.tenant, &header.pack_id, header.index as usize), &[&head, payload])
+            .inspect_err(|e| self.note_failure(store, e))?;
+        Ok((head.len() + payload.len()) as u64)
     }
 
     fn degraded_path(&self, id: &PackId) -> String {
