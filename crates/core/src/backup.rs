@@ -800,6 +800,32 @@ mod tests {
     use crate::crypto::KdfParams;
     use crate::repo::InitOptions;
 
+    /// A written pack's buffer comes back to the packer and the next pack is built in it, not in fresh memory.
+    #[test]
+    fn packs_are_built_in_the_buffers_of_written_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let opts = InitOptions { kdf: KdfParams { m_kib: 64, t: 1, p: 1 }, pack_size: 64 << 10, ..Default::default() };
+        let repo = Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap();
+        let (spare_tx, spare_rx) = bounded(1);
+        let mut packing = Packing::reusing(&repo, Some(spare_rx));
+        let mut fill = |seed: u64| loop {
+            let blob = crate::model::synth::random_bytes(40 << 10, seed);
+            let id = repo.current_keys().chunk_id(&blob);
+            if let Some((builder, _)) = packing.add(BlobType::Data, Codec::None, id, &blob, blob.len() as u32, None) {
+                return builder.finish();
+            }
+        };
+        let (_, first, _) = fill(1);
+        let first_at = first.as_ptr();
+        spare_tx.send(first).unwrap();
+        let (_, second, _) = fill(2); // was already open when the first came back
+        assert_ne!(second.as_ptr(), first_at);
+        let (id, third, entries) = fill(3);
+        assert_eq!(third.as_ptr(), first_at, "the third pack reuses the first one's buffer");
+        let opened = pack::open_pack(&repo.vault_id, &repo.tenant, |v| repo.keys_for(v), &id, &third, "third").unwrap();
+        assert_eq!(opened.entries, entries);
+    }
+
     /// A file read earlier in the backup serves as a delta base only while it holds the bytes it was read with.
     #[test]
     fn a_fresh_base_is_used_only_if_its_file_is_unchanged() {
