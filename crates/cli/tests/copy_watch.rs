@@ -23,12 +23,11 @@ fn copy_sends_only_missing_data_resumes_and_restores_identical_in_the_target() {
         }
         c.output().unwrap()
     };
-    // Kill the first copy part-way: what it stored is kept and not sent again.
-    let mut child =
-        cmd(&a, &["copy", "--to", b.to_str().unwrap(), "--quiet"]).env("MVAULT_TO_PASSWORD", PASS).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(450));
-    child.kill().ok();
-    child.wait().unwrap();
+    // Crash the first copy after its third pack (of about a dozen) is in the target: what it stored is kept
+    // and not sent again.
+    let crashed = copy(&[("MVAULT_TEST_CRASH", "pack-written@3")]);
+    assert!(!crashed.status.success(), "the first copy must have crashed part-way");
+    assert!(objects(&b, "packs/").len() >= 3, "the crashed copy's packs stay in the target");
     let o = copy(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -103,7 +102,13 @@ fn watch_backs_up_each_settled_checkpoint_once_and_applies_retention() {
     )
     .spawn()
     .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Kill it once it has taken step-400 (its progress signal: the snapshot is listed).
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while !tags(&json(&vault, &["snapshots"])).contains(&"step=400".to_string()) {
+        assert!(child.try_wait().unwrap().is_none(), "the watcher ended by itself");
+        assert!(std::time::Instant::now() < deadline, "the watcher never took step-400");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     child.kill().ok();
     child.wait().unwrap();
     ok(&vault, &["watch", runs.to_str().unwrap(), "--once", "--settle", "0s", "--keep-last", "3"]);

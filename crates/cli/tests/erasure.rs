@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use mvault_core::dircmp;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 struct EcVault {
     _tmp: tempfile::TempDir,
@@ -149,10 +148,8 @@ fn a_lost_store_is_rebuilt_by_repair_even_after_sigkill() {
     std::fs::remove_dir_all(&lost).unwrap();
     std::fs::create_dir_all(&lost).unwrap(); // the replacement disk
                                              // kill repair part-way, then run it again to the end
-    let mut child = cmd(&v.vault(), &["repair", "--quiet"]).stdout(std::process::Stdio::null()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(150));
-    child.kill().ok();
-    child.wait().unwrap();
+    let o = cmd(&v.vault(), &["repair", "--quiet"]).env("MVAULT_TEST_CRASH", "heal-pack-done@3").output().unwrap();
+    assert!(!o.status.success(), "repair should have crashed after its third pack");
     let r = json(&v.vault(), &["repair"]);
     assert!(r["unrecoverable"].as_array().unwrap().is_empty());
     let clean = json(&v.vault(), &["scrub"]);
@@ -174,10 +171,8 @@ fn adding_a_store_and_rebalancing_moves_about_a_seventh_and_fills_evenly() {
     let s6 = v.root.join("s6");
     ok(&v.vault(), &["store", "add", &format!("{}#domain=rack3", s6.display())]);
     // kill the first rebalance part-way; the rerun completes it
-    let mut child = cmd(&v.vault(), &["rebalance", "--quiet"]).stdout(std::process::Stdio::null()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    child.kill().ok();
-    child.wait().unwrap();
+    let o = cmd(&v.vault(), &["rebalance", "--quiet"]).env("MVAULT_TEST_CRASH", "heal-pack-done@100").output().unwrap();
+    assert!(!o.status.success(), "rebalance should have crashed after its hundredth pack");
     ok(&v.vault(), &["rebalance"]);
     let again = json(&v.vault(), &["rebalance"]);
     assert_eq!(again["shards_moved"], 0, "a finished rebalance has nothing left to move");

@@ -9,7 +9,6 @@ use common::*;
 use garage::Garage;
 use mvault_core::dircmp;
 use std::path::Path;
-use std::time::Duration;
 
 fn s3_cmd(vault: &str, args: &[&str]) -> std::process::Command {
     let mut c = cmd(Path::new(vault), args);
@@ -60,10 +59,10 @@ fn ec_over_garage_and_fs_loses_nothing_when_a_garage_dies_mid_backup_and_mid_res
     sample_tree(&src.join("configs"));
 
     // Kill one Garage while the backup runs: the backup completes on the other five stores.
-    let mut child = s3_cmd(&vault, &["backup", src.to_str().unwrap(), "--quiet"]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    let paused =
+        spawn_paused(s3_cmd(&vault, &["backup", src.to_str().unwrap(), "--quiet"]), "pack-written", 3, t.path());
     nodes[1].kill();
-    let status = child.wait().unwrap();
+    let status = paused.resume();
     assert!(status.success(), "backup must survive a lost store");
     nodes[1].restart();
     let st: serde_json::Value = serde_json::from_str(&s3_ok(&vault, &["--json", "status"])).unwrap();
@@ -72,12 +71,10 @@ fn ec_over_garage_and_fs_loses_nothing_when_a_garage_dies_mid_backup_and_mid_res
 
     // Kill another Garage while a restore runs: the restore completes, byte for byte.
     let target = t.path().join("out");
-    let mut child = s3_cmd(&vault, &["restore", "latest", "--target", target.to_str().unwrap(), "--verify", "--quiet"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let restore = s3_cmd(&vault, &["restore", "latest", "--target", target.to_str().unwrap(), "--verify", "--quiet"]);
+    let paused = spawn_paused(restore, "restore-chunk-written", 8, t.path());
     nodes[2].kill();
-    assert!(child.wait().unwrap().success(), "restore must survive a lost store");
+    assert!(paused.resume().success(), "restore must survive a lost store");
     dircmp::compare(&src, &restored(&target, &src)).unwrap();
     nodes[2].restart();
 

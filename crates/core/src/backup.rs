@@ -772,6 +772,7 @@ pub fn backup(
     let entries = written?;
     let (root, mut summary) = walk.map_err(|_| Error::Usage("backup pipeline stopped".into()))?;
     let index_bytes = repo.write_index(entries)?;
+    crate::fault::point("backup-index-written");
     summary.bytes_stored = progress.bytes_stored.load(Ordering::Relaxed) + index_bytes;
     summary.degraded_packs = progress.degraded_packs.load(Ordering::Relaxed);
     summary.seconds = start.elapsed().as_secs_f64();
@@ -791,6 +792,7 @@ pub fn backup(
         original: None,
     };
     let id = repo.save_snapshot(&snapshot)?;
+    crate::fault::point("backup-snapshot-written");
     Ok(BackupResult { id, snapshot, parent: parent.map(|(id, _)| id) })
 }
 

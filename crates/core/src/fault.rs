@@ -1,9 +1,90 @@
-//! Crash points for fault-injection tests: when `MVAULT_TEST_CRASH` names a point, the process aborts there,
-//! with no cleanup, as a SIGKILL or power cut would. Unset (always, outside tests), a point costs one lookup.
+//! Named points for fault-injection tests, so a test interrupts the same step on a fast or a slow machine
+//! instead of guessing with a sleep.
+//!
+//! - `MVAULT_TEST_CRASH=NAME` or `NAME@N`: the process aborts at the first (or the N-th) time it passes the
+//!   point, with no cleanup, as a SIGKILL or power cut would.
+//! - `MVAULT_TEST_PAUSE=NAME@N` with `MVAULT_TEST_PAUSE_FILE=PATH`: at the N-th pass the process creates PATH
+//!   and waits, as does every later pass of the same point on any thread, until the test removes PATH. Between
+//!   the two the test stops a store, kills a DataNode or a NameNode: an outage in the middle of the operation.
+//!
+//! Unset (always, outside tests), a point costs one check of a value read once per process.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// What the environment asked for, read once.
+struct Plan {
+    crash: Option<(String, u64)>,
+    pause: Option<(String, u64, PathBuf)>,
+    passes: Mutex<HashMap<String, u64>>,
+}
+
+/// `NAME` or `NAME@N` (N counted from 1).
+fn parse_target(v: &str) -> (String, u64) {
+    match v.rsplit_once('@') {
+        Some((name, n)) => (name.to_string(), n.parse().unwrap_or(1).max(1)),
+        None => (v.to_string(), 1),
+    }
+}
+
+fn plan() -> Option<&'static Plan> {
+    static PLAN: OnceLock<Option<Plan>> = OnceLock::new();
+    PLAN.get_or_init(|| {
+        let crash = std::env::var("MVAULT_TEST_CRASH").ok().map(|v| parse_target(&v));
+        let pause = std::env::var("MVAULT_TEST_PAUSE").ok().and_then(|v| {
+            let file = std::env::var_os("MVAULT_TEST_PAUSE_FILE")?;
+            let (name, n) = parse_target(&v);
+            Some((name, n, PathBuf::from(file)))
+        });
+        (crash.is_some() || pause.is_some()).then(|| Plan { crash, pause, passes: Mutex::new(HashMap::new()) })
+    })
+    .as_ref()
+}
+
+/// Mark a step. See the module text for what a test can ask to happen here.
 pub fn point(name: &str) {
-    if std::env::var("MVAULT_TEST_CRASH").is_ok_and(|v| v == name) {
-        eprintln!("mvault: test crash at {name}");
-        std::process::abort();
+    let Some(plan) = plan() else { return };
+    let crash_here = plan.crash.as_ref().is_some_and(|(n, _)| n == name);
+    let pause_here = plan.pause.as_ref().is_some_and(|(n, _, _)| n == name);
+    if !crash_here && !pause_here {
+        return;
+    }
+    let pass = {
+        let mut passes = plan.passes.lock().expect("fault point counter");
+        let c = passes.entry(name.to_string()).or_insert(0);
+        *c += 1;
+        *c
+    };
+    if let Some((_, at)) = plan.crash.as_ref().filter(|_| crash_here) {
+        if pass == *at {
+            eprintln!("mvault: test crash at {name} (pass {pass})");
+            std::process::abort();
+        }
+    }
+    if let Some((_, at, file)) = plan.pause.as_ref().filter(|_| pause_here) {
+        if pass >= *at {
+            if pass == *at {
+                // The file appears once per process: the test waits for it, acts, then removes it.
+                let _ = std::fs::write(file, format!("{name}@{pass} pid {}\n", std::process::id()));
+            }
+            while file.exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_target;
+
+    #[test]
+    fn targets_name_a_point_and_a_pass() {
+        assert_eq!(parse_target("pack-written"), ("pack-written".to_string(), 1));
+        assert_eq!(parse_target("pack-written@7"), ("pack-written".to_string(), 7));
+        assert_eq!(parse_target("a@b@3"), ("a@b".to_string(), 3));
+        assert_eq!(parse_target("x@0"), ("x".to_string(), 1), "passes count from 1");
     }
 }

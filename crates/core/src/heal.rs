@@ -238,6 +238,7 @@ impl Repo {
                         }
                         r.packs += 1;
                         progress.done.fetch_add(1, Ordering::Relaxed);
+                        crate::fault::point("heal-pack-done");
                     }
                     reports.lock().expect("reports").push(r);
                 });
@@ -334,6 +335,7 @@ impl Repo {
             self.rebalance_pack(pack, copies, &mut r, &throttle)?;
             r.packs += 1;
             progress.done.fetch_add(1, Ordering::Relaxed);
+            crate::fault::point("heal-pack-done");
         }
         self.sync_metadata(&mut r)?;
         r.seconds = start.elapsed().as_secs_f64();

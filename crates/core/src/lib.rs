@@ -15,6 +15,7 @@ pub mod durability;
 pub mod error;
 pub mod fault;
 pub mod format;
+pub mod hdfs;
 pub mod heal;
 pub mod ids;
 pub mod ingest;

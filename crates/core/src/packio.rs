@@ -101,6 +101,14 @@ pub struct ShardStatus {
     pub corrupt: Vec<(usize, usize, String)>,
 }
 
+/// How many of a pack's `k + m` shards must be stored for the write to count: `k + 1` (one spare beyond what a
+/// read needs) when there are two or more parity shards; with one parity shard, `k`, so that a layout such as
+/// 2+1 over three stores still takes backups while any one store is down (the pack is then degraded, with no
+/// spare, until `repair`); with none, all `k`. (Replicas are `k = 1`: three copies need two, two need one.)
+pub fn write_quorum(k: u8, m: u8) -> usize {
+    k as usize + usize::from(m >= 2)
+}
+
 impl Repo {
     pub fn k(&self) -> u8 {
         self.config.redundancy.k
@@ -130,8 +138,8 @@ impl Repo {
         out
     }
 
-    /// Shard and write a finished pack, all shards in parallel. Succeeds once `k + 1` shards (all of them
-    /// when `m = 0`) are durable; missing shards are recorded in the degraded log for `repair`.
+    /// Shard and write a finished pack, all shards in parallel. Succeeds once `write_quorum` shards are
+    /// durable; missing shards are recorded in the degraded log for `repair`.
     /// Returns the bytes written to stores and the number of shards that could not be written.
     pub fn write_pack(&self, id: &PackId, bytes: &[u8]) -> Result<(u64, usize)> {
         let r = &self.config.redundancy;
@@ -161,7 +169,7 @@ impl Repo {
         });
         let written: u64 = results.iter().filter_map(|r| r.as_ref().ok()).sum();
         let ok = results.iter().filter(|r| r.is_ok()).count();
-        let quorum = if r.m == 0 { r.k as usize } else { r.k as usize + 1 };
+        let quorum = write_quorum(r.k, r.m);
         let missing: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i).collect();
         if ok < quorum {
             let first = results.into_iter().find_map(|r| r.err()).expect("a failed shard");
@@ -170,6 +178,7 @@ impl Repo {
         if !missing.is_empty() {
             self.log_degraded(id, &missing)?;
         }
+        crate::fault::point("pack-written");
         Ok((written, missing.len()))
     }
 
@@ -624,5 +633,26 @@ impl Repo {
     /// All pack ids present on the stores.
     pub fn list_packs(&self) -> Result<std::collections::BTreeSet<PackId>> {
         Ok(self.shard_inventory()?.into_keys().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_quorum;
+
+    #[test]
+    fn a_pack_write_keeps_a_spare_shard_when_parity_allows_and_survives_one_lost_store_always() {
+        assert_eq!(write_quorum(4, 2), 5, "4+2: one spare beyond the four a read needs");
+        assert_eq!(write_quorum(17, 3), 18);
+        assert_eq!(write_quorum(2, 1), 2, "2+1 over three stores: a backup goes on with one store down");
+        assert_eq!(write_quorum(1, 2), 2, "three replicas: two");
+        assert_eq!(write_quorum(1, 1), 1, "two replicas: one");
+        assert_eq!(write_quorum(1, 0), 1, "a single store");
+        for k in 1..=20u8 {
+            for m in 1..=4u8 {
+                assert!(write_quorum(k, m) < (k + m) as usize, "{k}+{m}: one store may always be down");
+                assert!(write_quorum(k, m) >= k as usize, "{k}+{m}: never fewer than a read needs");
+            }
+        }
     }
 }

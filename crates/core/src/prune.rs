@@ -340,22 +340,18 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, report_stale: &dyn Fn(&str)) -> R
     let entries: Vec<(ChunkId, Location)> = live.iter().map(|id| (*id, keep[id])).collect();
     let new_index = repo.write_index_file(&entries)?;
     crate::fault::point("prune-after-new-index");
-    for (i, name) in index_names.iter().filter(|n| **n != new_index).enumerate() {
+    for name in index_names.iter().filter(|n| **n != new_index) {
         repo.delete_meta(name)?;
-        if i == 0 {
-            crate::fault::point("prune-mid-index-delete");
-        }
+        crate::fault::point("prune-mid-index-delete");
     }
     crate::fault::point("prune-after-index-delete");
     // 4. Packs nothing references.
-    for (i, pack) in doomed.iter().enumerate() {
-        if i == 1 {
-            crate::fault::point("prune-mid-pack-delete");
-        }
+    for pack in &doomed {
         for (shard, store, _) in inventory.get(pack).into_iter().flatten() {
             repo.stores()[*store].delete(&crate::packio::pack_path(&repo.tenant, pack, *shard))?;
         }
         repo.clear_degraded(pack)?;
+        crate::fault::point("prune-mid-pack-delete");
     }
     plan.seconds = start.elapsed().as_secs_f64();
     Ok(plan)

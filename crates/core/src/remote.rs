@@ -1,4 +1,5 @@
-//! Stores reached through OpenDAL: S3 (any S3-compatible service), HDFS (native client) and memory (tests).
+//! Stores reached through OpenDAL: S3 (any S3-compatible service) and memory (tests); and the one I/O runtime
+//! that drives every async client (OpenDAL's and HDFS's).
 //!
 //! OpenDAL is async; the vault's pipeline is threads. One small multi-threaded tokio runtime, made on first
 //! use, drives every OpenDAL call with `block_on` from the calling thread. Each operator carries a retry
@@ -14,7 +15,7 @@ use std::future::IntoFuture;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -36,7 +37,7 @@ fn layered(op: Operator) -> Operator {
         .layer(RetryLayer::new().with_max_times(2).with_min_delay(Duration::from_millis(50)).with_jitter())
 }
 
-/// Parse `s3://bucket/prefix?endpoint=...&region=...` or `hdfs://host:port/path`.
+/// Parse `s3://bucket/prefix?endpoint=...&region=...`.
 pub fn open(url: &str) -> Result<OpendalStore> {
     // OpenDAL's process-wide HTTP transport (reqwest), installed once.
     static HTTP: std::sync::Once = std::sync::Once::new();
@@ -74,14 +75,8 @@ pub fn open(url: &str) -> Result<OpendalStore> {
         }
         b = b.disable_ec2_metadata();
         Operator::new(b).map_err(|e| bad(&e.to_string()))?
-    } else if let Some(rest) = base.strip_prefix("hdfs://") {
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let b = opendal::services::HdfsNative::default()
-            .name_node(&format!("hdfs://{authority}"))
-            .root(&format!("/{path}"));
-        Operator::new(b).map_err(|e| bad(&e.to_string()))?
     } else {
-        return Err(bad("not an s3:// or hdfs:// URL"));
+        return Err(bad("not an s3:// URL"));
     };
     Ok(OpendalStore { url: url.to_string(), op: layered(op) })
 }
@@ -99,15 +94,19 @@ pub fn settings_path() -> Option<std::path::PathBuf> {
     Some(base.join("mvault").join("stores.json"))
 }
 
-fn local_credentials(bucket: &str) -> Result<Option<(String, String)>> {
+/// The local settings file's contents, if there is one.
+pub(crate) fn local_settings_json() -> Result<Option<serde_json::Value>> {
     let Some(path) = settings_path() else { return Ok(None) };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("read", &path, e)),
     };
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::malformed(path.display().to_string(), e.to_string()))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| Error::malformed(path.display().to_string(), e.to_string()))
+}
+
+fn local_credentials(bucket: &str) -> Result<Option<(String, String)>> {
+    let Some(v) = local_settings_json()? else { return Ok(None) };
     let entry = &v["s3"][bucket];
     match (entry["access_key_id"].as_str(), entry["secret_access_key"].as_str()) {
         (Some(id), Some(secret)) => Ok(Some((id.to_string(), secret.to_string()))),
@@ -243,6 +242,6 @@ mod tests {
         assert!(open("s3://bucket/prefix?endpoint=http://127.0.0.1:3900&region=garage").is_ok());
         assert!(open("s3:///nobucket").is_err());
         assert!(open("s3://b?secret=x").is_err(), "credentials never go in a URL");
-        assert!(open("hdfs://127.0.0.1:9000/vault").is_ok());
+        assert!(open("hdfs://127.0.0.1:9000/vault").is_err(), "HDFS is not an OpenDAL store");
     }
 }

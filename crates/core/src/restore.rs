@@ -229,6 +229,7 @@ impl FileJob<'_> {
         }
         self.written[i].store(true, Ordering::Release);
         progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        crate::fault::point("restore-chunk-written");
         Ok(())
     }
 

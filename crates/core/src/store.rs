@@ -46,14 +46,18 @@ pub trait Store: Send + Sync {
 /// - `fs:/dir` or a plain directory path: a local directory (our own atomic, fsync'ed writer);
 /// - `s3://BUCKET[/PREFIX]?endpoint=URL&region=R`: an S3 bucket through OpenDAL; credentials come from the
 ///   environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, or the usual AWS config), never the vault;
-/// - `hdfs://NAMENODE:PORT/PATH`: HDFS through OpenDAL's native (no JVM) client;
+/// - `hdfs://NAMENODE:PORT/PATH` or `hdfs://NAMESERVICE/PATH`: HDFS through the native (no JVM) client, with
+///   per-store Hadoop configuration and Kerberos credentials (`hdfs.rs`);
 /// - `memory:NAME`: an in-process store for tests (same name, same objects, within one process).
 pub fn open(url: &str) -> Result<Arc<dyn Store>> {
     if let Some(name) = url.strip_prefix("memory:") {
         return Ok(Arc::new(crate::remote::memory(name)?));
     }
-    if url.starts_with("s3://") || url.starts_with("hdfs://") {
+    if url.starts_with("s3://") {
         return Ok(Arc::new(crate::remote::open(url)?));
+    }
+    if url.starts_with("hdfs://") {
+        return Ok(Arc::new(crate::hdfs::open(url)?));
     }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(Error::Usage(format!(

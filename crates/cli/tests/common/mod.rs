@@ -183,3 +183,36 @@ pub fn flip_byte(p: &Path, offset: usize) {
     b[i] ^= 0x01;
     std::fs::write(p, b).unwrap();
 }
+
+/// A process stopped at a named fault point (`MVAULT_TEST_PAUSE`, crates/core/src/fault.rs) in the middle of
+/// its work: the test makes its outage there, then lets it go on.
+pub struct Paused {
+    file: PathBuf,
+    pub child: std::process::Child,
+}
+
+/// Spawn `c` and return once it has reached the `pass`-th pass of `point` and waits there. Fails the test if the
+/// process ends first (the point was never reached: the data is too small for the pass asked for).
+pub fn spawn_paused(mut c: Command, point: &str, pass: u64, scratch: &Path) -> Paused {
+    let file = scratch.join(format!("paused-{point}-{pass}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    c.env("MVAULT_TEST_PAUSE", format!("{point}@{pass}")).env("MVAULT_TEST_PAUSE_FILE", &file);
+    let mut child = c.spawn().expect("spawn mvault");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !file.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the process ended ({status}) before pass {pass} of the fault point {point}");
+        }
+        assert!(std::time::Instant::now() < deadline, "no pass {pass} of {point} in 10 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Paused { file, child }
+}
+
+impl Paused {
+    /// Let the process go on and wait for it to end.
+    pub fn resume(mut self) -> std::process::ExitStatus {
+        std::fs::remove_file(&self.file).expect("remove the pause file");
+        self.child.wait().expect("wait for mvault")
+    }
+}

@@ -1,0 +1,274 @@
+//! HDFS stores, through the hdfs-native client (no JVM): `hdfs://NAMENODE:PORT/PATH` or, for HA NameNodes,
+//! `hdfs://NAMESERVICE/PATH` with the nameservice described in a Hadoop client configuration directory.
+//!
+//! The client is used directly rather than through OpenDAL, whose HDFS service passes on only a NameNode and a
+//! root: a store here needs its own Hadoop configuration directory (HA nameservices, the NameNode's Kerberos
+//! principal, `dfs.data.transfer.protection`) and its own Kerberos credentials, never the vault's.
+//!
+//! Settings, from the URL's query or from the local settings file's `"hdfs"` section keyed by the URL's
+//! authority (`{"hdfs": {"mvaultns": {"conf_dir": ..., "principal": ..., "keytab": ...}}}`), the URL winning:
+//! - `conf_dir`: the directory of `core-site.xml` and `hdfs-site.xml` (else `$HADOOP_CONF_DIR`, else
+//!   `$HADOOP_HOME/etc/hadoop`);
+//! - `principal`, `keytab`, `ccache`: the Kerberos client identity (else the default ticket cache, as
+//!   after `kinit`); the KDC comes from `krb5.conf` (`$KRB5_CONFIG`);
+//! - `user`: the HDFS user on clusters without Kerberos (else `$HADOOP_USER_NAME`, else the login name).
+//!
+//! Writes go to `NAME.tmp-RANDOM` beside the object and are renamed over it once closed, so an object appears
+//! whole or not at all, as on a local directory; a crashed writer's temporary is swept like any other.
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+/// Longest any one call may take before the store counts as down for it (a stopped NameNode that still
+/// accepts connections, a hung DataNode pipeline).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The settings a store may carry; anything else in the query is refused, so a typo is not silently ignored.
+const SETTINGS: [&str; 5] = ["conf_dir", "principal", "keytab", "ccache", "user"];
+
+pub struct HdfsStore {
+    url: String,
+    client: Client,
+    /// The store's directory in HDFS, without a trailing slash (`""` for the file system's root).
+    root: String,
+}
+
+/// Open `hdfs://AUTHORITY[/PATH][?key=value&...]`.
+pub fn open(url: &str) -> Result<HdfsStore> {
+    let bad = |why: &str| Error::Usage(format!("store URL {url:?}: {why}"));
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let rest = base.strip_prefix("hdfs://").ok_or_else(|| bad("not an hdfs:// URL"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if authority.is_empty() {
+        return Err(bad("no NameNode or nameservice (hdfs://HOST:PORT/PATH or hdfs://NAMESERVICE/PATH)"));
+    }
+    let mut settings: BTreeMap<String, String> = local_settings(authority)?;
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').ok_or_else(|| bad("query parameters are key=value"))?;
+        if !SETTINGS.contains(&k) {
+            return Err(bad(&format!("unknown parameter {k:?} (one of {})", SETTINGS.join(", "))));
+        }
+        settings.insert(k.to_string(), v.to_string());
+    }
+    let mut b = ClientBuilder::new()
+        .with_url(format!("hdfs://{authority}"))
+        .with_io_runtime(crate::remote::runtime().handle().clone());
+    if let Some(dir) = settings.get("conf_dir") {
+        if !std::path::Path::new(dir).is_dir() {
+            return Err(bad(&format!("conf_dir {dir:?} is not a directory")));
+        }
+        b = b.with_config_dir(dir);
+    }
+    if let Some(p) = settings.get("principal") {
+        b = b.with_kerberos_principal(p);
+    }
+    if let Some(k) = settings.get("keytab") {
+        if !std::path::Path::new(k).is_file() {
+            return Err(bad(&format!("keytab {k:?} is not a readable file")));
+        }
+        b = b.with_kerberos_keytab(k);
+    }
+    if let Some(c) = settings.get("ccache") {
+        b = b.with_kerberos_cache(c);
+    }
+    if let Some(u) = settings.get("user") {
+        b = b.with_user(u);
+    }
+    let client = b.build().map_err(|e| bad(&e.to_string()))?;
+    let root = format!("/{}", path.trim_matches('/'));
+    Ok(HdfsStore { url: url.to_string(), client, root: root.trim_end_matches('/').to_string() })
+}
+
+/// This machine's settings for the HDFS authority, from the local settings file (see
+/// `remote::settings_path`); an absent file or section is no settings.
+fn local_settings(authority: &str) -> Result<BTreeMap<String, String>> {
+    let Some(v) = crate::remote::local_settings_json()? else { return Ok(BTreeMap::new()) };
+    let Some(entry) = v["hdfs"][authority].as_object() else { return Ok(BTreeMap::new()) };
+    let mut out = BTreeMap::new();
+    for (k, v) in entry {
+        let where_ = || format!("local settings, hdfs {authority:?}, {k:?}");
+        if !SETTINGS.contains(&k.as_str()) {
+            return Err(Error::Usage(format!("{}: unknown setting (one of {})", where_(), SETTINGS.join(", "))));
+        }
+        let s = v.as_str().ok_or_else(|| Error::Usage(format!("{}: not a string", where_())))?;
+        out.insert(k.clone(), s.to_string());
+    }
+    Ok(out)
+}
+
+impl HdfsStore {
+    fn full(&self, path: &str) -> String {
+        format!("{}/{}", self.root, path.trim_start_matches('/'))
+    }
+
+    fn err(&self, op: &'static str, path: &str, e: HdfsError) -> Error {
+        match e {
+            HdfsError::FileNotFound(_) => Error::NotFound(format!("{}/{path}", self.url)),
+            e => Error::Store { store: self.url.clone(), op, path: path.to_string(), source: io_error(e) },
+        }
+    }
+
+    /// Run one call on the I/O runtime, bounded by `CALL_TIMEOUT`.
+    fn call<T>(&self, op: &'static str, path: &str, f: impl Future<Output = hdfs_native::Result<T>>) -> Result<T> {
+        match crate::remote::runtime().block_on(async { tokio::time::timeout(CALL_TIMEOUT, f).await }) {
+            Ok(r) => r.map_err(|e| self.err(op, path, e)),
+            Err(_) => Err(Error::Store {
+                store: self.url.clone(),
+                op,
+                path: path.to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer in {CALL_TIMEOUT:?}")),
+            }),
+        }
+    }
+
+    async fn write_whole(&self, tmp: &str, full: &str, parts: &[&[u8]]) -> hdfs_native::Result<()> {
+        let opts = WriteOptions::default().overwrite(true).create_parent(true);
+        let mut w = self.client.create(tmp, opts).await?;
+        for part in parts.iter().filter(|p| !p.is_empty()) {
+            w.write_bytes(bytes::Bytes::copy_from_slice(part)).await?;
+        }
+        w.close().await?;
+        self.client.rename(tmp, full, true).await
+    }
+}
+
+/// An hdfs-native error as the I/O error a `Store` error carries, with a hint where the fix is known.
+fn io_error(e: HdfsError) -> std::io::Error {
+    let kind = match &e {
+        HdfsError::IOError(io) => io.kind(),
+        _ => std::io::ErrorKind::Other,
+    };
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    let hint = if lower.contains("gss") || lower.contains("kerberos") || lower.contains("sasl") {
+        " (Kerberos: get a ticket with kinit, or name principal= and keytab= in the store URL or the local \
+         settings file; KRB5_CONFIG names the realm's krb5.conf)"
+    } else {
+        ""
+    };
+    std::io::Error::new(kind, format!("{}{hint}", text.lines().next().unwrap_or("").trim()))
+}
+
+impl Store for HdfsStore {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn get(&self, path: &str) -> Result<Vec<u8>> {
+        let full = self.full(path);
+        self.call("get", path, async {
+            let r = self.client.read(&full).await?;
+            Ok(r.read_range(0, r.file_length()).await?.to_vec())
+        })
+    }
+
+    fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let full = self.full(path);
+        let (size, bytes) = self.call("get", path, async {
+            let r = self.client.read(&full).await?;
+            let size = r.file_length() as u64;
+            if offset.saturating_add(len) > size {
+                return Ok((size, Vec::new()));
+            }
+            Ok((size, r.read_range(offset as usize, len as usize).await?.to_vec()))
+        })?;
+        if bytes.len() as u64 != len {
+            return Err(Error::corrupt(
+                format!("{}/{path}", self.url),
+                format!("truncated: wanted {len} bytes at {offset}, the object has {size}"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn put_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        let full = self.full(path);
+        let mut suffix = [0u8; 8];
+        crate::crypto::fill_random(&mut suffix);
+        let tmp = format!("{full}.tmp-{}", hex::encode(suffix));
+        let written = self.call("put", path, self.write_whole(&tmp, &full, parts));
+        if written.is_err() {
+            // Best effort: a temporary left behind is swept later like a crashed writer's.
+            let _ = self.call("delete", path, self.client.delete(&tmp, false));
+        }
+        written
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        match self.call("delete", path, self.client.delete(&self.full(path), false)) {
+            Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self.list_sized(prefix)?.into_iter().map(|(n, _)| n).collect())
+    }
+
+    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let dir = self.full(prefix.trim_end_matches('/'));
+        let statuses = match self.call("list", prefix, self.client.list_status(&dir, true)) {
+            Ok(s) => s,
+            Err(Error::NotFound(_)) => return Ok(vec![]),
+            Err(e) => return Err(e),
+        };
+        let base = format!("{}/", self.root);
+        let mut out: Vec<(String, u64)> = statuses
+            .into_iter()
+            .filter(|s| !s.isdir)
+            .map(|s| {
+                // Recursive listings name entries by their path below `dir`; make them relative to the root.
+                let abs = if s.path.starts_with('/') { s.path } else { format!("{dir}/{}", s.path) };
+                (abs.strip_prefix(&base).unwrap_or(&abs).to_string(), s.length as u64)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn exists(&self, path: &str) -> Result<bool> {
+        match self.call("stat", path, self.client.get_file_info(&self.full(path))) {
+            Ok(s) => Ok(!s.isdir),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create(&self) -> Result<()> {
+        // The store's directory is made here (its parent must be writable by this user); this is also the
+        // first call that meets the NameNode, so a wrong address or credential is reported now.
+        let root = if self.root.is_empty() { "/".to_string() } else { self.root.clone() };
+        self.call("create", "", self.client.mkdirs(&root, 0o755, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_or_say_why_not() {
+        assert!(open("hdfs://127.0.0.1:9000/vault").is_ok());
+        assert!(open("hdfs://127.0.0.1:9000/vault?user=mvault").is_ok());
+        let e = open("hdfs:///vault").err().unwrap().to_string();
+        assert!(e.contains("no NameNode"), "{e}");
+        let e = open("hdfs://nn:8020/v?password=x").err().unwrap().to_string();
+        assert!(e.contains("unknown parameter \"password\""), "{e}");
+        let e = open("hdfs://nn:8020/v?keytab=/nonexistent/k.keytab").err().unwrap().to_string();
+        assert!(e.contains("keytab") && e.contains("nonexistent"), "{e}");
+        let e = open("hdfs://nn:8020/v?conf_dir=/nonexistent").err().unwrap().to_string();
+        assert!(e.contains("conf_dir"), "{e}");
+    }
+
+    #[test]
+    fn object_paths_sit_under_the_root() {
+        let s = open("hdfs://127.0.0.1:9000/a/b/").unwrap();
+        assert_eq!(s.full("packs/x"), "/a/b/packs/x");
+        let s = open("hdfs://127.0.0.1:9000").unwrap();
+        assert_eq!(s.full("config"), "/config");
+    }
+}
