@@ -54,9 +54,16 @@ pub fn open(url: &str) -> Result<HdfsStore> {
         }
         settings.insert(k.to_string(), v.to_string());
     }
+    // The client's NameNode retries default to Hadoop's (15 attempts, sleeps growing to 15 s): minutes before a
+    // stopped NameNode counts as down. A few quick ones still ride through an HA failover.
     let mut b = ClientBuilder::new()
         .with_url(format!("hdfs://{authority}"))
-        .with_io_runtime(crate::remote::runtime().handle().clone());
+        .with_io_runtime(crate::remote::runtime().handle().clone())
+        .with_config([
+            ("dfs.client.failover.max.attempts", "6"),
+            ("dfs.client.failover.sleep.base.millis", "200"),
+            ("dfs.client.failover.sleep.max.millis", "2000"),
+        ]);
     if let Some(dir) = settings.get("conf_dir") {
         if !std::path::Path::new(dir).is_dir() {
             return Err(bad(&format!("conf_dir {dir:?} is not a directory")));
@@ -107,7 +114,11 @@ impl HdfsStore {
 
     fn err(&self, op: &'static str, path: &str, e: HdfsError) -> Error {
         match e {
+            // Opening a missing file comes back as the NameNode's Java exception, not as FileNotFound.
             HdfsError::FileNotFound(_) => Error::NotFound(format!("{}/{path}", self.url)),
+            HdfsError::RPCError(ref class, _) if class.ends_with(".FileNotFoundException") => {
+                Error::NotFound(format!("{}/{path}", self.url))
+            }
             e => Error::Store { store: self.url.clone(), op, path: path.to_string(), source: io_error(e) },
         }
     }
