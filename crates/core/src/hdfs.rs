@@ -27,6 +27,19 @@ use std::time::Duration;
 /// accepts connections, a hung DataNode pipeline).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// hdfs-native rebuilds a pipeline when a DataNode fails in the middle of a block, but it does not abandon a
+/// new block whose first DataNode cannot be reached and ask for another without it, as Hadoop's own client
+/// does. The NameNode goes on offering a DataNode that has just died until it misses its heartbeats (ten
+/// heartbeat intervals plus two rechecks: 10 min 30 s with Hadoop's defaults, seconds on a tuned cluster),
+/// though each new block lands on it only with odds replication/DataNodes. So a put that failed in a pipeline
+/// after the NameNode had opened the file is written again to a fresh temporary, up to `PIPELINE_RETRIES`
+/// times with pauses doubling from `PIPELINE_RETRY_FIRST` to `PIPELINE_RETRY_MAX` (25.5 s of pauses in all),
+/// before the error reaches the vault, which then counts the store as down for that pack. A put the NameNode
+/// itself refused is not retried: that store is down now.
+const PIPELINE_RETRIES: u32 = 6;
+const PIPELINE_RETRY_FIRST: Duration = Duration::from_millis(500);
+const PIPELINE_RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// The settings a store may carry; anything else in the query is refused, so a typo is not silently ignored.
 const SETTINGS: [&str; 5] = ["conf_dir", "principal", "keytab", "ccache", "user"];
 
@@ -127,24 +140,55 @@ impl HdfsStore {
     fn call<T>(&self, op: &'static str, path: &str, f: impl Future<Output = hdfs_native::Result<T>>) -> Result<T> {
         match crate::remote::runtime().block_on(async { tokio::time::timeout(CALL_TIMEOUT, f).await }) {
             Ok(r) => r.map_err(|e| self.err(op, path, e)),
-            Err(_) => Err(Error::Store {
-                store: self.url.clone(),
-                op,
-                path: path.to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer in {CALL_TIMEOUT:?}")),
-            }),
+            Err(_) => Err(self.timed_out(op, path)),
         }
     }
 
-    async fn write_whole(&self, tmp: &str, full: &str, parts: &[&[u8]]) -> hdfs_native::Result<()> {
+    /// Write `parts` to `tmp` and rename it over `full`. The error says whether the NameNode had already
+    /// opened the file, that is whether the failure was in a DataNode pipeline.
+    async fn write_whole(&self, tmp: &str, full: &str, parts: &[&[u8]]) -> std::result::Result<(), WriteFailure> {
         let opts = WriteOptions::default().overwrite(true).create_parent(true);
-        let mut w = self.client.create(tmp, opts).await?;
+        let mut w = self.client.create(tmp, opts).await.map_err(WriteFailure::NameNode)?;
         for part in parts.iter().filter(|p| !p.is_empty()) {
-            w.write_bytes(bytes::Bytes::copy_from_slice(part)).await?;
+            w.write_bytes(bytes::Bytes::copy_from_slice(part)).await.map_err(WriteFailure::Pipeline)?;
         }
-        w.close().await?;
-        self.client.rename(tmp, full, true).await
+        w.close().await.map_err(WriteFailure::Pipeline)?;
+        self.client.rename(tmp, full, true).await.map_err(WriteFailure::NameNode)
     }
+
+    /// One attempt at a put: a fresh temporary, written and renamed, removed again if the write failed.
+    fn put_once(&self, path: &str, full: &str, parts: &[&[u8]]) -> std::result::Result<(), (Error, bool)> {
+        let mut suffix = [0u8; 8];
+        crate::crypto::fill_random(&mut suffix);
+        let tmp = format!("{full}.tmp-{}", hex::encode(suffix));
+        let written = crate::remote::runtime()
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, self.write_whole(&tmp, full, parts)).await });
+        let (e, pipeline) = match written {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(WriteFailure::NameNode(e))) => (self.err("put", path, e), false),
+            Ok(Err(WriteFailure::Pipeline(e))) => (self.err("put", path, e), true),
+            Err(_) => (self.timed_out("put", path), false),
+        };
+        // Best effort: a temporary left behind is swept later like a crashed writer's.
+        let _ = self.call("delete", path, self.client.delete(&tmp, false));
+        Err((e, pipeline))
+    }
+
+    fn timed_out(&self, op: &'static str, path: &str) -> Error {
+        Error::Store {
+            store: self.url.clone(),
+            op,
+            path: path.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer in {CALL_TIMEOUT:?}")),
+        }
+    }
+}
+
+/// Where a write failed: at the NameNode (the store is down for this call) or in a DataNode pipeline after the
+/// NameNode had opened the file (worth another try, see `PIPELINE_RETRIES`).
+enum WriteFailure {
+    NameNode(HdfsError),
+    Pipeline(HdfsError),
 }
 
 /// An hdfs-native error as the I/O error a `Store` error carries, with a hint where the fix is known.
@@ -198,15 +242,18 @@ impl Store for HdfsStore {
 
     fn put_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
         let full = self.full(path);
-        let mut suffix = [0u8; 8];
-        crate::crypto::fill_random(&mut suffix);
-        let tmp = format!("{full}.tmp-{}", hex::encode(suffix));
-        let written = self.call("put", path, self.write_whole(&tmp, &full, parts));
-        if written.is_err() {
-            // Best effort: a temporary left behind is swept later like a crashed writer's.
-            let _ = self.call("delete", path, self.client.delete(&tmp, false));
+        let mut pause = PIPELINE_RETRY_FIRST;
+        for attempt in 0.. {
+            match self.put_once(path, &full, parts) {
+                Ok(()) => return Ok(()),
+                Err((e, pipeline)) if !pipeline || attempt == PIPELINE_RETRIES => return Err(e),
+                Err(_) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(PIPELINE_RETRY_MAX);
+                }
+            }
         }
-        written
+        unreachable!("the loop returns on its last attempt")
     }
 
     fn delete(&self, path: &str) -> Result<()> {
