@@ -1,8 +1,8 @@
 //! Backup: walk -> chunk -> ChunkId -> dedup -> encode -> encrypt into packs -> write packs -> index ->
 //! snapshot. The walker (this thread) reads and hashes; a pool of encoders compresses; one packer encrypts
-//! and seals packs; one writer puts them on the stores. Bounded channels between the stages keep memory
-//! bounded whatever the input size (a few chunks per stage, and at most four pack buffers: the one filling,
-//! one queued, one being written and one written, waiting to be reused).
+//! and seals packs; `PACK_WRITERS` writers put them on the stores. Bounded channels between the stages keep
+//! memory bounded whatever the input size (a few chunks per stage, and at most `PACK_WRITERS + 3` pack
+//! buffers: the one filling, one queued, one per writer and one written, waiting to be reused).
 //!
 //! Crash safety comes from the order of writes: every pack before the index that names it, the index before
 //! the snapshot. A process killed at any point leaves earlier snapshots untouched and at worst packs that
@@ -663,7 +663,12 @@ impl<'a> Packing<'a> {
     }
 }
 
-/// Encrypt blobs into packs; hand each full pack to the writer.
+/// Packs written at once. A put is mostly waiting (an fsync, an S3 round trip, an HDFS NameNode's
+/// `complete`, which hdfs-native polls from 500 ms), so a few in flight keep the packer busy; each one in
+/// flight holds one pack buffer.
+const PACK_WRITERS: usize = 3;
+
+/// Encrypt blobs into packs; hand each full pack to a writer.
 fn packer(repo: &Repo, rx: Receiver<Encoded>, tx: Sender<FullPack>, spare: Receiver<Vec<u8>>) -> Result<(), Aborted> {
     let mut packing = Packing::reusing(repo, Some(spare));
     for e in rx {
@@ -748,7 +753,13 @@ pub fn backup(
         }
         drop((raw_rx, enc_tx));
         s.spawn(move || packer(repo_ref, enc_rx, pack_tx, spare_rx));
-        let writer = s.spawn(move || writer(repo_ref, pack_rx, spare_tx, progress));
+        let writers: Vec<_> = (0..PACK_WRITERS)
+            .map(|_| {
+                let (rx, spare) = (pack_rx.clone(), spare_tx.clone());
+                s.spawn(move || writer(repo_ref, rx, spare, progress))
+            })
+            .collect();
+        drop((pack_rx, spare_tx));
         let mut w = Walker {
             repo: repo_ref,
             raw_tx,
@@ -765,7 +776,14 @@ pub fn backup(
         let root = w.virtual_dir(&virt, parent_root);
         let summary = std::mem::take(&mut w.summary);
         drop(w);
-        let written = writer.join().expect("pack writer thread panicked");
+        let mut written = Ok(Vec::new());
+        for w in writers {
+            match (w.join().expect("pack writer thread panicked"), &mut written) {
+                (Ok(entries), Ok(all)) => all.extend(entries),
+                (Err(e), Ok(_)) => written = Err(e),
+                (_, Err(_)) => {}
+            }
+        }
         (root.map(|r| (r, summary)), written)
     });
     // The writer's error explains an aborted walk, so it takes precedence.
