@@ -458,7 +458,7 @@ pub fn print_ls(g: &Global, src: &dyn restore::BlobSource, root: &mvault_core::i
         ui::print_json(&out);
     }
     if prefix.is_some() && !entries.iter().any(|(p, _)| under(p)) {
-        return Err(Error::NotFound(format!("{} in snapshot {}", a.path.unwrap_or_default(), a.snapshot)));
+        return Err(Error::not_found(format!("{} in snapshot {}", a.path.unwrap_or_default(), a.snapshot)));
     }
     Ok(0)
 }

@@ -175,6 +175,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("mvault: error: {e}");
+            // 2 is for a command the user must change; a lock or an outage (exit 1) passes by itself.
             match e {
                 mvault_core::Error::Usage(_) => 2,
                 _ => 1,

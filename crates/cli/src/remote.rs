@@ -96,40 +96,54 @@ impl Client {
             let resp = match rq.send() {
                 Ok(r) => r,
                 Err(e) if e.is_connect() || (repeatable && (e.is_timeout() || e.is_request())) => {
-                    last = Some(Error::Usage(format!("server {}: {e}", self.base)));
+                    last = Some(self.unavailable(e.to_string()));
                     continue;
                 }
-                Err(e) => return Err(Error::Usage(format!("server {}: {e}", self.base))),
+                Err(e) => return Err(self.unavailable(e.to_string())),
             };
             self.sent.fetch_add(body.as_ref().map_or(0, |b| b.1.len() as u64), Ordering::Relaxed);
             let status = resp.status();
             let bytes = match resp.bytes() {
                 Ok(b) => b.to_vec(),
                 Err(e) if repeatable => {
-                    last = Some(Error::Usage(format!("server {}: reading the answer: {e}", self.base)));
+                    last = Some(self.unavailable(format!("reading the answer: {e}")));
                     continue;
                 }
                 Err(e) => {
-                    return Err(Error::Usage(format!(
-                        "server {}: the answer was cut off ({e}); the request may have been carried out",
-                        self.base
-                    )))
+                    return Err(self
+                        .unavailable(format!("the answer was cut off ({e}); the request may have been carried out")))
                 }
             };
             self.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             if status.is_success() {
                 return Ok(bytes);
             }
-            let message = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            if status.as_u16() == 404 {
-                return Err(Error::NotFound(message));
+            let answer = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+            let field = |k: &str| answer[k].as_str().map(str::to_string);
+            let message = field("error").unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            // The server's typed errors come back as the same variants, so every interface answers alike.
+            match (status.as_u16(), answer["kind"].as_str()) {
+                (404, _) => return Err(Error::not_found(message)),
+                (409, Some("locked")) => {
+                    return Err(Error::Locked {
+                        holder: field("holder").unwrap_or_default(),
+                        expires: field("expires").unwrap_or_default(),
+                        path: field("path").unwrap_or_default(),
+                    })
+                }
+                (503, Some("unavailable")) => {
+                    return Err(Error::Unavailable { what: format!("server {}", self.base), reason: message })
+                }
+                _ => {}
             }
             return Err(Error::Remote { url: self.base.clone(), status: status.as_u16(), message });
         }
-        Err(last.unwrap_or_else(|| Error::Usage(format!("server {}: no answer", self.base))))
+        Err(last.unwrap_or_else(|| self.unavailable("no answer".into())))
+    }
+
+    /// The server could not be reached or its answer was lost: worth retrying later (exit 1, not 2).
+    fn unavailable(&self, reason: String) -> Error {
+        Error::Unavailable { what: format!("server {}", self.base), reason }
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {

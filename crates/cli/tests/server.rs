@@ -1,7 +1,8 @@
 //! The server, driven from outside by scripts that use only the CLI, curl and jq against a real `mvault
 //! server` on 127.0.0.1: tests/server/attack.sh (isolation between tenants, roles, 401s, quotas, rate limits,
 //! dedup before the network, shutdown mid-upload, audit verify, scheduled jobs, shredding) and
-//! tests/server/load.sh (several tenants backing up and restoring at once), tests/server/s3.sh (the S3
+//! tests/server/load.sh (several tenants backing up and restoring at once), tests/server/locks.sh (one lock
+//! conflict answered alike by the CLI, the HTTP API and S3), tests/server/s3.sh (the S3
 //! gateway with boto3, s3fs and the AWS CLI, then a bucket snapshot restored). These tests run them with this
 //! build's binary.
 
@@ -37,4 +38,9 @@ fn concurrent_tenants_back_up_and_restore_exactly_under_load() {
 #[test]
 fn s3_clients_store_checkpoints_and_a_bucket_snapshot_restores_them() {
     run_script("s3.sh", "all S3 gateway checks passed");
+}
+
+#[test]
+fn a_lock_conflict_is_the_same_typed_answer_locally_over_http_and_over_s3() {
+    run_script("locks.sh", "lock conflict checks passed");
 }

@@ -279,7 +279,7 @@ pub fn load(repo: &Repo) -> Result<State> {
         match try_load(repo) {
             Ok(s) => return Ok(s),
             // A checkpoint removed records between our listing and our reads: start again.
-            Err(e @ Error::NotFound(_)) => last_err = Some(e),
+            Err(e @ Error::NotFound { .. }) => last_err = Some(e),
             Err(e) => return Err(e),
         }
     }
@@ -305,7 +305,7 @@ fn try_load(repo: &Repo) -> Result<State> {
         if seq != state.seq + 1 {
             // A checkpoint written since we listed covers the gap (and removed its records): start again.
             if numbered(repo, &state_dir(repo))?.last().is_some_and(|(s, _)| *s > state.seq) {
-                return Err(Error::NotFound(format!("{name}: a newer checkpoint was written")));
+                return Err(Error::not_found(format!("{name}: a newer checkpoint was written")));
             }
             return Err(Error::corrupt(
                 &name,
@@ -409,7 +409,7 @@ pub fn snapshot_bucket(
     bucket: &str,
     tags: &[String],
 ) -> Result<(SnapshotId, BucketSnapshot, crate::objects::Entries)> {
-    let b = state.buckets.get(bucket).ok_or_else(|| Error::NotFound(format!("bucket {bucket}")))?;
+    let b = state.buckets.get(bucket).ok_or_else(|| Error::not_found(format!("bucket {bucket}")))?;
     let mut root = Dir::default();
     let mut made = BucketSnapshot { id: String::new(), bucket: bucket.into(), objects: 0, bytes: 0, skipped: vec![] };
     let mut summary = Summary::default();

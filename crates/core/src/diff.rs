@@ -67,7 +67,7 @@ impl<'a> VaultFile<'a> {
         let mut chunks = Vec::with_capacity(ids.len());
         let mut len = 0;
         for id in ids {
-            let n = repo.chunk_len(id).ok_or_else(|| Error::NotFound(format!("chunk {id}: not in the index")))?;
+            let n = repo.chunk_len(id).ok_or_else(|| Error::not_found(format!("chunk {id}: not in the index")))?;
             chunks.push((len, *id));
             len += n;
         }

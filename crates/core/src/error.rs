@@ -1,11 +1,15 @@
 //! One error type for the core: every variant names the object or path it is about, so the CLI can print a
-//! single line that tells the user what failed and where.
+//! single line that tells the user what failed and where. Callers that act on a failure (retry later, answer
+//! 404, refuse a body) match a variant, never the message text: `Locked` and `Unavailable` pass, `NotFound`
+//! and `BodyMismatch` are the client's to fix. The enum is `#[non_exhaustive]`, so a match elsewhere keeps a
+//! catch-all arm and a new variant is not a breaking change.
 
 use std::path::PathBuf;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No key file of the vault opens with the given passphrase.
     #[error("wrong passphrase: no key file in {vault} opens with it")]
@@ -35,9 +39,36 @@ pub enum Error {
     #[error("server {url}: {message} (HTTP {status})")]
     Remote { url: String, status: u16, message: String },
 
-    /// An object the vault refers to is not on any store.
-    #[error("{0}: not found")]
-    NotFound(String),
+    /// An object the vault refers to is not on any store, or a name (snapshot, bucket, key) names nothing.
+    #[error("{what}: not found")]
+    NotFound { what: String },
+
+    /// Another process holds a lock that excludes this operation; it passes when that process finishes.
+    #[error(
+        "the vault is locked ({holder}, expires {expires}); wait for it to finish, or if that process is gone \
+         from another host, delete {path} on the stores"
+    )]
+    Locked {
+        /// Which lock and who holds it: "exclusive lock of `prune` by user@host pid 42, since TIME".
+        holder: String,
+        /// When the lock lapses if its holder stops refreshing it (RFC 3339).
+        expires: String,
+        /// The lock object, for the rare manual cleanup.
+        path: String,
+    },
+
+    /// Not enough stores (or servers) are up for the operation; retry once they are back. `what` names the
+    /// object that needed them, `reason` what was missing ("no store is up to write to").
+    #[error("{what}: {reason}")]
+    Unavailable { what: String, reason: String },
+
+    /// A request body did not match what its sender declared.
+    #[error("{object}: the body had {got} bytes, {declared} were declared")]
+    BodyMismatch { object: String, declared: u64, got: u64 },
+
+    /// A request body could not be read to its end (the client went away, a chunk was malformed).
+    #[error("{object}: reading the body: {source}")]
+    BodyRead { object: String, source: std::io::Error },
 
     /// A store operation failed.
     #[error("store {store}: {op} {path}: {source}")]
@@ -58,6 +89,14 @@ impl Error {
     }
     pub fn corrupt(object: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Corrupt { object: object.into(), reason: reason.into() }
+    }
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Error::NotFound { what: what.into() }
+    }
+    /// Whether the failure passes by itself: a lock held by another process, stores that are away. HTTP
+    /// answers 503 with Retry-After, S3 `SlowDown`/`ServiceUnavailable`; the CLI exits 1, not 2.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Locked { .. } | Error::Unavailable { .. } | Error::Store { .. })
     }
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { op, path: path.into(), source }

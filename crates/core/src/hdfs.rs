@@ -128,9 +128,9 @@ impl HdfsStore {
     fn err(&self, op: &'static str, path: &str, e: HdfsError) -> Error {
         match e {
             // Opening a missing file comes back as the NameNode's Java exception, not as FileNotFound.
-            HdfsError::FileNotFound(_) => Error::NotFound(format!("{}/{path}", self.url)),
+            HdfsError::FileNotFound(_) => Error::not_found(format!("{}/{path}", self.url)),
             HdfsError::RPCError(ref class, _) if class.ends_with(".FileNotFoundException") => {
-                Error::NotFound(format!("{}/{path}", self.url))
+                Error::not_found(format!("{}/{path}", self.url))
             }
             e => Error::Store { store: self.url.clone(), op, path: path.to_string(), source: io_error(e) },
         }
@@ -258,7 +258,7 @@ impl Store for HdfsStore {
 
     fn delete(&self, path: &str) -> Result<()> {
         match self.call("delete", path, self.client.delete(&self.full(path), false)) {
-            Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -271,7 +271,7 @@ impl Store for HdfsStore {
         let dir = self.full(prefix.trim_end_matches('/'));
         let statuses = match self.call("list", prefix, self.client.list_status(&dir, true)) {
             Ok(s) => s,
-            Err(Error::NotFound(_)) => return Ok(vec![]),
+            Err(Error::NotFound { .. }) => return Ok(vec![]),
             Err(e) => return Err(e),
         };
         let base = format!("{}/", self.root);
@@ -291,7 +291,7 @@ impl Store for HdfsStore {
     fn exists(&self, path: &str) -> Result<bool> {
         match self.call("stat", path, self.client.get_file_info(&self.full(path))) {
             Ok(s) => Ok(!s.isdir),
-            Err(Error::NotFound(_)) => Ok(false),
+            Err(Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }

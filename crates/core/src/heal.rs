@@ -169,7 +169,10 @@ impl Repo {
         let mut written = 0;
         for (shard, payload) in &rebuilt {
             let Some(target) = self.repair_target(pack, *shard, &holding) else {
-                return Err(Error::Usage(format!("pack {pack}: no store is up to take shard {shard}")));
+                return Err(Error::Unavailable {
+                    what: format!("pack {pack}"),
+                    reason: format!("no store is up to take shard {shard}"),
+                });
             };
             let header = ShardHeader::new(*pack, *shard as u8, k, m, pack_len, payload);
             let n = self.put_shard(target, &header, payload)?;

@@ -88,7 +88,7 @@ impl Repo {
                 serde_json::from_slice::<LockInfo>(b).map_err(|e| Error::malformed(&name, e.to_string()))
             }) {
                 Ok(l) => out.push((name, l)),
-                Err(Error::NotFound(_)) => {} // released meanwhile
+                Err(Error::NotFound { .. }) => {} // released meanwhile
                 Err(e) => return Err(e),
             }
         }
@@ -130,11 +130,14 @@ impl Repo {
             }
             if exclusive || l.exclusive() {
                 release(&stores);
-                return Err(Error::Usage(format!(
-                    "the vault is locked ({} lock of `{}` by {}@{} pid {}, since {}, expires {}); wait for it to finish, \
-                     or if that process is gone from another host, delete {p} on the stores",
-                    l.kind, l.operation, l.user, l.host, l.pid, l.created, l.expires
-                )));
+                return Err(Error::Locked {
+                    holder: format!(
+                        "{} lock of `{}` by {}@{} pid {}, since {}",
+                        l.kind, l.operation, l.user, l.host, l.pid, l.created
+                    ),
+                    expires: l.expires.clone(),
+                    path: p.clone(),
+                });
             }
         }
         let stop = Arc::new(AtomicBool::new(false));

@@ -157,7 +157,7 @@ pub fn write(
     admit: &mut Admit,
     warn: &dyn Fn(&Error),
 ) -> Result<(Written, Entries)> {
-    let io = |e: std::io::Error| Error::Usage(format!("object {key}: reading the body: {e}"));
+    let io = |source: std::io::Error| Error::BodyRead { object: format!("object {key}"), source };
     let head = match (len, &of) {
         (Some(n), BodyOf::Object | BodyOf::FirstPart { .. }) => read_model_head(&mut body, key, n).map_err(io)?,
         _ => Vec::new(),
@@ -288,7 +288,7 @@ fn read_pieces(
         raw_tx.send(Raw { t, id, data, float }).ok().map(|_| true)
     };
     for p in pieces {
-        let p = p.map_err(|e| Error::Usage(format!("object {key}: reading the body: {e}")))?;
+        let p = p.map_err(|source| Error::BodyRead { object: format!("object {key}"), source })?;
         md5.update(&p.data);
         let n = p.data.len() as u64;
         out.size += n;
@@ -301,7 +301,7 @@ fn read_pieces(
         }
     }
     if let Some(n) = len.filter(|n| *n != out.size) {
-        return Err(Error::Usage(format!("object {key}: the body had {} bytes, {n} were declared", out.size)));
+        return Err(Error::BodyMismatch { object: format!("object {key}"), declared: n, got: out.size });
     }
     out.md5 = md5.finalize().into();
     out.chunks = chunks.len() as u64;

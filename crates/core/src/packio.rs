@@ -241,7 +241,7 @@ impl Repo {
                         found = true;
                         break;
                     }
-                    Err(Error::NotFound(_)) | Err(Error::Store { .. }) => {}
+                    Err(Error::NotFound { .. }) | Err(Error::Store { .. }) => {}
                     Err(e) => st.corrupt.push((shard, store, e.to_string())),
                 }
             }
@@ -273,7 +273,7 @@ impl Repo {
                         break;
                     }
                     Err(e) => {
-                        if !matches!(e, Error::NotFound(_)) {
+                        if !matches!(e, Error::NotFound { .. }) {
                             first_err.get_or_insert(e);
                         }
                     }
@@ -342,7 +342,7 @@ impl Repo {
                 }
             }
         }
-        Err(first_err.unwrap_or_else(|| Error::NotFound(format!("pack {pack} shard {shard}"))))
+        Err(first_err.unwrap_or_else(|| Error::not_found(format!("pack {pack} shard {shard}"))))
     }
 
     /// Pack bytes `offset..offset+len` read directly from the data shards that hold them. A data shard that
@@ -354,7 +354,7 @@ impl Repo {
         for (shard, off, l) in redundancy::data_ranges(offset, len, pack_len, k) {
             // With replication every shard is a full copy, so any of them will do.
             let shards: Vec<usize> = if k == 1 { (0..self.shard_count()).collect() } else { vec![shard] };
-            let mut got = Err(Error::NotFound(format!("pack {pack} shard {shard}")));
+            let mut got = Err(Error::not_found(format!("pack {pack} shard {shard}")));
             for s in shards {
                 got = self.shard_range(pack, s, off, l);
                 if got.is_ok() {
@@ -456,7 +456,7 @@ impl Repo {
                 }
             }
         }
-        let pack_len = pack_len.ok_or_else(|| Error::NotFound(format!("{name}: no readable shard on any store")))?;
+        let pack_len = pack_len.ok_or_else(|| Error::not_found(format!("{name}: no readable shard on any store")))?;
         let head = match self.read_direct(pack, pack_len, 0, pack::HEADER_LEN as u64) {
             Ok(h) if pack::parse_header(&h).is_ok_and(|(_, id, _)| id == *pack) => h,
             _ => self.rebuilt(pack)?[..pack::HEADER_LEN.min(pack_len as usize)].to_vec(),
@@ -558,7 +558,7 @@ impl Repo {
     }
 
     fn read_chunk_knowing(&self, id: &ChunkId, depth: u8, known: KnownBases) -> Result<(Vec<u8>, u8)> {
-        let loc = *self.lookup(id).ok_or_else(|| Error::NotFound(format!("chunk {id}: not in the index")))?;
+        let loc = *self.lookup(id).ok_or_else(|| Error::not_found(format!("chunk {id}: not in the index")))?;
         let info = self.pack_info(&loc.pack)?;
         let end = loc.offset as u64 + loc.length as u64;
         if end > info.pack_len {
@@ -572,7 +572,7 @@ impl Repo {
             Err(direct_err) => {
                 // Degraded: rebuild the pack from verified shards and take the blob from it.
                 let pack = self.rebuilt(&loc.pack).map_err(|e| match e {
-                    Error::NotFound(_) => direct_err,
+                    Error::NotFound { .. } => direct_err,
                     other => other,
                 })?;
                 self.decrypt_blob(id, &loc, &info, &pack[loc.offset as usize..end as usize], depth, known)
@@ -625,7 +625,7 @@ impl Repo {
             }
         }
         if listed == 0 {
-            return Err(Error::Usage("no store is up".into()));
+            return Err(Error::Unavailable { what: format!("listing {prefix}"), reason: "no store is up".into() });
         }
         Ok(out)
     }

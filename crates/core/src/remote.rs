@@ -133,7 +133,7 @@ pub fn memory(name: &str) -> Result<OpendalStore> {
 impl OpendalStore {
     fn err(&self, op: &'static str, path: &str, e: opendal::Error) -> Error {
         if e.kind() == opendal::ErrorKind::NotFound {
-            return Error::NotFound(format!("{}/{path}", self.url));
+            return Error::not_found(format!("{}/{path}", self.url));
         }
         Error::Store {
             store: self.url.clone(),
@@ -231,7 +231,7 @@ mod tests {
         s.delete("a/e").unwrap();
         assert_eq!(s.list("a").unwrap(), vec!["a/b/c".to_string(), "a/d".to_string()]);
         assert_eq!(s.list_sized("").unwrap().len(), 2);
-        assert!(matches!(s.get("nope"), Err(Error::NotFound(_))));
+        assert!(matches!(s.get("nope"), Err(Error::NotFound { .. })));
         s.delete("a/d").unwrap();
         assert!(!s.exists("a/d").unwrap());
         assert_eq!(memory("contract").unwrap().get("a/b/c").unwrap(), b"hello", "same name, same objects");

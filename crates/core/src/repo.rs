@@ -174,7 +174,7 @@ impl Repo {
         let first = store::open(location)?;
         let cfg_bytes = match first.get("config") {
             Ok(b) => b,
-            Err(Error::NotFound(_)) => return Err(Error::NoVault(first.url().to_string())),
+            Err(Error::NotFound { .. }) => return Err(Error::NoVault(first.url().to_string())),
             Err(Error::Store { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NoVault(first.url().to_string()))
             }
@@ -240,7 +240,7 @@ impl Repo {
                 .stores
                 .iter()
                 .position(|s| &s.id == w || &s.url == w)
-                .ok_or_else(|| Error::NotFound(format!("store {w}")))?;
+                .ok_or_else(|| Error::not_found(format!("store {w}")))?;
             if repo.stores[i].url() == first.url() {
                 return Err(Error::Usage(format!(
                     "store {w} is the one given with --vault; open from a store that is not excluded"
@@ -303,7 +303,7 @@ impl Repo {
             self.keys.insert(v, TenantKeys::derive(v, &secret.tk, &secret.id_seed));
         }
         if self.keys.is_empty() {
-            return Err(Error::NotFound(format!("{prefix}: tenant {} has no keys", self.tenant)));
+            return Err(Error::not_found(format!("{prefix}: tenant {} has no keys", self.tenant)));
         }
         Ok(())
     }
@@ -342,7 +342,10 @@ impl Repo {
         // and `repair` copies it to the stores that missed it.
         let quorum = (self.config.redundancy.m as usize + 1).min(self.stores.len());
         if written < quorum {
-            return Err(first_err.unwrap_or_else(|| Error::Usage(format!("{path}: no store is up to write to"))));
+            return Err(first_err.unwrap_or_else(|| Error::Unavailable {
+                what: path.to_string(),
+                reason: "no store is up to write to".into(),
+            }));
         }
         Ok(())
     }
@@ -360,7 +363,7 @@ impl Repo {
                 }
             }
         }
-        Err(first_err.unwrap_or_else(|| Error::NotFound(path.to_string())))
+        Err(first_err.unwrap_or_else(|| Error::not_found(path.to_string())))
     }
 
     pub fn list_meta(&self, prefix: &str) -> Result<Vec<String>> {
@@ -383,7 +386,10 @@ impl Repo {
             }
         }
         if listed == 0 {
-            return Err(first_err.unwrap_or_else(|| Error::Usage("no store is up".into())));
+            return Err(first_err.unwrap_or_else(|| Error::Unavailable {
+                what: format!("listing {prefix}"),
+                reason: "no store is up".into(),
+            }));
         }
         Ok(all.into_iter().collect())
     }
@@ -553,8 +559,12 @@ impl Repo {
     /// without it, so no pack loses redundancy; with `force` (a dead store) the shards are rebuilt by `repair`.
     /// Returns the number of shards moved.
     pub fn remove_store(&mut self, id: &str, force: bool) -> Result<u64> {
-        let idx =
-            self.config.stores.iter().position(|s| s.id == id).ok_or_else(|| Error::NotFound(format!("store {id}")))?;
+        let idx = self
+            .config
+            .stores
+            .iter()
+            .position(|s| s.id == id)
+            .ok_or_else(|| Error::not_found(format!("store {id}")))?;
         if self.config.stores.len() - 1 < self.shard_count() {
             return Err(Error::Usage(format!(
                 "removing {id} would leave {} stores for {} shards per pack",
@@ -676,13 +686,13 @@ impl Repo {
             return all
                 .into_iter()
                 .next_back()
-                .ok_or_else(|| Error::NotFound("latest snapshot: the vault has no snapshots".into()));
+                .ok_or_else(|| Error::not_found("latest snapshot: the vault has no snapshots"));
         }
         let spec_l = spec.to_ascii_lowercase();
         let matches: Vec<SnapshotId> =
             self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_l)).collect();
         match matches.as_slice() {
-            [] => Err(Error::NotFound(format!("snapshot {spec}"))),
+            [] => Err(Error::not_found(format!("snapshot {spec}"))),
             [id] => Ok((*id, self.load_snapshot(id)?)),
             _ => Err(Error::Usage(format!("snapshot prefix {spec:?} is ambiguous: {} snapshots match", matches.len()))),
         }
@@ -709,7 +719,7 @@ impl Repo {
         let keys = self.key_files()?;
         let matches: Vec<&KeyFile> = keys.iter().filter(|k| k.id.starts_with(id_prefix)).collect();
         let kf = match matches.as_slice() {
-            [] => return Err(Error::NotFound(format!("key {id_prefix}"))),
+            [] => return Err(Error::not_found(format!("key {id_prefix}"))),
             [k] => *k,
             _ => return Err(Error::Usage(format!("key prefix {id_prefix:?} is ambiguous"))),
         };

@@ -149,7 +149,7 @@ fn selected(entries: &[Entry], include: &[String]) -> Result<Vec<bool>> {
         });
     }
     if !keep.iter().any(|k| *k) {
-        return Err(Error::NotFound(format!("no path in the snapshot matches {}", include.join(", "))));
+        return Err(Error::not_found(format!("no path in the snapshot matches {}", include.join(", "))));
     }
     Ok(keep)
 }
@@ -300,7 +300,7 @@ pub fn verify_file(repo: &dyn BlobSource, path: &Path, chunks: &[ChunkId]) -> Re
         std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?);
     let mut buf = Vec::new();
     for c in chunks {
-        let len = repo.chunk_len(c).ok_or_else(|| Error::NotFound(format!("chunk {c}: not in the index")))?;
+        let len = repo.chunk_len(c).ok_or_else(|| Error::not_found(format!("chunk {c}: not in the index")))?;
         buf.resize(len as usize, 0);
         f.read_exact(&mut buf).map_err(|e| {
             Error::corrupt(path.display().to_string(), format!("verify: shorter than the snapshot says ({e})"))
@@ -362,7 +362,7 @@ pub fn restore(
         let mut offsets = Vec::with_capacity(chunks.len() + 1);
         offsets.push(0u64);
         for c in chunks {
-            let len = repo.chunk_len(c).ok_or_else(|| Error::NotFound(format!("chunk {c}: not in the index")))?;
+            let len = repo.chunk_len(c).ok_or_else(|| Error::not_found(format!("chunk {c}: not in the index")))?;
             offsets.push(offsets.last().expect("start") + len);
         }
         let path = target_path(&opts.target, &e.path);

@@ -164,7 +164,7 @@ impl FsStore {
             return Error::Store { store: self.url.clone(), op, path: path.to_string(), source: gone };
         }
         if e.kind() == std::io::ErrorKind::NotFound && op != "put" {
-            return Error::NotFound(format!("{}/{path}", self.url));
+            return Error::not_found(format!("{}/{path}", self.url));
         }
         Error::Store { store: self.url.clone(), op, path: path.to_string(), source: e }
     }
@@ -307,7 +307,7 @@ mod tests {
         assert_eq!(s.get("a/e").unwrap(), b"hello", "parts are written in order, nothing between them");
         s.delete("a/e").unwrap();
         assert_eq!(s.list("a").unwrap(), vec!["a/b/c".to_string(), "a/d".to_string()]);
-        assert!(matches!(s.get("nope"), Err(Error::NotFound(_))));
+        assert!(matches!(s.get("nope"), Err(Error::NotFound { .. })));
         s.delete("a/d").unwrap();
         assert!(!s.exists("a/d").unwrap());
     }

@@ -110,7 +110,7 @@ impl Repo {
     /// The system tenant's view of the vault, creating its key on first use.
     pub fn system(&self) -> Result<Repo> {
         match self.for_tenant(SYSTEM_TENANT) {
-            Err(Error::NotFound(_)) => {
+            Err(Error::NotFound { .. }) => {
                 self.create_tenant(SYSTEM_TENANT)?;
                 self.for_tenant(SYSTEM_TENANT)
             }
@@ -180,7 +180,7 @@ mod tests {
         let (keys, _) = base.shred_tenant("b").unwrap();
         assert!(keys >= 1);
         assert!(walk(&root.join("tenants/b")).is_empty(), "nothing of b is left on the store");
-        assert!(matches!(base.for_tenant("b"), Err(Error::NotFound(_))), "b has no keys any more");
+        assert!(matches!(base.for_tenant("b"), Err(Error::NotFound { .. })), "b has no keys any more");
         // Put the copied bytes back: no remaining key (default's, the system tenant's) opens them.
         for (p, bytes) in &copies {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();

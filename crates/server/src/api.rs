@@ -35,16 +35,38 @@ impl ApiError {
     }
 }
 
+/// How long a client is told to wait before retrying a request that met a lock or stores that were away.
+const RETRY_AFTER_S: f64 = 5.0;
+
 impl From<Error> for ApiError {
+    /// The variant decides the status, never the message. A lock conflict is 409 with Retry-After and the
+    /// lock's holder and expiry in the body (`"kind": "locked"`), so a remote CLI rebuilds the same
+    /// `Error::Locked`; stores that are away are 503 with Retry-After (`"kind": "unavailable"`).
     fn from(e: Error) -> Self {
         let status = match &e {
-            Error::NotFound(_) | Error::NoVault(_) => StatusCode::NOT_FOUND,
-            Error::Usage(_) | Error::Malformed { .. } => StatusCode::BAD_REQUEST,
-            Error::AlreadyExists(_) => StatusCode::CONFLICT,
-            Error::Store { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::NotFound { .. } | Error::NoVault(_) => StatusCode::NOT_FOUND,
+            Error::Usage(_) | Error::Malformed { .. } | Error::BodyMismatch { .. } | Error::BodyRead { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::AlreadyExists(_) | Error::Locked { .. } => StatusCode::CONFLICT,
+            Error::Store { .. } | Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, e.to_string())
+        let mut out = ApiError::new(status, e.to_string());
+        if e.is_transient() {
+            out.retry_after = Some(RETRY_AFTER_S);
+        }
+        match e {
+            Error::Locked { holder, expires, path } => {
+                out.body["kind"] = json!("locked");
+                out.body["holder"] = json!(holder);
+                out.body["expires"] = json!(expires);
+                out.body["path"] = json!(path);
+            }
+            Error::Unavailable { .. } | Error::Store { .. } => out.body["kind"] = json!("unavailable"),
+            _ => {}
+        }
+        out
     }
 }
 

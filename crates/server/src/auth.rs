@@ -224,7 +224,7 @@ pub fn save(sys: &Repo, rec: &TokenRecord) -> Result<()> {
 
 pub fn load(sys: &Repo, id: &str) -> Result<TokenRecord> {
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::NotFound(format!("token {id}")));
+        return Err(Error::not_found(format!("token {id}")));
     }
     let bytes = sys.read_sealed(Kind::System, &path(id))?;
     serde_json::from_slice(&bytes).map_err(|e| Error::malformed("token record", e.to_string()))

@@ -36,10 +36,10 @@ pub fn save(sys: &Repo, rec: &TenantRecord) -> Result<()> {
 
 pub fn load(sys: &Repo, name: &str) -> Result<TenantRecord> {
     if !mvault_core::tenants::valid_name(name) {
-        return Err(Error::NotFound(format!("tenant {name}")));
+        return Err(Error::not_found(format!("tenant {name}")));
     }
     let bytes = sys.read_sealed(Kind::System, &path(name)).map_err(|e| match e {
-        Error::NotFound(_) => Error::NotFound(format!("tenant {name}")),
+        Error::NotFound { .. } => Error::not_found(format!("tenant {name}")),
         e => e,
     })?;
     serde_json::from_slice(&bytes).map_err(|e| Error::malformed("tenant record", e.to_string()))

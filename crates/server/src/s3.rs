@@ -75,10 +75,14 @@ fn random_id() -> String {
 /// A core error as the S3 error a client can act on.
 fn s3err(e: Error) -> S3Error {
     match e {
-        Error::Store { .. } => s3_error!(ServiceUnavailable, "a store is unavailable: {e}"),
-        // A prune holding the vault, or stores that are away, pass: the client should retry, not give up.
-        Error::Usage(m) if m.starts_with("the vault is locked") || m.contains("no store is up") => {
-            S3Error::with_message(S3ErrorCode::ServiceUnavailable, m)
+        // A prune holding the vault passes: the client should slow down and retry, not give up.
+        Error::Locked { .. } => S3Error::with_message(S3ErrorCode::SlowDown, e.to_string()),
+        // Stores that are away come back: retry later.
+        Error::Store { .. } | Error::Unavailable { .. } => {
+            S3Error::with_message(S3ErrorCode::ServiceUnavailable, e.to_string())
+        }
+        Error::BodyMismatch { .. } | Error::BodyRead { .. } => {
+            S3Error::with_message(S3ErrorCode::IncompleteBody, e.to_string())
         }
         Error::Usage(m) => S3Error::with_message(S3ErrorCode::InvalidRequest, m),
         other => S3Error::with_message(S3ErrorCode::InternalError, other.to_string()),
@@ -534,12 +538,7 @@ fn write_object(
         }
         Err(e) => Err(match over_quota.take() {
             Some(msg) => S3Error::with_message(S3ErrorCode::AccessDenied, msg),
-            None => match e {
-                Error::Usage(m) if m.contains("declared") || m.contains("reading the body") => {
-                    S3Error::with_message(S3ErrorCode::IncompleteBody, m)
-                }
-                other => s3err(other),
-            },
+            None => s3err(e),
         }),
     };
     if max.is_some() {
