@@ -154,6 +154,7 @@ fn quiet_on_closed_stdout() {
 /// of the heap went back to the system and the next one faulted its pages in again (`inspect` decoded FP32
 /// at 0.9-1.0 GB/s, and at 1.7-2.1 GB/s with the heap's free top kept up to 32 MiB).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // one of the workspace's named exceptions
 fn fix_malloc_mmap_threshold() {
     // SAFETY: mallopt only sets allocator parameters; it is called before any other thread exists.
     unsafe {

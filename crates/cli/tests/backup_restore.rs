@@ -1,7 +1,6 @@
 //! End to end through the binary: what goes in comes out exactly, and unchanged data costs nearly nothing.
 
-mod common;
-use common::*;
+use crate::common::*;
 use mvault_core::dircmp;
 
 #[test]

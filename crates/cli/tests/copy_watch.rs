@@ -1,7 +1,6 @@
 //! Offsite copy between vaults, and the checkpoint watcher.
 
-mod common;
-use common::*;
+use crate::common::*;
 use mvault_core::dircmp;
 use std::time::Duration;
 

@@ -1,8 +1,7 @@
 //! A backup killed with SIGKILL at any moment leaves every earlier snapshot restorable and the vault
 //! consistent (at worst some unreferenced packs, which `check` reports as warnings, not errors).
 
-mod common;
-use common::*;
+use crate::common::*;
 use mvault_core::dircmp;
 
 #[test]

@@ -1,8 +1,7 @@
 //! Fault injection on an erasure-coded vault: EC 4+2 over 6 fs stores in 3 failure domains. A lost store is
 //! a removed directory, bit rot is a flipped byte on disk, a crash is SIGKILL.
 
-mod common;
-use common::*;
+use crate::common::*;
 use mvault_core::dircmp;
 use std::path::{Path, PathBuf};
 

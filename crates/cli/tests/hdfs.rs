@@ -3,16 +3,9 @@
 //! middle of a backup and of a restore; a DataNode killed mid-backup; an HA NameNode failover mid-backup; and a
 //! Kerberized cluster with encrypted data transfer. Every outage happens at a named fault point.
 
-mod common;
-#[path = "common/garage.rs"]
-#[allow(dead_code)] // restart: used by the S3 suite
-mod garage;
-#[path = "common/minidfs.rs"]
-mod minidfs;
-
-use common::*;
-use garage::Garage;
-use minidfs::MiniDfs;
+use crate::common::*;
+use crate::common::garage::{self, Garage};
+use crate::common::minidfs::MiniDfs;
 use mvault_core::dircmp;
 use std::path::Path;
 

@@ -1,7 +1,6 @@
 //! Master key rotation, tenant rekey with rewrite, and the disaster-recovery drill.
 
-mod common;
-use common::*;
+use crate::common::*;
 use mvault_core::dircmp;
 
 fn with_pass(vault: &std::path::Path, pass: &str, args: &[&str]) -> std::process::Output {

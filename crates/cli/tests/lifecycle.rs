@@ -1,7 +1,6 @@
 //! Retention, locked snapshots, prune and vault locks.
 
-mod common;
-use common::*;
+use crate::common::*;
 use mvault_core::backup::{self, BackupOptions};
 use mvault_core::crypto::KdfParams;
 use mvault_core::dircmp;

@@ -5,16 +5,18 @@
 //! well under 1 GiB of disk: a CI machine once had less than 4 GiB free and failed writing a dense one.
 //! Every byte still goes through chunking, hashing, compression, encryption and back.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// Exit code and peak RSS of a child, both from the kernel's wait4 (std's own wait would not give the rusage).
 #[allow(clippy::zombie_processes)]
+#[allow(unsafe_code)] // test only: std has no wait with rusage
 fn peak_rss_mib(mut c: std::process::Command) -> (i32, u64) {
     let child = c.stdout(std::process::Stdio::null()).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
+    // SAFETY: rusage is plain integers, for which all-zero bytes are a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own unreaped child; status and ru are live, exclusive out-pointers for the call.
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     assert_eq!(r, pid, "wait4 failed");
     (libc::WEXITSTATUS(status), ru.ru_maxrss as u64 / 1024)

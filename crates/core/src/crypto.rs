@@ -175,6 +175,7 @@ fn argon2_memory(count: usize) -> (Vec<argon2::Block>, usize) {
 /// Ask for `len` bytes at `addr` (huge-page aligned, inside an allocation not yet touched) to be backed by
 /// transparent huge pages. Only advice: if the kernel has none to give, the memory works the same.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // one of the workspace's named exceptions
 fn advise_huge_pages(addr: usize, len: usize) {
     // SAFETY: MADV_HUGEPAGE changes neither the contents nor the mapping of the range, only how the kernel
     // backs it; the range lies inside a live allocation owned by the caller, so no other object is affected.

@@ -1,5 +1,7 @@
 //! Helpers for the end-to-end tests: run the real `mvault` binary against real directories.
-#![allow(dead_code)]
+
+pub mod garage;
+pub mod minidfs;
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
