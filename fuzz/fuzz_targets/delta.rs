@@ -4,9 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mvault_core::delta::{self, Combine};
+use mvault_core::format::delta::{self, Combine};
 use mvault_core::ids::ChunkId;
-use mvault_core::model::FloatKind;
+use mvault_core::format::FloatKind;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 3 {

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mvault_core::format::grouped;
-use mvault_core::model::FloatKind;
+use mvault_core::format::FloatKind;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&len, rest)) = data.split_first() else {

@@ -7,9 +7,9 @@ use mvault_core::backup::{self, BackupOptions};
 use mvault_core::check::{self, ReadData};
 use mvault_core::crypto::KdfParams;
 use mvault_core::format::tree::NodeKind;
-use mvault_core::repo::{InitOptions, Repo};
 use mvault_core::restore::{self, RestoreOptions};
 use mvault_core::{Error, Result};
+use mvault_core::{InitOptions, Repo};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -20,7 +20,7 @@ pub struct InitArgs {
     /// (fs:/dir or a plain path), s3://BUCKET/PREFIX?endpoint=URL&region=R, or hdfs://HOST:PORT/PATH.
     /// --vault is a store too (unless listed here). Stores in one domain can fail together.
     #[arg(long = "store", value_name = "URL[#domain=D,weight=W]")]
-    pub stores: Vec<mvault_core::store::StoreArg>,
+    pub stores: Vec<mvault_core::StoreArg>,
     /// Reed-Solomon: cut each pack into K data and M recovery shards, one per store; any K rebuild it.
     #[arg(long, value_name = "K+M", conflicts_with = "replicas")]
     pub ec: Option<String>,
@@ -66,7 +66,7 @@ pub struct BackupArgs {
     /// Store a changed tensor as a lossless XOR delta against its previous version (same name, dtype and
     /// shape, found in the tenant's recent snapshots) when smaller; a version more than N deltas from a whole
     /// copy is stored whole, so restores never follow a long chain. 0 turns deltas off.
-    #[arg(long, value_name = "N", default_value_t = mvault_core::delta::DEFAULT_MAX_DEPTH)]
+    #[arg(long, value_name = "N", default_value_t = mvault_core::format::delta::DEFAULT_MAX_DEPTH)]
     pub delta_depth: u8,
     /// Take previous tensor versions from this snapshot only (id prefix or `latest`).
     #[arg(long, value_name = "SNAP")]
@@ -213,7 +213,7 @@ fn speed(g: &Global, a: SpeedArgs) -> Result<i32> {
                 .map_err(|e| Error::io("read", p, e))?;
             buf
         }
-        None => mvault_core::model::synth::bf16_bytes(&mvault_core::model::synth::weights_f32(n / 2, 7, 0.02)),
+        None => mvault_core::synth::bf16_bytes(&mvault_core::synth::weights_f32(n / 2, 7, 0.02)),
     };
     let s = mvault_core::speed::measure(&sample, 1.0);
     if g.json {
@@ -265,7 +265,7 @@ fn init(g: &Global, a: InitArgs) -> Result<i32> {
 
 fn parse_lock_until(a: &BackupArgs) -> Result<Option<String>> {
     if let Some(d) = a.lock_for {
-        let t = mvault_core::repo::now() + *d;
+        let t = mvault_core::now() + *d;
         return Ok(Some(humantime::format_rfc3339_seconds(t).to_string()));
     }
     if let Some(s) = &a.lock_until {
@@ -421,7 +421,12 @@ fn ls(g: &Global, a: LsArgs) -> Result<i32> {
 }
 
 /// List a snapshot's tree from any blob source (the vault, or a server).
-pub fn print_ls(g: &Global, src: &dyn restore::BlobSource, root: &mvault_core::ids::ChunkId, a: LsArgs) -> Result<i32> {
+pub fn print_ls(
+    g: &Global,
+    src: &dyn mvault_core::BlobSource,
+    root: &mvault_core::ids::ChunkId,
+    a: LsArgs,
+) -> Result<i32> {
     let entries = restore::list(src, root)?;
     let prefix = a.path.as_deref().map(|p| p.trim_end_matches('/').as_bytes().to_vec());
     let under = |p: &[u8]| match &prefix {
@@ -472,7 +477,7 @@ fn restore(g: &Global, a: RestoreArgs) -> Result<i32> {
 /// Restore a snapshot from any blob source (the vault, or a server), with progress and the same report.
 pub fn restore_from(
     g: &Global,
-    src: &dyn restore::BlobSource,
+    src: &dyn mvault_core::BlobSource,
     id: &mvault_core::ids::SnapshotId,
     snap: &mvault_core::format::snapshot::Snapshot,
     a: RestoreArgs,

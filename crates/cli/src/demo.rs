@@ -6,10 +6,10 @@ use clap::Args;
 use mvault_core::backup::{self, BackupOptions};
 use mvault_core::check::{self, ReadData};
 use mvault_core::model::safetensors::{write_safetensors, Tensor};
-use mvault_core::model::synth::{bf16_bytes, f32_bytes, weights_f32};
-use mvault_core::repo::{InitOptions, Repo};
 use mvault_core::restore::{self, RestoreOptions};
+use mvault_core::synth::{bf16_bytes, f32_bytes, weights_f32};
 use mvault_core::{dircmp, Error, Result};
+use mvault_core::{InitOptions, Repo};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

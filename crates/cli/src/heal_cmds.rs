@@ -5,7 +5,7 @@ use crate::{ui, Global};
 use clap::{Args, Subcommand};
 use mvault_core::durability;
 use mvault_core::heal::{self, HealReport};
-use mvault_core::store::StoreArg;
+use mvault_core::StoreArg;
 use mvault_core::{Error, Result};
 use serde_json::json;
 use std::sync::atomic::Ordering;

@@ -282,7 +282,7 @@ pub fn copy(g: &Global, a: CopyArgs) -> Result<i32> {
             Error::Usage("no passphrase for the target: pass --to-password-file or set MVAULT_TO_PASSWORD".into())
         })?,
     };
-    let mut dst = mvault_core::repo::Repo::open(&a.to, &pw)?;
+    let mut dst = mvault_core::Repo::open(&a.to, &pw)?;
     let progress = mvault_core::copy::Progress::default();
     let pb = ui::bar(None, "{spinner} copying {msg} [{elapsed_precise}]", g.quiet || g.json);
     let r = ui::with_progress(

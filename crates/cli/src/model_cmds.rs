@@ -4,9 +4,9 @@ use crate::ui;
 use crate::Global;
 use clap::Args;
 use mvault_core::diff::{self, TensorStatus};
-use mvault_core::error::Result;
 use mvault_core::format::config::ChunkerParams;
 use mvault_core::inspect;
+use mvault_core::Result;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -92,7 +92,7 @@ pub fn diff(g: &Global, a: DiffArgs) -> Result<i32> {
 /// Compare two snapshots read from any blob source (the vault, or a server) and print the report.
 pub fn print_diff(
     g: &Global,
-    repo: &dyn mvault_core::restore::BlobSource,
+    repo: &dyn mvault_core::BlobSource,
     sa: &mvault_core::format::snapshot::Snapshot,
     sb: &mvault_core::format::snapshot::Snapshot,
     a: DiffArgs,

@@ -10,9 +10,9 @@ use mvault_core::format::config::ChunkerParams;
 use mvault_core::format::pack::BlobType;
 use mvault_core::format::snapshot::{Snapshot, Summary};
 use mvault_core::format::tree::{self, Node, NodeKind};
+use mvault_core::format::FloatKind;
 use mvault_core::ids::ChunkId;
-use mvault_core::model::FloatKind;
-use mvault_core::restore::BlobSource;
+use mvault_core::BlobSource;
 use mvault_core::{Error, Result};
 use mvault_server::frames;
 use serde_json::{json, Value};
@@ -371,7 +371,7 @@ pub fn backup(
     let snap = Snapshot {
         version: 1,
         time: String::new(),
-        host: host.unwrap_or_else(mvault_core::repo::hostname),
+        host: host.unwrap_or_else(mvault_core::hostname),
         tags: tags.to_vec(),
         paths: abs,
         tree: root.to_hex(),

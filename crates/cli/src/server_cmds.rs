@@ -181,13 +181,13 @@ fn print_list(g: &Global, v: &Value) {
 }
 
 /// A local admin action goes into the audit log too, as a chain of its own.
-fn audit_local_action(sys: &mvault_core::repo::Repo, action: &str, target: &str, tenant: Option<&str>) -> Result<()> {
+fn audit_local_action(sys: &mvault_core::Repo, action: &str, target: &str, tenant: Option<&str>) -> Result<()> {
     let chain = audit::Chain::new("cli");
     chain.append(audit::Record {
         action: action.into(),
         target: target.into(),
         tenant: tenant.map(str::to_string),
-        client: format!("cli@{}", mvault_core::repo::hostname()),
+        client: format!("cli@{}", mvault_core::hostname()),
         result: 0,
         ..Default::default()
     });
@@ -463,7 +463,7 @@ pub fn snapshot_bucket_local(g: &Global, a: SnapshotBucketArgs) -> Result<i32> {
     let repo = base.for_tenant(&a.tenant)?;
     let _lock = repo.lock(false, "snapshot-bucket", &|m| eprintln!("mvault: {m}"))?;
     let state = mvault_core::buckets::load(&repo)?;
-    let (_, made, _) = mvault_core::buckets::snapshot_bucket(&repo, &state, &a.bucket, &a.tags)?;
+    let (_, made, _) = mvault_core::snapshot_bucket(&repo, &state, &a.bucket, &a.tags)?;
     print_bucket_snapshot(g, &json!(made));
     Ok(0)
 }

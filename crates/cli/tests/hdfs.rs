@@ -3,9 +3,9 @@
 //! middle of a backup and of a restore; a DataNode killed mid-backup; an HA NameNode failover mid-backup; and a
 //! Kerberized cluster with encrypted data transfer. Every outage happens at a named fault point.
 
-use crate::common::*;
 use crate::common::garage::{self, Garage};
 use crate::common::minidfs::MiniDfs;
+use crate::common::*;
 use mvault_core::dircmp;
 use std::path::Path;
 

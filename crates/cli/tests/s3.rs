@@ -1,9 +1,8 @@
 //! ModelVault over a real S3 server: erasure coding across several Garage processes and fs stores, with a
 //! Garage process killed in the middle of a backup and in the middle of a restore.
 
-
-use crate::common::*;
 use crate::common::garage::{self, Garage};
+use crate::common::*;
 use mvault_core::dircmp;
 use std::path::Path;
 

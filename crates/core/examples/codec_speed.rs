@@ -5,8 +5,8 @@
 //!
 //! `mvault inspect` reports the same codec per tensor piece with its allocations; this isolates the coder.
 
+use mvault_core::format::FloatKind;
 use mvault_core::format::{grouped, huffman, rans};
-use mvault_core::model::FloatKind;
 use std::time::Instant;
 
 fn main() {

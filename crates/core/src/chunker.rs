@@ -3,7 +3,8 @@
 //! buffer is held, whatever the file size.
 
 use crate::format::config::ChunkerParams;
-use crate::model::{FloatKind, Layout};
+use crate::format::FloatKind;
+use crate::model::Layout;
 use std::io::Read;
 
 pub struct Chunker<R: Read> {
@@ -314,7 +315,7 @@ mod tests {
     #[test]
     fn chunks_reassemble_and_boundaries_resync_after_an_edit() {
         let p = ChunkerParams { min: 4096, avg: 16384, max: 65536 };
-        let data = crate::model::synth::random_bytes(1 << 20, 12345);
+        let data = crate::synth::random_bytes(1 << 20, 12345);
         let a: Vec<Vec<u8>> = Chunker::new(&data[..], p).map(|c| c.unwrap()).collect();
         assert_eq!(a.concat(), data);
         assert!(a.iter().all(|c| c.len() <= 65536));

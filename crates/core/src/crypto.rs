@@ -8,19 +8,14 @@
 use crate::error::{Error, Result};
 use crate::ids::ChunkId;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
-use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 pub const TAG_LEN: usize = 16;
 pub const NONCE_LEN: usize = 12;
 
-pub fn fill_random(buf: &mut [u8]) {
-    SystemRandom::new().fill(buf).expect("the operating system's random number generator failed");
-}
-
 pub fn random32() -> [u8; 32] {
     let mut b = [0u8; 32];
-    fill_random(&mut b);
+    crate::random::fill_random(&mut b);
     b
 }
 

@@ -12,7 +12,7 @@ macro_rules! id_type {
             pub const LEN: usize = $len;
             pub fn random() -> Self {
                 let mut b = [0u8; $len];
-                crate::crypto::fill_random(&mut b);
+                crate::random::fill_random(&mut b);
                 $name(b)
             }
             pub fn to_hex(&self) -> String {

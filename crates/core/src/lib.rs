@@ -1,38 +1,41 @@
 //! ModelVault core: everything below the CLI and the server. See docs/ARCHITECTURE.md for the layers and
 //! docs/FORMAT.md for the bytes.
+//!
+//! The layers, lowest first; a module imports only from its own layer or below:
+//! 1. leaves: `error`, `random`, `ids`, `crypto`, `fault`, `durability`, `synth` (test and demo data);
+//! 2. `format/` (the bytes of docs/FORMAT.md and the codecs) and `model/` (model-file parsers);
+//! 3. `chunker`, `redundancy`, `speed`;
+//! 4. `store/` (the `Store` trait; fs, OpenDAL and HDFS stores);
+//! 5. `repo/` (the `Repo` type: open, metadata, index, packs, locks, tenants, bucket log, heal);
+//! 6. `ops/` (backup, restore, check, prune, ... one module per operation);
+//! 7. `objects/` (S3 objects stored as backups store files, and bucket snapshots).
+//!
+//! The vocabulary modules (ids, keys, formats, model files, objects) are public whole; the engine's
+//! (`store`, `repo`, `ops`) are `pub(crate)`, and what the CLI and the server may use of them is the one
+//! `pub use` list below.
 
-pub mod backup;
-pub mod buckets;
-pub mod check;
-pub mod chunker;
-pub mod copy;
+pub(crate) mod chunker;
 pub mod crypto;
-pub mod delta;
-pub mod diff;
-pub mod dircmp;
-pub mod drill;
 pub mod durability;
-pub mod error;
-pub mod fault;
+pub(crate) mod error;
+pub(crate) mod fault;
 pub mod format;
-pub mod hdfs;
-pub mod heal;
 pub mod ids;
-pub mod ingest;
-pub mod inspect;
-pub mod locks;
 pub mod model;
 pub mod objects;
-pub mod packio;
-pub mod prune;
-pub mod redundancy;
-pub mod remote;
-pub mod repo;
-pub mod restore;
-pub mod retention;
-pub mod rotate;
+pub(crate) mod ops;
+pub mod random;
+pub(crate) mod redundancy;
+pub(crate) mod repo;
 pub mod speed;
-pub mod store;
-pub mod tenants;
+pub(crate) mod store;
+pub mod synth;
 
 pub use error::{Error, Result};
+// The repository layer: the vault, its stores, its metadata.
+pub use repo::{buckets, heal, hostname, now, tenants, BlobSource, InitOptions, Repo, SnapshotList, DEFAULT_TENANT};
+pub use store::StoreArg;
+// One module per operation.
+pub use ops::{backup, catalog, check, copy, diff, dircmp, drill, ingest, inspect, prune, restore, retention};
+// S3 objects.
+pub use objects::snapshot::{snapshot_bucket, BucketSnapshot};

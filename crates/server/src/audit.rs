@@ -10,7 +10,7 @@
 //! binds each segment to its path; within one, seq and `prev` must follow), and a truncated tail (the head).
 
 use mvault_core::format::object::Kind;
-use mvault_core::repo::Repo;
+use mvault_core::Repo;
 use mvault_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -70,7 +70,7 @@ impl Chain {
     /// A new chain (each server run and each CLI admin command starts one).
     pub fn new(prefix: &str) -> Chain {
         let mut r = [0u8; 6];
-        mvault_core::crypto::fill_random(&mut r);
+        mvault_core::random::fill_random(&mut r);
         Chain {
             name: format!("{prefix}-{}", hex::encode(r)),
             state: Mutex::new(State { next_seq: 0, prev: GENESIS.into(), pending: Vec::new() }),
@@ -223,7 +223,7 @@ pub fn verify(sys: &Repo) -> Result<VerifyReport> {
 mod tests {
     use super::*;
     use mvault_core::crypto::KdfParams;
-    use mvault_core::repo::InitOptions;
+    use mvault_core::InitOptions;
 
     fn sys(d: &tempfile::TempDir) -> Repo {
         let opts = InitOptions { kdf: KdfParams { m_kib: 64, t: 1, p: 1 }, ..Default::default() };

@@ -4,9 +4,9 @@
 //! token is shown once, when it is made; the vault keeps only the BLAKE3 hash of the secret, in a record
 //! sealed by the system tenant under `system/tokens/<id>`, and compares hashes in constant time.
 
-use mvault_core::crypto::fill_random;
 use mvault_core::format::object::Kind;
-use mvault_core::repo::Repo;
+use mvault_core::random::fill_random;
+use mvault_core::Repo;
 use mvault_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;

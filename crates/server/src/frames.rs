@@ -3,9 +3,9 @@
 //! Client and server share this module, so the format has one definition.
 
 use mvault_core::format::pack::BlobType;
+use mvault_core::format::FloatKind;
 use mvault_core::ids::ChunkId;
 use mvault_core::ingest::Incoming;
-use mvault_core::model::FloatKind;
 use mvault_core::{Error, Result};
 
 const FRAME_HEADER: usize = 1 + 1 + 32 + 4;

@@ -16,7 +16,7 @@ pub mod s3;
 pub mod schedule;
 pub mod tls;
 
-use mvault_core::repo::Repo;
+use mvault_core::Repo;
 use mvault_core::{Error, Result};
 use std::collections::HashMap;
 use std::net::SocketAddr;

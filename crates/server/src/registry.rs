@@ -2,7 +2,7 @@
 //! with its quotas and rate limits. A tenant's keys live apart, under `tenants/<name>/keys/` (core).
 
 use mvault_core::format::object::Kind;
-use mvault_core::repo::Repo;
+use mvault_core::Repo;
 use mvault_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 

@@ -68,7 +68,7 @@ fn timestamp(ms: u64) -> Timestamp {
 
 fn random_id() -> String {
     let mut b = [0u8; 8];
-    mvault_core::crypto::fill_random(&mut b);
+    mvault_core::random::fill_random(&mut b);
     hex::encode(b)
 }
 
@@ -239,7 +239,7 @@ impl Gateway {
 
 impl Tenant {
     /// Run `f` on the tenant's bucket state (loaded from the stores on first use), under its lock.
-    fn buckets<R>(&self, f: impl FnOnce(&mut State, &mvault_core::repo::Repo) -> S3Result<R>) -> S3Result<R> {
+    fn buckets<R>(&self, f: impl FnOnce(&mut State, &mvault_core::Repo) -> S3Result<R>) -> S3Result<R> {
         // A panic elsewhere must not take the tenant's buckets down with it: the state is only changed after
         // its record is written, so what a poisoned lock holds is still consistent.
         let mut st = self.s3.lock().unwrap_or_else(|p| p.into_inner());
@@ -277,13 +277,13 @@ impl Tenant {
     }
 
     /// Freeze a bucket as a snapshot (`snapshot-bucket`, the API and the scheduler).
-    pub fn snapshot_bucket(&self, bucket: &str, tags: &[String]) -> mvault_core::Result<buckets::BucketSnapshot> {
+    pub fn snapshot_bucket(&self, bucket: &str, tags: &[String]) -> mvault_core::Result<mvault_core::BucketSnapshot> {
         let state = {
             let r = self.buckets(|st, _| Ok(st.clone()));
             r.map_err(|e| Error::Usage(e.message().unwrap_or_default().to_string()))?
         };
         let (_, made, entries) =
-            buckets::snapshot_bucket(&self.repo.read().expect("tenant repo"), &state, bucket, tags)?;
+            mvault_core::snapshot_bucket(&self.repo.read().expect("tenant repo"), &state, bucket, tags)?;
         self.repo.write().expect("tenant repo").remember_index(entries);
         Ok(made)
     }
@@ -1317,7 +1317,7 @@ fn upload_of<'a>(st: &'a State, bucket: &str, upload: &str, key: &str) -> S3Resu
 /// Delete a key (a delete marker becomes its current version) or one version of it for good.
 fn delete_one(
     st: &mut State,
-    repo: &mvault_core::repo::Repo,
+    repo: &mvault_core::Repo,
     bucket: &str,
     key: &str,
     version: Option<&str>,

@@ -288,7 +288,7 @@ impl App {
                     let (to, pwf) = (job.to.as_deref().unwrap_or_default(), job.to_password_file.as_deref());
                     let pw = std::fs::read_to_string(pwf.unwrap_or(std::path::Path::new("")))
                         .map_err(|e| Error::Usage(format!("copy job: password file: {e}")))?;
-                    let mut dst = mvault_core::repo::Repo::open(to, pw.lines().next().unwrap_or_default().as_bytes())?;
+                    let mut dst = mvault_core::Repo::open(to, pw.lines().next().unwrap_or_default().as_bytes())?;
                     let r = mvault_core::copy::copy(&repo, &mut dst, &[], &Default::default(), &quiet)?;
                     parts.push(format!("{name}: {} snapshots copied to {to}", r.copied.len()));
                 }
@@ -345,7 +345,7 @@ mod tests {
     use mvault_core::format::snapshot::Snapshot;
     use mvault_core::format::tree::{self, Node, NodeKind};
     use mvault_core::ingest::{self, Incoming};
-    use mvault_core::repo::{InitOptions, Repo};
+    use mvault_core::{InitOptions, Repo};
 
     fn vault(path: &std::path::Path) -> Repo {
         let opts = InitOptions { kdf: KdfParams { m_kib: 64, t: 1, p: 1 }, ..Default::default() };

@@ -14,7 +14,7 @@
 
 use super::{huffman, rans};
 use crate::error::{Error, Result};
-use crate::model::FloatKind;
+use crate::format::FloatKind;
 
 fn transform_id(k: FloatKind) -> u8 {
     match k {
@@ -252,7 +252,7 @@ pub fn entropy_bound(kind: FloatKind, hist: &[u64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::synth::{bf16_bytes, f32_bytes, weights_f32};
+    use crate::synth::{bf16_bytes, f32_bytes, weights_f32};
     use proptest::prelude::*;
 
     fn f16_bytes(v: &[f32]) -> Vec<u8> {

@@ -1,8 +1,9 @@
 //! Key files `keys/<id>`: JSON around a master key wrapped by a passphrase-derived KEK.
 
-use crate::crypto::{fill_random, KdfParams, SecretKey, NONCE_LEN};
+use crate::crypto::{KdfParams, SecretKey, NONCE_LEN};
 use crate::error::{Error, Result};
 use crate::ids::{ObjectId, VaultId};
+use crate::random::fill_random;
 use serde::{Deserialize, Serialize};
 
 const MAGIC: &str = "mvault-key";

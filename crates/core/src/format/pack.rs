@@ -3,8 +3,8 @@
 use super::wire::{Reader, Writer};
 use crate::crypto::{counter_nonce, AeadKey, TenantKeys, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
+use crate::format::FloatKind;
 use crate::ids::{ChunkId, PackId, VaultId};
-use crate::model::FloatKind;
 
 const MAGIC: &[u8; 4] = b"MVPK";
 const TABLE_MAGIC: &[u8; 4] = b"MVBT";

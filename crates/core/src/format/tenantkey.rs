@@ -4,9 +4,10 @@
 //! rekey keeps deduplication working; deleting every version shreds both.
 
 use super::wire::{Reader, Writer};
-use crate::crypto::{fill_random, SecretKey, NONCE_LEN, TAG_LEN};
+use crate::crypto::{SecretKey, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::ids::VaultId;
+use crate::random::fill_random;
 
 const MAGIC: &[u8; 4] = b"MVTK";
 pub const LEN: usize = 5 + 4 + NONCE_LEN + 64 + TAG_LEN;

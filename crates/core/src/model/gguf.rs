@@ -3,8 +3,9 @@
 //! at the next multiple of `general.alignment` (default 32), each tensor at an aligned offset within it.
 //! Everything is little-endian; strings are a u64 length and UTF-8 bytes.
 
-use super::{FloatKind, Format, Layout, Source, TensorInfo};
+use super::{Format, Layout, Source, TensorInfo};
 use crate::error::{Error, Result};
+use crate::format::FloatKind;
 
 pub const MAGIC: &[u8] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;

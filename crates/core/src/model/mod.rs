@@ -9,34 +9,10 @@
 pub mod gguf;
 pub mod ptzip;
 pub mod safetensors;
-pub mod synth;
 
 use crate::error::{Error, Result};
+use crate::format::FloatKind;
 use std::path::Path;
-
-/// Floating-point element layouts the byte-grouped codec understands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FloatKind {
-    Bf16,
-    F16,
-    F32,
-}
-
-impl FloatKind {
-    pub fn size(self) -> usize {
-        match self {
-            FloatKind::Bf16 | FloatKind::F16 => 2,
-            FloatKind::F32 => 4,
-        }
-    }
-    /// Bits of exponent in one element.
-    pub fn exponent_bits(self) -> u32 {
-        match self {
-            FloatKind::Bf16 | FloatKind::F32 => 8,
-            FloatKind::F16 => 5,
-        }
-    }
-}
 
 /// One tensor of a parsed model file.
 #[derive(Clone, Debug, PartialEq, Eq)]

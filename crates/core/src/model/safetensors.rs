@@ -2,8 +2,9 @@
 //! relative to the data section; optional `__metadata__` of string values), then the tensor data. The writer
 //! pads the JSON with spaces to a multiple of 8, as the reference implementation does.
 
-use super::{read_range, FloatKind, Format, Layout, Source, TensorInfo};
+use super::{read_range, Format, Layout, Source, TensorInfo};
 use crate::error::{Error, Result};
+use crate::format::FloatKind;
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -146,7 +147,7 @@ pub fn write_safetensors(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::synth::{bf16_bytes, f32_bytes, weights_f32};
+    use crate::synth::{bf16_bytes, f32_bytes, weights_f32};
     use proptest::prelude::*;
 
     fn file(tensors: &[Tensor]) -> Vec<u8> {

@@ -149,7 +149,7 @@ impl Repo {
         }
         let referenced: BTreeSet<PackId> = keep.values().map(|l| l.pack).collect();
         let to_repack: Vec<PackId> = old_packs.intersection(&referenced).copied().collect();
-        crate::prune::repack_blobs(self, &to_repack, &mut keep)?;
+        crate::ops::prune::repack_blobs(self, &to_repack, &mut keep)?;
         report.packs_rewritten = to_repack.len() as u64;
         // One index under the new version, then the old index files and packs go (prune's order).
         let index_names = self.index_names()?;
@@ -161,7 +161,7 @@ impl Repo {
         }
         for p in &old_packs {
             for (shard, store, _) in inventory.get(p).into_iter().flatten() {
-                self.stores()[*store].delete(&crate::packio::pack_path(&self.tenant, p, *shard))?;
+                self.stores()[*store].delete(&crate::repo::packs::pack_path(&self.tenant, p, *shard))?;
             }
         }
         // Snapshots: re-sealed in place under the new version.
@@ -175,7 +175,7 @@ impl Repo {
                 report.snapshots_rewritten += 1;
             }
         }
-        report.bucket_records_rewritten = crate::buckets::reseal(self)?;
+        report.bucket_records_rewritten = crate::repo::buckets::reseal(self)?;
         // Old versions are deleted only when nothing uses them any more.
         let mut in_use: BTreeSet<u32> = BTreeSet::new();
         for p in self.list_packs()? {

@@ -7,10 +7,11 @@
 
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
+use crate::format::FloatKind;
 use crate::ids::ChunkId;
-use crate::model::{self, Detected, FloatKind, Layout, Source, TensorInfo};
-use crate::restore;
-use crate::restore::BlobSource;
+use crate::model::{self, Detected, Layout, Source, TensorInfo};
+use crate::ops::restore;
+use crate::repo::BlobSource;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};

@@ -1,6 +1,15 @@
 //! The repository layer: opens a vault (config, key files, tenant keys, index) and reads and writes its
 //! objects: packs as shards on their placed stores, metadata objects on every store.
 
+mod blobs;
+pub mod buckets;
+pub mod heal;
+pub mod locks;
+pub mod packs;
+pub mod tenants;
+
+pub use blobs::BlobSource;
+
 use crate::crypto::{KdfParams, SecretKey, TenantKeys};
 use crate::error::{Error, Result};
 use crate::format::config::{ChunkerParams, Config, Redundancy, StoreSpec, FORMAT_VERSION};
@@ -57,9 +66,10 @@ pub struct Repo {
     index: HashMap<ChunkId, Location>,
     /// Index files that could not be read; their chunks are treated as absent (a backup re-stores them).
     pub index_errors: Vec<Error>,
-    pub(crate) packs: crate::packio::PackCache,
-    /// Stores that failed an operation in this session: they count as down until the command ends.
-    pub(crate) down: Mutex<std::collections::HashSet<usize>>,
+    pub(crate) packs: crate::repo::packs::PackCache,
+    /// Stores that failed an operation in this session, with the failure that took each down: they count as
+    /// down until the command ends, and a later refusal to use one says why.
+    pub(crate) down: Mutex<HashMap<usize, String>>,
 }
 
 fn user_and_host() -> (String, String) {
@@ -88,8 +98,6 @@ pub fn now_rfc3339() -> String {
 
 /// Snapshots with their ids, oldest first.
 pub type SnapshotList = Vec<(SnapshotId, Snapshot)>;
-
-pub use crate::packio::pack_path;
 
 impl Repo {
     /// Make a new vault at `location` (and any extra stores), protected by `passphrase`.
@@ -246,7 +254,7 @@ impl Repo {
                     "store {w} is the one given with --vault; open from a store that is not excluded"
                 )));
             }
-            repo.down.lock().expect("down set").insert(i);
+            repo.down.lock().expect("down set").insert(i, "left out (drill --without-store)".into());
         }
         repo.load_tenant_keys()?;
         repo.load_index()?;
@@ -405,13 +413,18 @@ impl Repo {
 
     /// A store that failed with anything but "no such object" is down for the rest of this command.
     pub(crate) fn note_failure(&self, store: usize, e: &Error) {
-        if matches!(e, Error::Store { .. }) {
-            self.down.lock().expect("down set").insert(store);
+        if let Error::Store { source, .. } = e {
+            self.down.lock().expect("down set").entry(store).or_insert_with(|| source.to_string());
         }
     }
 
     pub fn is_down(&self, store: usize) -> bool {
-        self.down.lock().expect("down set").contains(&store)
+        self.down.lock().expect("down set").contains_key(&store)
+    }
+
+    /// Why a store is down ("" if it is not): the first failure this session saw on it.
+    pub(crate) fn down_reason(&self, store: usize) -> String {
+        self.down.lock().expect("down set").get(&store).cloned().unwrap_or_default()
     }
 
     pub(crate) fn open_object(&self, kind: Kind, path: &str, bytes: &[u8]) -> Result<Vec<u8>> {
@@ -604,7 +617,7 @@ impl Repo {
                         Ok((_, copy)) => copy.object().to_vec(),
                         Err(_) => self.rebuild_shard(pack, shard)?,
                     };
-                    self.stores[target].put(&crate::packio::pack_path(&self.tenant, pack, shard), &obj)?;
+                    self.stores[target].put(&crate::repo::packs::pack_path(&self.tenant, pack, shard), &obj)?;
                     moved += 1;
                 }
             }

@@ -6,13 +6,13 @@
 //! A batch is durable when `store` returns: packs first, then one index file naming them, so a broken
 //! connection loses at most the batch in flight and a retry re-sends only what is still missing.
 
-use crate::backup::{FullPack, Packing};
 use crate::error::{Error, Result};
 use crate::format::pack::{self, BlobType, Codec};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{self, NodeKind};
+use crate::format::FloatKind;
 use crate::ids::{ChunkId, SnapshotId};
-use crate::model::FloatKind;
+use crate::ops::backup::{FullPack, Packing};
 use crate::repo::Repo;
 use std::collections::HashSet;
 

@@ -61,7 +61,12 @@ struct Meter {
 
 impl Meter {
     /// Encode one piece as backup would, check it decodes to the same bytes, and count it.
-    fn piece(&mut self, data: &[u8], float: Option<model::FloatKind>, t: Option<&mut TensorReport>) -> Result<u64> {
+    fn piece(
+        &mut self,
+        data: &[u8],
+        float: Option<crate::format::FloatKind>,
+        t: Option<&mut TensorReport>,
+    ) -> Result<u64> {
         let start = Instant::now();
         let (codec, enc) = pack::encode_as(data, LEVEL, float);
         self.encode += start.elapsed().as_secs_f64();
@@ -161,7 +166,7 @@ pub fn inspect(path: &Path, params: ChunkerParams) -> Result<Inspection> {
 mod tests {
     use super::*;
     use crate::model::safetensors::{write_safetensors, Tensor};
-    use crate::model::synth::{bf16_bytes, weights_f32};
+    use crate::synth::{bf16_bytes, weights_f32};
     use std::collections::BTreeMap;
 
     #[test]

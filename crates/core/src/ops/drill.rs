@@ -3,8 +3,8 @@
 //! byte against its keyed hash, and timing it.
 
 use crate::error::{Error, Result};
+use crate::ops::restore::{self, RestoreOptions};
 use crate::repo::Repo;
-use crate::restore::{self, RestoreOptions};
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -62,7 +62,7 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
             Err(e) => r.errors.push(format!("snapshot {sid}: {e}")),
         }
     }
-    match crate::buckets::load(repo) {
+    match crate::repo::buckets::load(repo) {
         Ok(state) => {
             for (name, b) in &state.buckets {
                 for (key, v) in b.objects.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k, v))) {
@@ -253,10 +253,10 @@ mod tests {
         let src = d.path().join("data");
         std::fs::create_dir_all(&src).unwrap();
         for i in 0..12 {
-            std::fs::write(src.join(format!("f{i}")), crate::model::synth::random_bytes(50_000, i)).unwrap();
+            std::fs::write(src.join(format!("f{i}")), crate::synth::random_bytes(50_000, i)).unwrap();
         }
-        let b = crate::backup::BackupOptions { paths: vec![src], ..Default::default() };
-        crate::backup::backup(&mut repo, &b, &Default::default(), &|_| {}).unwrap();
+        let b = crate::ops::backup::BackupOptions { paths: vec![src], ..Default::default() };
+        crate::ops::backup::backup(&mut repo, &b, &Default::default(), &|_| {}).unwrap();
         let packs: Vec<PackId> = repo.list_packs().unwrap().into_iter().collect();
         assert!(packs.len() >= 6, "{} packs", packs.len());
         let clean = check(&repo, ReadData::All, &Progress::default()).unwrap();

@@ -9,8 +9,8 @@
 //! header and BLAKE3 hash verify, rebuilds the pack from any `k` of them and keeps it in a small cache.
 
 use crate::crypto::AeadKey;
-use crate::delta;
 use crate::error::{Error, Result};
+use crate::format::delta;
 use crate::format::index::Location;
 use crate::format::pack::{self, BlobContext, BlobEntry, Codec};
 use crate::format::shard::{self, ShardHeader};
@@ -157,7 +157,7 @@ impl Repo {
                                 store: self.stores[store].url().to_string(),
                                 op: "put",
                                 path: pack_path(&self.tenant, id, shard),
-                                source: std::io::Error::other("store is down"),
+                                source: std::io::Error::other(format!("store is down: {}", self.down_reason(store))),
                             });
                         }
                         let header = ShardHeader::new(*id, shard as u8, r.k, r.m, bytes.len() as u64, payload);

@@ -3,7 +3,7 @@
 //! bits, so their XOR is mostly zero bits, which the byte-grouped codec shrinks far below the weight itself.
 //!
 //! A piece of a tensor is stored as its XOR with the same piece of the newest tensor of the same name, dtype
-//! and shape that the tenant already stored (the catalog below finds it, whatever file or snapshot it came
+//! and shape that the tenant already stored (`ops::catalog` finds it, whatever file or snapshot it came
 //! from), when that is smaller than storing it whole. The ChunkId stays the hash of the piece itself, so dedup,
 //! verification and restore see ordinary chunks. Chains are bounded: a delta against a delta is one level
 //! deeper, and past the configured depth the piece is stored whole, so a read never follows more than that
@@ -12,21 +12,13 @@
 //! Encoded form: `u8 depth (>= 1) | ChunkId base | u8 inner codec (0 none, 1 zstd, 2 grouped) | inner bytes`,
 //! where the inner codec decodes to `piece XOR base` (same length).
 
-use crate::diff::VaultFile;
 use crate::error::{Error, Result};
 use crate::format::pack::{self, Codec};
-use crate::format::tree::NodeKind;
-use crate::ids::{ChunkId, SnapshotId};
-use crate::model::{self, Detected, FloatKind};
-use crate::repo::Repo;
-use crate::restore;
-use std::collections::HashMap;
-use std::path::Path;
+use crate::format::FloatKind;
+use crate::ids::ChunkId;
 
 /// Default bound on chain length: every 4th version of a tensor is stored whole.
 pub const DEFAULT_MAX_DEPTH: u8 = 4;
-/// How many recent snapshots the catalog looks through.
-const CATALOG_SNAPSHOTS: usize = 8;
 const HEADER: usize = 1 + 32 + 1;
 
 #[derive(Debug)]
@@ -225,88 +217,10 @@ pub fn decode(header: &Header, body: &[u8], base_plain: &[u8], raw_length: u32, 
     Ok(x)
 }
 
-/// How deep a stored chunk sits in its delta chain (0 for a whole blob), from the index's base links alone:
-/// no blob is read. `None` if a link is missing from the index or the chain is longer than any writer makes.
-pub fn chain_depth(repo: &Repo, id: &ChunkId) -> Option<u8> {
-    let mut depth = 0u8;
-    let mut loc = repo.lookup(id)?;
-    while let Some(base) = loc.base {
-        depth = depth.checked_add(1)?;
-        loc = repo.lookup(&base)?;
-    }
-    Some(depth)
-}
-
-/// A tensor's identity for finding its previous version.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct TensorKey {
-    pub name: String,
-    pub dtype: String,
-    pub shape: Vec<u64>,
-}
-
-/// The tenant's stored tensors: for each (name, dtype, shape), the chunks of its newest stored version.
-#[derive(Default)]
-pub struct Catalog {
-    tensors: HashMap<TensorKey, Vec<ChunkId>>,
-}
-
-fn is_model_name(p: &str) -> bool {
-    let ext = Path::new(p).extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
-    matches!(ext.as_str(), "safetensors" | "gguf" | "pt" | "pth" | "ckpt" | "bin")
-}
-
-impl Catalog {
-    /// Look through `snapshots` (newest first); the first version of each tensor found wins. Only model files
-    /// whose tensors start and end on chunk boundaries (that is, stored with tensor-aligned chunking) count.
-    /// Only their headers are read.
-    pub fn build(repo: &Repo, snapshots: &[SnapshotId]) -> Result<Catalog> {
-        let mut c = Catalog::default();
-        for id in snapshots {
-            let snap = repo.load_snapshot(id)?;
-            for (path, node) in restore::list(repo, &snap.tree_id()?)? {
-                let path = String::from_utf8_lossy(&path).into_owned();
-                let NodeKind::File { chunks } = &node.kind else { continue };
-                if !is_model_name(&path) || chunks.is_empty() {
-                    continue;
-                }
-                let file = VaultFile::new(repo, chunks)?;
-                let Detected::Model(layout) = model::detect(Path::new(&path), &file) else { continue };
-                for t in layout.tensors.iter().filter(|t| !t.is_empty()) {
-                    let Some(cs) = file.chunks_of(t.start, t.end) else { continue };
-                    let key = TensorKey { name: t.name.clone(), dtype: t.dtype.clone(), shape: t.shape.clone() };
-                    c.tensors.entry(key).or_insert_with(|| cs.iter().map(|x| x.1).collect());
-                }
-            }
-        }
-        Ok(c)
-    }
-
-    /// The newest snapshots of the tenant, any host or path, newest first.
-    pub fn recent(repo: &Repo) -> Result<Vec<SnapshotId>> {
-        let (list, _) = repo.snapshots()?;
-        let mut all: Vec<_> = list.into_iter().collect();
-        all.sort_by(|a, b| b.1.time.cmp(&a.1.time));
-        Ok(all.into_iter().take(CATALOG_SNAPSHOTS).map(|(id, _)| id).collect())
-    }
-
-    pub fn get(&self, key: &TensorKey) -> Option<&[ChunkId]> {
-        self.tensors.get(key).map(Vec::as_slice)
-    }
-
-    pub fn len(&self) -> usize {
-        self.tensors.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tensors.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::synth::{f32_bytes, weights_f32};
+    use crate::synth::{f32_bytes, weights_f32};
 
     #[test]
     fn a_nudged_tensor_stores_far_smaller_as_a_delta() {

@@ -12,8 +12,8 @@
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::ids::ChunkId;
-use crate::packio::KnownBases;
-use crate::repo::Repo;
+use crate::repo::packs::KnownBases;
+use crate::repo::BlobSource;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -21,46 +21,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-
-/// Where restore reads trees and chunks: the vault itself, or a server (the CLI's remote mode).
-pub trait BlobSource: Sync {
-    fn load_tree(&self, id: &ChunkId) -> Result<Vec<Node>>;
-    /// A chunk's plaintext, verified against its id.
-    fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>>;
-    /// `read_blob`, where a delta's base may be taken from `known` if it hashes to the base's id (a source
-    /// that reads no deltas itself ignores it).
-    fn read_blob_knowing(&self, id: &ChunkId, known: KnownBases) -> Result<Vec<u8>> {
-        let _ = known;
-        self.read_blob(id)
-    }
-    /// A chunk's plaintext length, known before it is read (restore writes chunks at their offsets).
-    fn chunk_len(&self, id: &ChunkId) -> Option<u64>;
-    /// What a chunk takes in the vault (after its codec and encryption, before redundancy), for diff.
-    fn stored_len(&self, id: &ChunkId) -> Option<u64>;
-    /// The keyed hash that names chunks (for `verify`).
-    fn chunk_id(&self, data: &[u8]) -> ChunkId;
-}
-
-impl BlobSource for Repo {
-    fn load_tree(&self, id: &ChunkId) -> Result<Vec<Node>> {
-        Repo::load_tree(self, id)
-    }
-    fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
-        Repo::read_blob(self, id)
-    }
-    fn read_blob_knowing(&self, id: &ChunkId, known: KnownBases) -> Result<Vec<u8>> {
-        Repo::read_blob_knowing(self, id, known)
-    }
-    fn chunk_len(&self, id: &ChunkId) -> Option<u64> {
-        self.lookup(id).map(|l| l.raw_length as u64)
-    }
-    fn stored_len(&self, id: &ChunkId) -> Option<u64> {
-        self.lookup(id).map(|l| l.length as u64)
-    }
-    fn chunk_id(&self, data: &[u8]) -> ChunkId {
-        self.current_keys().chunk_id(data)
-    }
-}
 
 #[derive(Default)]
 pub struct RestoreOptions {
@@ -465,8 +425,9 @@ mod tests {
     use super::*;
     use crate::crypto::KdfParams;
     use crate::format::pack::Codec;
-    use crate::model::synth;
     use crate::repo::InitOptions;
+    use crate::repo::Repo;
+    use crate::synth;
     use proptest::prelude::*;
 
     /// A one-tensor safetensors file of F32 weights.
@@ -529,8 +490,8 @@ mod tests {
             let nudge = synth::weights_f32(w.len(), 10 + step, 1e-5);
             w.iter_mut().zip(nudge).for_each(|(a, b)| *a += b);
         }
-        let b = crate::backup::BackupOptions { paths: vec![src.clone()], ..Default::default() };
-        let made = crate::backup::backup(&mut repo, &b, &Default::default(), &|_| {}).unwrap();
+        let b = crate::ops::backup::BackupOptions { paths: vec![src.clone()], ..Default::default() };
+        let made = crate::ops::backup::backup(&mut repo, &b, &Default::default(), &|_| {}).unwrap();
         let deltas: Vec<(ChunkId, ChunkId)> = repo
             .index()
             .iter()
@@ -543,7 +504,7 @@ mod tests {
         let target = d.path().join("out");
         let ropts = RestoreOptions { target: target.clone(), threads: 1, ..Default::default() };
         restore(&offers, &made.snapshot.tree_id().unwrap(), &ropts, &Default::default()).unwrap();
-        let cmp = crate::dircmp::compare(&src, &target.join(src.strip_prefix("/").unwrap())).unwrap();
+        let cmp = crate::ops::dircmp::compare(&src, &target.join(src.strip_prefix("/").unwrap())).unwrap();
         assert_eq!(cmp.files, 3);
         // One thread restores in order, so every delta finds its base in the file written before.
         assert_eq!(offers.good.load(Ordering::Relaxed), deltas.len());

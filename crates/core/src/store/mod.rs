@@ -1,11 +1,15 @@
 //! Stores: the places bytes live. One small trait so the rest of the code does not care whether a store is a
-//! local directory (this module) or an OpenDAL operator over S3, HDFS or memory (`remote.rs`).
+//! local directory (this module), an OpenDAL operator over S3 or memory (`opendal.rs`) or an HDFS file
+//! system (`hdfs.rs`).
 //!
 //! Every `put` is atomic: the object is there whole or not at all. On `fs:` that is temp file + fsync +
 //! rename + fsync of the directory, so a SIGKILL or power cut never leaves a half object under its name, and
 //! a pack is durable before the index that names it is written. (OpenDAL's fs service does not sync the
 //! directory after its rename, which is why `fs:` is ours.) A store whose directory is gone is down, not
 //! empty, and writes never recreate it.
+
+pub mod hdfs;
+pub mod opendal;
 
 use crate::error::{Error, Result};
 use std::fs;
@@ -51,13 +55,13 @@ pub trait Store: Send + Sync {
 /// - `memory:NAME`: an in-process store for tests (same name, same objects, within one process).
 pub fn open(url: &str) -> Result<Arc<dyn Store>> {
     if let Some(name) = url.strip_prefix("memory:") {
-        return Ok(Arc::new(crate::remote::memory(name)?));
+        return Ok(Arc::new(crate::store::opendal::memory(name)?));
     }
     if url.starts_with("s3://") {
-        return Ok(Arc::new(crate::remote::open(url)?));
+        return Ok(Arc::new(crate::store::opendal::open(url)?));
     }
     if url.starts_with("hdfs://") {
-        return Ok(Arc::new(crate::hdfs::open(url)?));
+        return Ok(Arc::new(crate::store::hdfs::open(url)?));
     }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(Error::Usage(format!(
@@ -212,7 +216,7 @@ impl Store for FsStore {
         let dir = full.parent().expect("object paths have a parent");
         fs::create_dir_all(dir).map_err(|e| self.err("put", path, e))?;
         let mut suffix = [0u8; 8];
-        crate::crypto::fill_random(&mut suffix);
+        crate::random::fill_random(&mut suffix);
         let tmp = full.with_file_name(format!(
             "{}.tmp-{}",
             full.file_name().and_then(|n| n.to_str()).unwrap_or("obj"),

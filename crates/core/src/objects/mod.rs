@@ -1,7 +1,7 @@
 //! Objects: a stream of bytes stored the way backups store files (model-aware chunking, the float codecs,
 //! dedup within the tenant, encryption into packs, redundancy), named by one tree blob that holds a single
 //! file node. The S3 gateway stores every object and every multipart part this way; the tree id is what its
-//! bucket records keep (buckets.rs), and what `prune` follows to keep the chunks alive.
+//! bucket records keep (`repo::buckets`), and what `prune` follows to keep the chunks alive.
 //!
 //! A body arrives as a stream of unknown content, so the model parsers see its first bytes only: a
 //! safetensors or GGUF header that fits in `HEAD_MAX` is parsed (the object key gives the file name), and
@@ -11,7 +11,8 @@
 //! to the new blobs until the caller records the tree id, so a failure leaves only unreferenced packs that
 //! `prune` removes. Memory stays at one pack plus one chunk whatever the object's size.
 
-use crate::backup::{FullPack, Packing};
+pub mod snapshot;
+
 use crate::chunker::{plain_chunks, Piece, TensorChunker};
 use crate::error::{Error, Result};
 use crate::format::index::Location;
@@ -19,8 +20,9 @@ use crate::format::pack::{self, BlobType};
 use crate::format::tree::{self, Node, NodeKind};
 use crate::ids::ChunkId;
 use crate::model::{self, Detected, Layout, Source};
+use crate::ops::backup::{FullPack, Packing};
+use crate::repo::BlobSource;
 use crate::repo::Repo;
-use crate::restore::BlobSource;
 use crossbeam_channel::bounded;
 use md5::{Digest, Md5};
 use std::collections::HashSet;
@@ -254,7 +256,7 @@ struct Raw {
     t: BlobType,
     id: ChunkId,
     data: Vec<u8>,
-    float: Option<crate::model::FloatKind>,
+    float: Option<crate::format::FloatKind>,
 }
 
 /// A blob on its way to the packer.

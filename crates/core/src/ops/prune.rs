@@ -16,8 +16,8 @@ use crate::format::pack::{self, PackBuilder};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::NodeKind;
 use crate::ids::{ChunkId, PackId, SnapshotId};
+use crate::ops::retention::{self, Decision, Policy};
 use crate::repo::Repo;
-use crate::retention::{self, Decision, Policy};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
 
@@ -184,7 +184,7 @@ fn keep_delta_bases(live: &mut HashSet<ChunkId>, per_pack: &BTreeMap<PackId, Vec
 fn live_set(repo: &Repo, snaps: &[(SnapshotId, Snapshot)]) -> Result<HashSet<ChunkId>> {
     let mut live = HashSet::new();
     let mut stack: Vec<ChunkId> = snaps.iter().map(|(_, s)| s.tree_id()).collect::<Result<_>>()?;
-    stack.extend(crate::buckets::live_trees(repo)?);
+    stack.extend(crate::repo::buckets::live_trees(repo)?);
     while let Some(t) = stack.pop() {
         if !live.insert(t) {
             continue;
@@ -348,7 +348,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, report_stale: &dyn Fn(&str)) -> R
     // 4. Packs nothing references.
     for pack in &doomed {
         for (shard, store, _) in inventory.get(pack).into_iter().flatten() {
-            repo.stores()[*store].delete(&crate::packio::pack_path(&repo.tenant, pack, *shard))?;
+            repo.stores()[*store].delete(&crate::repo::packs::pack_path(&repo.tenant, pack, *shard))?;
         }
         repo.clear_degraded(pack)?;
         crate::fault::point("prune-mid-pack-delete");

@@ -124,7 +124,7 @@ mod tests {
     use super::*;
     use crate::crypto::KdfParams;
     use crate::format::pack::BlobType;
-    use crate::ingest::{self, Incoming};
+    use crate::ops::ingest::{self, Incoming};
     use crate::repo::InitOptions;
 
     fn vault(d: &tempfile::TempDir) -> Repo {

@@ -9,14 +9,16 @@
 //! nothing references.
 
 use crate::chunker::{plain_chunks, Piece, TensorChunker};
-use crate::delta::{self, Catalog, Combine, TensorKey};
 use crate::error::{Error, Result};
+use crate::format::delta::{self, Combine};
 use crate::format::index::Location;
 use crate::format::pack::{self, BlobType, Codec, PackBuilder};
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{self, Node, NodeKind};
+use crate::format::FloatKind;
 use crate::ids::{ChunkId, SnapshotId};
-use crate::model::{self, Detected, FloatKind};
+use crate::model::{self, Detected};
+use crate::ops::catalog::{self, Catalog, TensorKey};
 use crate::repo::Repo;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -300,14 +302,14 @@ impl Walker<'_> {
         }
         let p = *self.catalog().get(key).and_then(|c| c.get(piece))?;
         let len = self.repo.lookup(&p)?.raw_length as usize;
-        Some((Base::Stored(p), len, delta::chain_depth(self.repo, &p)?))
+        Some((Base::Stored(p), len, catalog::chain_depth(self.repo, &p)?))
     }
 
     /// The depth bound of a piece of this backup: its own if it went with a base, else its stored chain's.
     fn depth_of(&self, id: &ChunkId) -> u8 {
         match self.fresh_depth.get(id) {
             Some(&d) => d,
-            None if self.repo.lookup(id).is_some() => delta::chain_depth(self.repo, id).unwrap_or(u8::MAX),
+            None if self.repo.lookup(id).is_some() => catalog::chain_depth(self.repo, id).unwrap_or(u8::MAX),
             None => 0,
         }
     }
@@ -829,7 +831,7 @@ mod tests {
         let (spare_tx, spare_rx) = bounded(1);
         let mut packing = Packing::reusing(&repo, Some(spare_rx));
         let mut fill = |seed: u64| loop {
-            let blob = crate::model::synth::random_bytes(40 << 10, seed);
+            let blob = crate::synth::random_bytes(40 << 10, seed);
             let id = repo.current_keys().chunk_id(&blob);
             if let Some((builder, _)) = packing.add(BlobType::Data, Codec::None, id, &blob, blob.len() as u32, None) {
                 return builder.finish();
@@ -882,7 +884,7 @@ mod tests {
         let (codec, data, b) = keep_delta_or_whole(&zeros, None, Some((vec![1; 6_001], base)));
         assert_eq!((codec, b), (Codec::Zstd, None), "over 60%: the smaller whole encoding wins");
         assert!(data.len() < 100);
-        let noise = crate::model::synth::random_bytes(10_000, 3); // whole: stored raw, 10,000 bytes
+        let noise = crate::synth::random_bytes(10_000, 3); // whole: stored raw, 10,000 bytes
         let (codec, data, b) = keep_delta_or_whole(&noise, None, Some((vec![1; 9_000], base)));
         assert_eq!((codec, data.len(), b), (Codec::Delta, 9_000, Some(base)), "a larger delta smaller than the whole");
         let (codec, data, b) = keep_delta_or_whole(&noise, None, None);
