@@ -1,16 +1,20 @@
 //! `mvault`: the ModelVault command line. Each subcommand is a thin layer over `mvault_core`; this crate
 //! owns argument parsing, passphrases, progress bars and output (human or `--json`).
+//!
+//! Layout: this file holds the argument tree and the one dispatcher (`run`); `cmd/` has one module per
+//! command group, which never imports another group; the modules they share are `args` (argument types and
+//! parsers), `open` (opening the vault), `print` (output), `ui` (progress, passphrases) and `client` (the
+//! HTTPS client of remote mode).
 
-mod commands;
-mod demo;
-mod heal_cmds;
-mod lifecycle_cmds;
-mod model_cmds;
-mod remote;
-mod server_cmds;
+mod args;
+mod client;
+mod cmd;
+mod open;
+mod print;
 mod ui;
 
 use clap::{Args, Parser, Subcommand};
+use mvault_core::Result;
 use std::path::PathBuf;
 
 /// ModelVault keeps AI model artifacts (weights, checkpoints, datasets) in encrypted, deduplicated,
@@ -51,83 +55,83 @@ pub struct Global {
 pub enum Command {
     /// Guided end-to-end run: make a vault in a temporary directory, back up a sample model twice,
     /// restore it, verify every byte and report the space saved.
-    Demo(demo::DemoArgs),
+    Demo(cmd::demo::DemoArgs),
     /// Create a new vault at --vault (plus any --store).
-    Init(commands::InitArgs),
+    Init(cmd::vault::InitArgs),
     /// Back up files and directories into a new snapshot.
     ///
     /// Unchanged files (same size, mtime and inode as in the previous snapshot of the same host and paths)
     /// are not read again; content already in the vault is not stored again.
-    Backup(commands::BackupArgs),
+    Backup(args::BackupArgs),
     /// List snapshots, oldest first.
     Snapshots,
     /// List the files of a snapshot (by id prefix or `latest`), optionally only under PATH.
-    Ls(commands::LsArgs),
+    Ls(args::LsArgs),
     /// What changed between two snapshots: files added, removed and modified, the bytes each stores that
     /// the other does not, and with --tensors every tensor of every model file (max change, share changed).
-    Diff(model_cmds::DiffArgs),
+    Diff(args::DiffArgs),
     /// Show a model file (safetensors, GGUF, PyTorch zip) tensor by tensor: dtype, shape, size, the ratio
     /// ModelVault stores it at and the entropy bound for float tensors, and the codec's speed on one core.
-    Inspect(model_cmds::InspectArgs),
+    Inspect(cmd::model::InspectArgs),
     /// Restore a snapshot under a target directory: a backup of /data/x restores to TARGET/data/x.
-    Restore(commands::RestoreArgs),
+    Restore(args::RestoreArgs),
     /// Verify the vault: structure always; with --read-data every byte of every pack.
-    Check(commands::CheckArgs),
+    Check(cmd::vault::CheckArgs),
     /// Manage the key files (passphrases) that open the vault.
     #[command(subcommand)]
-    Key(commands::KeyCommand),
+    Key(cmd::vault::KeyCommand),
     /// Remove snapshots by id or by a retention policy (locked snapshots are always kept).
     ///
     /// Example: mvault forget --keep-hourly 24 --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --prune
-    Forget(lifecycle_cmds::ForgetArgs),
+    Forget(cmd::lifecycle::ForgetArgs),
     /// Delete data no snapshot needs: unreferenced packs go, mostly-empty packs are repacked.
-    Prune(lifecycle_cmds::PruneArgs),
+    Prune(cmd::lifecycle::PruneArgs),
     /// Tenant keys: `tenant rekey [--rewrite]` starts a new key version for new writes.
     #[command(subcommand)]
-    Tenant(lifecycle_cmds::TenantCommand),
+    Tenant(args::TenantCommand),
     /// Disaster-recovery drill: restore the latest snapshot from the stores alone (minus --without-store),
     /// verify every byte, and report the time to recover.
-    Drill(lifecycle_cmds::DrillArgs),
+    Drill(cmd::lifecycle::DrillArgs),
     /// Copy snapshots to another vault (offsite), re-encrypted under its keys; only missing data is sent.
     ///
     /// The target's passphrase comes from --to-password-file or MVAULT_TO_PASSWORD.
-    Copy(lifecycle_cmds::CopyArgs),
+    Copy(cmd::lifecycle::CopyArgs),
     /// Watch a directory of training checkpoints (DIR/step-N/): back up each new one, once it has settled,
     /// as its own snapshot tagged step=N.
-    Watch(lifecycle_cmds::WatchArgs),
+    Watch(cmd::lifecycle::WatchArgs),
     /// List, add or remove the stores that hold the vault's shards.
     #[command(subcommand)]
-    Store(heal_cmds::StoreCommand),
+    Store(cmd::heal::StoreCommand),
     /// Read every shard on every store and check its hash; --repair rebuilds what is missing or rotten.
-    Scrub(heal_cmds::ScrubArgs),
+    Scrub(cmd::heal::ScrubArgs),
     /// Rebuild shards that are missing (a lost store, a failed write) and copy metadata to every store.
-    Repair(heal_cmds::LimitArgs),
+    Repair(args::ThrottleArgs),
     /// Move shards to the stores placement now picks (after `store add` or `store remove`).
-    Rebalance(heal_cmds::LimitArgs),
+    Rebalance(args::ThrottleArgs),
     /// Each store's health, usage and fill, degraded packs, and the vault's durability.
-    Status(heal_cmds::StatusArgs),
+    Status(cmd::heal::StatusArgs),
     /// How likely is loss: availability and yearly durability of a k+m layout, beside the naive product.
     ///
     /// Without --ec, the vault's own layout and store figures are used (needs --vault).
-    Durability(heal_cmds::DurabilityArgs),
+    Durability(cmd::heal::DurabilityArgs),
     /// Serve the vault over HTTPS to many tenants (see docs/API.md). Stops cleanly on SIGINT or SIGTERM.
     ///
     /// Example: mvault --vault /srv/vault server --listen 127.0.0.1:8443
-    Server(server_cmds::ServerArgs),
+    Server(cmd::server::ServerArgs),
     /// API tokens: `token create --role operator` (locally, with the vault's passphrase) makes the first
     /// one; over a server, an operator makes tenant admins and an admin makes its tenant's tokens.
     #[command(subcommand)]
-    Token(server_cmds::TokenCommand),
+    Token(args::TokenCommand),
     /// The server's audit log: `audit show [--tenant T]` and `audit verify` (finds edits, removals and
     /// reordering).
     #[command(subcommand)]
-    Audit(server_cmds::AuditCommand),
+    Audit(args::AuditCommand),
     /// Freeze an S3 bucket (served by `server --s3-listen`) as a normal snapshot, keys as paths: then
     /// forget, prune, lock, copy, drill and restore apply to it.
-    SnapshotBucket(server_cmds::SnapshotBucketArgs),
+    SnapshotBucket(cmd::server::SnapshotBucketArgs),
     /// This machine's single-core AES-256-GCM, BLAKE3 and zstd speeds on a sample of FILE (or of synthetic
     /// float weights): the raw limits bench/run compares mvault's throughput with.
-    Speed(commands::SpeedArgs),
+    Speed(cmd::vault::SpeedArgs),
 }
 
 /// Rust ignores SIGPIPE, so `mvault ls | head` would panic in println! once the reader goes away. A reader
@@ -166,13 +170,51 @@ fn fix_malloc_mmap_threshold() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn fix_malloc_mmap_threshold() {}
 
+/// The one dispatcher: a server URL as `--vault` sends the command over HTTPS (remote mode), anything else
+/// runs it on the vault here.
+fn run(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    if let Some(url) = g.vault.as_deref().filter(|v| v.starts_with("https://")) {
+        return cmd::remote::run(g, url, cli.command);
+    }
+    match cli.command {
+        Command::Server(a) => cmd::server::server(g, a),
+        Command::Token(c) => cmd::server::token_local(g, c),
+        Command::Audit(c) => cmd::server::audit_local(g, c),
+        Command::SnapshotBucket(a) => cmd::server::snapshot_bucket_local(g, a),
+        Command::Speed(a) => cmd::vault::speed(g, a),
+        Command::Demo(a) => cmd::demo::run(g, a),
+        Command::Init(a) => cmd::vault::init(g, a),
+        Command::Backup(a) => cmd::vault::backup(g, a),
+        Command::Snapshots => cmd::vault::snapshots(g),
+        Command::Ls(a) => cmd::vault::ls(g, a),
+        Command::Diff(a) => cmd::model::diff(g, a),
+        Command::Inspect(a) => cmd::model::inspect(g, a),
+        Command::Restore(a) => cmd::vault::restore(g, a),
+        Command::Check(a) => cmd::vault::check(g, a),
+        Command::Key(k) => cmd::vault::key(g, k),
+        Command::Store(c) => cmd::heal::store(g, c),
+        Command::Forget(a) => cmd::lifecycle::forget(g, a),
+        Command::Tenant(c) => cmd::tenant::tenant(g, c),
+        Command::Drill(a) => cmd::lifecycle::drill(g, a),
+        Command::Copy(a) => cmd::lifecycle::copy(g, a),
+        Command::Watch(a) => cmd::lifecycle::watch(g, a),
+        Command::Prune(a) => cmd::lifecycle::prune(g, a),
+        Command::Scrub(a) => cmd::heal::scrub(g, a),
+        Command::Repair(a) => cmd::heal::repair(g, a),
+        Command::Rebalance(a) => cmd::heal::rebalance(g, a),
+        Command::Status(a) => cmd::heal::status(g, a),
+        Command::Durability(a) => cmd::heal::durability(g, a),
+    }
+}
+
 fn main() {
     fix_malloc_mmap_threshold();
     quiet_on_closed_stdout();
     // One TLS crypto provider for the process (OpenDAL's transport also links aws-lc; ring is used).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let code = match commands::run(cli) {
+    let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("mvault: error: {e}");

@@ -319,7 +319,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, report_stale: &dyn Fn(&str)) -> R
     plan.packs_to_delete = delete.len() as u64;
     plan.packs_to_repack = repack.len() as u64;
     let doomed: BTreeSet<PackId> = delete.iter().chain(repack.iter()).chain(unindexed.iter()).copied().collect();
-    plan.stored_bytes_freed = doomed.iter().filter_map(|p| inventory.get(p)).flatten().map(|c| c.2).sum();
+    plan.stored_bytes_freed = doomed.iter().filter_map(|p| inventory.get(p)).flatten().map(|c| c.size).sum();
     for id in &live {
         if !keep.contains_key(id) {
             return Err(Error::corrupt(
@@ -347,9 +347,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, report_stale: &dyn Fn(&str)) -> R
     crate::fault::point("prune-after-index-delete");
     // 4. Packs nothing references.
     for pack in &doomed {
-        for (shard, store, _) in inventory.get(pack).into_iter().flatten() {
-            repo.stores()[*store].delete(&crate::repo::packs::pack_path(&repo.tenant, pack, *shard))?;
-        }
+        repo.delete_pack(pack, inventory.get(pack).map(Vec::as_slice).unwrap_or(&[]))?;
         repo.clear_degraded(pack)?;
         crate::fault::point("prune-mid-pack-delete");
     }

@@ -160,9 +160,7 @@ impl Repo {
             self.delete_meta(name)?;
         }
         for p in &old_packs {
-            for (shard, store, _) in inventory.get(p).into_iter().flatten() {
-                self.stores()[*store].delete(&crate::repo::packs::pack_path(&self.tenant, p, *shard))?;
-            }
+            self.delete_pack(p, inventory.get(p).map(Vec::as_slice).unwrap_or(&[]))?;
         }
         // Snapshots: re-sealed in place under the new version.
         for id in self.snapshot_ids()? {

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::shard::ShardHeader;
 use crate::ids::PackId;
 use crate::redundancy;
-use crate::repo::packs::{pack_path, Inventory, ShardCopy, ShardStatus};
+use crate::repo::packs::{pack_path, Inventory, ShardAt, ShardCopy, ShardStatus};
 use crate::repo::Repo;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -117,12 +117,12 @@ impl Repo {
         let mut st = ShardStatus::default();
         for shard in 0..self.shard_count() {
             let mut ok = false;
-            for &(s, store, _) in copies.iter().filter(|c| c.0 == shard) {
+            for &ShardCopy { shard: s, store, .. } in copies.iter().filter(|c| c.shard == shard) {
                 r.shards_checked += 1;
                 match self.read_shard(pack, s, store) {
                     Ok(_) => {
                         ok = true;
-                        st.good.push((s, store));
+                        st.good.push(ShardAt { shard: s, store });
                     }
                     Err(e) => {
                         st.corrupt.push((s, store, e.to_string()));
@@ -132,7 +132,7 @@ impl Repo {
             }
             if !ok {
                 st.missing.push(shard);
-                if !copies.iter().any(|c| c.0 == shard) {
+                if !copies.iter().any(|c| c.shard == shard) {
                     r.missing.push(self.problem(pack, shard, None, "on no store that is up".into()));
                 }
             }
@@ -157,7 +157,7 @@ impl Repo {
         if bad.is_empty() {
             return Ok(0);
         }
-        let good_shards: BTreeSet<usize> = st.good.iter().map(|g| g.0).collect();
+        let good_shards: BTreeSet<usize> = st.good.iter().map(|g| g.shard).collect();
         if good_shards.len() < self.k() as usize {
             r.unrecoverable.push(pack.to_hex());
             return Ok(0);
@@ -165,7 +165,7 @@ impl Repo {
         let want: Vec<usize> = bad.iter().copied().collect();
         let (pack_len, rebuilt) = self.rebuild_shards(pack, &want)?;
         let (k, m) = (self.k(), self.config.redundancy.m);
-        let mut holding: BTreeSet<usize> = st.good.iter().map(|g| g.1).collect();
+        let mut holding: BTreeSet<usize> = st.good.iter().map(|g| g.store).collect();
         let mut written = 0;
         for (shard, payload) in &rebuilt {
             let Some(target) = self.repair_target(pack, *shard, &holding) else {
@@ -268,7 +268,7 @@ impl Repo {
         let mut r = self.each_pack(&packs, progress, |pack, r| {
             let copies = inventory.get(pack).map(Vec::as_slice).unwrap_or(&[]);
             let st = self.scrub_pack(pack, copies, r);
-            if st.good.iter().map(|g| g.0).collect::<BTreeSet<_>>().len() < self.k() as usize {
+            if st.good.iter().map(|g| g.shard).collect::<BTreeSet<_>>().len() < self.k() as usize {
                 r.unrecoverable.push(pack.to_hex());
             } else if repair {
                 r.bytes_written += self.repair_pack(pack, &st, r, &throttle)?;
@@ -276,7 +276,7 @@ impl Repo {
                     self.clear_degraded(pack)?;
                 }
             }
-            progress.bytes.fetch_add(copies.iter().map(|c| c.2).sum(), Ordering::Relaxed);
+            progress.bytes.fetch_add(copies.iter().map(|c| c.size).sum(), Ordering::Relaxed);
             Ok(())
         })?;
         r.unrecoverable.dedup();
@@ -297,7 +297,7 @@ impl Repo {
         let throttle = Throttle::new(limit);
         let mut r = self.each_pack(&packs, progress, |pack, r| {
             let copies = inventory.get(pack).map(Vec::as_slice).unwrap_or(&[]);
-            let present: BTreeSet<usize> = copies.iter().map(|c| c.0).collect();
+            let present: BTreeSet<usize> = copies.iter().map(|c| c.shard).collect();
             let missing: Vec<usize> = (0..self.shard_count()).filter(|s| !present.contains(s)).collect();
             if missing.is_empty() {
                 if logged.contains(pack) {
@@ -308,7 +308,11 @@ impl Repo {
             for &s in &missing {
                 r.missing.push(self.problem(pack, s, None, "on no store that is up".into()));
             }
-            let st = ShardStatus { good: copies.iter().map(|c| (c.0, c.1)).collect(), missing, corrupt: vec![] };
+            let st = ShardStatus {
+                good: copies.iter().map(|c| ShardAt { shard: c.shard, store: c.store }).collect(),
+                missing,
+                corrupt: vec![],
+            };
             match self.repair_pack(pack, &st, r, &throttle) {
                 Ok(n) => r.bytes_written += n,
                 // A rotten shard among the ones we relied on: the full scrub sorts it out.
@@ -354,7 +358,7 @@ impl Repo {
     ) -> Result<()> {
         let placement = self.placement(pack);
         let set: BTreeSet<usize> = placement.iter().copied().collect();
-        let holders = |shard: usize| copies.iter().filter(move |c| c.0 == shard).map(|c| c.1);
+        let holders = |shard: usize| copies.iter().filter(move |c| c.shard == shard).map(|c| c.store);
         // Keep shards that already sit on a store of the set, one shard per store, the placed store first.
         let mut keep: BTreeMap<usize, usize> = BTreeMap::new();
         let mut occupied: BTreeSet<usize> = BTreeSet::new();
@@ -449,7 +453,7 @@ impl Repo {
         let mut degraded = BTreeSet::new();
         let mut lost = BTreeSet::new();
         for pack in self.all_packs(&inventory) {
-            let present: BTreeSet<usize> = inventory.get(&pack).into_iter().flatten().map(|c| c.0).collect();
+            let present: BTreeSet<usize> = inventory.get(&pack).into_iter().flatten().map(|c| c.shard).collect();
             if present.len() < n {
                 degraded.insert(pack);
             }

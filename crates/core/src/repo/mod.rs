@@ -592,16 +592,16 @@ impl Repo {
         if !force {
             let inventory = self.shard_inventory()?;
             for (pack, copies) in &inventory {
-                let on_it: Vec<usize> = copies.iter().filter(|c| c.1 == idx).map(|c| c.0).collect();
+                let on_it: Vec<usize> = copies.iter().filter(|c| c.store == idx).map(|c| c.shard).collect();
                 if on_it.is_empty() {
                     continue;
                 }
                 let new_place: Vec<usize> =
                     redundancy::place(pack, &remaining, self.shard_count()).into_iter().map(old_index).collect();
                 let mut holding: std::collections::BTreeSet<usize> =
-                    copies.iter().map(|c| c.1).filter(|s| *s != idx).collect();
+                    copies.iter().map(|c| c.store).filter(|s| *s != idx).collect();
                 for shard in on_it {
-                    if copies.iter().any(|c| c.0 == shard && c.1 != idx) {
+                    if copies.iter().any(|c| c.shard == shard && c.store != idx) {
                         continue; // another copy of this shard survives elsewhere
                     }
                     // Set-based, as rebalance: a store of the new set that holds no shard of this pack.

@@ -75,8 +75,23 @@ impl std::ops::Deref for VerifiedShard {
     }
 }
 
-/// One shard object found on a store: (shard index, store index, size in bytes).
-pub type ShardCopy = (usize, usize, u64);
+/// One shard object found on a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardCopy {
+    /// Which of the pack's `k + m` shards it is.
+    pub shard: usize,
+    /// The store it is on (an index into the vault's stores).
+    pub store: usize,
+    /// Its size in bytes, header included.
+    pub size: u64,
+}
+
+/// A shard known to be on a store (found, or verified).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ShardAt {
+    pub shard: usize,
+    pub store: usize,
+}
 /// Every shard object on the stores, by pack.
 pub type Inventory = HashMap<PackId, Vec<ShardCopy>>;
 
@@ -94,7 +109,7 @@ pub fn pack_path(tenant: &str, id: &PackId, shard: usize) -> String {
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct ShardStatus {
     /// Shards whose header and hash verify, with the store each was found on.
-    pub good: Vec<(usize, usize)>,
+    pub good: Vec<ShardAt>,
     /// Shards found nowhere (or only on stores that are down).
     pub missing: Vec<usize>,
     /// Shards that exist but fail their header or hash check: (shard, store, reason).
@@ -237,7 +252,7 @@ impl Repo {
             for store in self.shard_candidates(pack, shard) {
                 match self.read_shard(pack, shard, store) {
                     Ok(_) => {
-                        st.good.push((shard, store));
+                        st.good.push(ShardAt { shard, store });
                         found = true;
                         break;
                     }
@@ -595,7 +610,30 @@ impl Repo {
         Ok(())
     }
 
-    /// Every shard object on the stores that are up: pack -> [(shard, store, size)].
+    /// Delete the shard objects of a pack nothing references (prune, rekey). Every deletion goes through the
+    /// down-store set like any other store call: a store that is down, or fails now, is not written to again
+    /// in this command, and the error says the pack is still there, so running the command again finishes it.
+    pub(crate) fn delete_pack(&self, pack: &PackId, copies: &[ShardCopy]) -> Result<()> {
+        for c in copies {
+            if self.is_down(c.store) {
+                return Err(Error::Unavailable {
+                    what: format!("pack {pack}"),
+                    reason: format!(
+                        "shard {} is on store {}, which is down ({}); run the command again once it is back",
+                        c.shard,
+                        self.stores[c.store].url(),
+                        self.down_reason(c.store)
+                    ),
+                });
+            }
+            self.stores[c.store]
+                .delete(&pack_path(&self.tenant, pack, c.shard))
+                .inspect_err(|e| self.note_failure(c.store, e))?;
+        }
+        Ok(())
+    }
+
+    /// Every shard object on the stores that are up, by pack.
     pub fn shard_inventory(&self) -> Result<Inventory> {
         let mut out: Inventory = HashMap::new();
         let prefix = format!("tenants/{}/packs", self.tenant);
@@ -619,7 +657,7 @@ impl Repo {
                 }
                 if let Some((hexid, shard)) = file.split_once('.') {
                     if let (Ok(id), Ok(shard)) = (PackId::from_hex(hexid), shard.parse::<usize>()) {
-                        out.entry(id).or_default().push((shard, i, size));
+                        out.entry(id).or_default().push(ShardCopy { shard, store: i, size });
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! Commands of the distributed-storage layer: stores, scrub, repair, rebalance, status, durability.
 
-use crate::commands::{open, parse_ec};
+use crate::args::{parse_ec, ThrottleArgs};
+use crate::open::open;
 use crate::{ui, Global};
 use clap::{Args, Subcommand};
 use mvault_core::durability;
@@ -26,19 +27,12 @@ pub enum StoreCommand {
 }
 
 #[derive(Args)]
-pub struct LimitArgs {
-    /// Write at most this many bytes per second (e.g. 50MiB), to leave bandwidth for others.
-    #[arg(long, value_name = "BYTES/S")]
-    pub limit: Option<String>,
-}
-
-#[derive(Args)]
 pub struct ScrubArgs {
     /// Rebuild missing or rotten shards right away.
     #[arg(long)]
     pub repair: bool,
     #[command(flatten)]
-    pub limit: LimitArgs,
+    pub limit: ThrottleArgs,
 }
 
 #[derive(Args)]
@@ -62,28 +56,6 @@ pub struct DurabilityArgs {
     /// Time to repair a failed store.
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub mttr: humantime::Duration,
-}
-
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| Error::Usage(format!("{s:?} is not a size such as 50MiB")))?;
-    let mult = match unit.trim().to_ascii_lowercase().trim_end_matches("/s") {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mib" => 1048576.0,
-        "g" | "gb" => 1e9,
-        "gib" => 1073741824.0,
-        _ => return Err(Error::Usage(format!("{s:?}: unknown unit (use B, KiB, MiB, GiB, KB, MB, GB)"))),
-    };
-    Ok((n * mult) as u64)
-}
-
-fn limit(a: &LimitArgs) -> Result<Option<u64>> {
-    a.limit.as_deref().map(parse_size).transpose()
 }
 
 pub fn store(g: &Global, c: StoreCommand) -> Result<i32> {
@@ -184,20 +156,20 @@ fn heal_run(g: &Global, what: &str, run: impl FnOnce(&heal::Progress) -> Result<
 }
 
 pub fn scrub(g: &Global, a: ScrubArgs) -> Result<i32> {
-    let l = limit(&a.limit)?;
+    let l = a.limit.bytes_per_second()?;
     let repo = open(g)?;
     let code = heal_run(g, "scrub", |p| repo.scrub(a.repair, l, p))?;
     Ok(code)
 }
 
-pub fn repair(g: &Global, a: LimitArgs) -> Result<i32> {
-    let l = limit(&a)?;
+pub fn repair(g: &Global, a: ThrottleArgs) -> Result<i32> {
+    let l = a.bytes_per_second()?;
     let repo = open(g)?;
     heal_run(g, "repair", |p| repo.repair(l, p))
 }
 
-pub fn rebalance(g: &Global, a: LimitArgs) -> Result<i32> {
-    let l = limit(&a)?;
+pub fn rebalance(g: &Global, a: ThrottleArgs) -> Result<i32> {
+    let l = a.bytes_per_second()?;
     let repo = open(g)?;
     heal_run(g, "rebalance", |p| repo.rebalance(l, p))
 }

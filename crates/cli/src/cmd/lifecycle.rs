@@ -1,8 +1,8 @@
-//! Lifecycle commands: forget and prune.
+//! Lifecycle commands: forget, prune, drill, copy and watch.
 
-use crate::commands::open;
+use crate::open::{open, stale_reporter};
 use crate::{ui, Global};
-use clap::{Args, Subcommand};
+use clap::Args;
 use mvault_core::prune::{self, ForgetOptions, GroupBy, PruneOptions};
 use mvault_core::retention::Policy;
 use mvault_core::{Error, Result};
@@ -56,14 +56,6 @@ pub struct PruneArgs {
     /// Repack a pack when at least this share of it is unused (default 50%).
     #[arg(long, value_name = "P%", default_value = "50%")]
     pub repack_unused: String,
-}
-
-fn stale_reporter(g: &Global) -> impl Fn(&str) + '_ {
-    move |m: &str| {
-        if !g.quiet {
-            eprintln!("mvault: warning: {m}");
-        }
-    }
 }
 
 pub fn forget(g: &Global, a: ForgetArgs) -> Result<i32> {
@@ -145,45 +137,6 @@ pub fn prune(g: &Global, a: PruneArgs) -> Result<i32> {
     Ok(0)
 }
 
-#[derive(Subcommand)]
-pub enum TenantCommand {
-    /// Create a tenant with its own keys, dedup domain and prefix in every store (operator).
-    Create {
-        name: String,
-        #[command(flatten)]
-        limits: crate::server_cmds::LimitArgs,
-    },
-    /// List tenants with their limits and usage (operator).
-    List,
-    /// Set a tenant's quotas and rate limits; unset ones become unlimited (operator).
-    #[command(alias = "quota")]
-    Limits {
-        name: String,
-        #[command(flatten)]
-        limits: crate::server_cmds::LimitArgs,
-    },
-    /// Crypto-shred a tenant: its keys are destroyed on every store first (its data is unreadable from that
-    /// moment), then its data, tokens and record (operator).
-    Delete {
-        name: String,
-        /// Required: say that the tenant's keys and data are to be destroyed.
-        #[arg(long)]
-        shred: bool,
-    },
-    /// Start a new key version for the tenant; with --rewrite, re-encrypt all its data under it and delete
-    /// the old versions (resumable: run it again after an interruption).
-    Rekey {
-        /// The tenant (local vaults have one: default).
-        #[arg(default_value = "default")]
-        tenant: String,
-        #[arg(long)]
-        rewrite: bool,
-        /// Only finish an interrupted rewrite; do not start yet another version.
-        #[arg(long, requires = "rewrite")]
-        resume: bool,
-    },
-}
-
 #[derive(Args)]
 pub struct DrillArgs {
     /// Treat this store (id or URL) as lost: it is never read. Repeatable.
@@ -195,30 +148,6 @@ pub struct DrillArgs {
     /// Restore here and keep it (default: a temporary directory, removed afterwards).
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
-}
-
-pub fn tenant(g: &Global, c: TenantCommand) -> Result<i32> {
-    match c {
-        TenantCommand::Rekey { .. } => {}
-        other => return crate::server_cmds::tenant_local(g, other),
-    }
-    match c {
-        TenantCommand::Rekey { tenant, rewrite, resume } => {
-            let base = open(g)?;
-            let mut repo = if tenant == base.tenant { base } else { base.for_tenant(&tenant)? };
-            let r = repo.rekey(!resume, rewrite, &stale_reporter(g))?;
-            if g.json {
-                ui::print_json(&r);
-            } else {
-                println!(
-                    "tenant {}: new writes use key version {}; {} packs and {} snapshots re-encrypted; old versions removed: {:?} ({:.1}s)",
-                    r.tenant, r.new_version, r.packs_rewritten, r.snapshots_rewritten, r.old_versions_removed, r.seconds
-                );
-            }
-            Ok(0)
-        }
-        _ => unreachable!("handled above"),
-    }
 }
 
 pub fn drill(g: &Global, a: DrillArgs) -> Result<i32> {

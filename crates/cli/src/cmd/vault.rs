@@ -1,13 +1,15 @@
-//! One function per subcommand. Each opens the vault, calls the core, and prints text or JSON.
+//! The vault's own commands: init, backup, snapshots, ls, restore, check, key and speed. Each opens the vault,
+//! calls the core, and prints text or JSON.
 
+use crate::args::{parse_ec, BackupArgs, LsArgs, RestoreArgs};
+use crate::open::{open, vault_loc};
+use crate::print::{print_ls, print_snapshots, restore_from};
 use crate::ui;
-use crate::{Cli, Command, Global};
+use crate::Global;
 use clap::{Args, Subcommand};
 use mvault_core::backup::{self, BackupOptions};
 use mvault_core::check::{self, ReadData};
 use mvault_core::crypto::KdfParams;
-use mvault_core::format::tree::NodeKind;
-use mvault_core::restore::{self, RestoreOptions};
 use mvault_core::{Error, Result};
 use mvault_core::{InitOptions, Repo};
 use serde_json::json;
@@ -35,44 +37,6 @@ pub struct InitArgs {
     pub chunk_size: Option<String>,
 }
 
-/// Parse `K+M`.
-pub fn parse_ec(s: &str) -> Result<(u8, u8)> {
-    let bad = || Error::Usage(format!("--ec {s:?}: expected K+M such as 4+2"));
-    let (k, m) = s.split_once('+').ok_or_else(bad)?;
-    let (k, m): (u8, u8) = (k.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
-    if k == 0 || k as usize + m as usize > 64 {
-        return Err(bad());
-    }
-    Ok((k, m))
-}
-
-#[derive(Args)]
-pub struct BackupArgs {
-    /// Files and directories to back up; they are recorded by absolute path.
-    #[arg(required = true, value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
-    /// A tag for the snapshot, such as run=42 (repeatable).
-    #[arg(long = "tag", value_name = "K=V")]
-    pub tags: Vec<String>,
-    /// Record this host name instead of the machine's.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Lock the snapshot against deletion for this long (e.g. 30d, 12h).
-    #[arg(long, value_name = "DURATION", conflicts_with = "lock_until")]
-    pub lock_for: Option<humantime::Duration>,
-    /// Lock the snapshot against deletion until this date (YYYY-MM-DD or RFC 3339).
-    #[arg(long, value_name = "DATE")]
-    pub lock_until: Option<String>,
-    /// Store a changed tensor as a lossless XOR delta against its previous version (same name, dtype and
-    /// shape, found in the tenant's recent snapshots) when smaller; a version more than N deltas from a whole
-    /// copy is stored whole, so restores never follow a long chain. 0 turns deltas off.
-    #[arg(long, value_name = "N", default_value_t = mvault_core::format::delta::DEFAULT_MAX_DEPTH)]
-    pub delta_depth: u8,
-    /// Take previous tensor versions from this snapshot only (id prefix or `latest`).
-    #[arg(long, value_name = "SNAP")]
-    pub base: Option<String>,
-}
-
 #[derive(Args)]
 pub struct SpeedArgs {
     /// Take the sample from this file (its first --mib MiB).
@@ -80,37 +44,6 @@ pub struct SpeedArgs {
     pub sample: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     pub mib: usize,
-}
-
-#[derive(Args)]
-pub struct LsArgs {
-    /// Snapshot id prefix or `latest`.
-    pub snapshot: String,
-    /// Only entries at or under this absolute path.
-    pub path: Option<String>,
-}
-
-#[derive(Args)]
-pub struct RestoreArgs {
-    /// Snapshot id prefix or `latest`.
-    pub snapshot: String,
-    /// Directory to restore under; it is created if needed.
-    #[arg(long, value_name = "DIR")]
-    pub target: PathBuf,
-    /// Restore only paths matching this glob (absolute, e.g. '/data/ckpt/*.safetensors'); repeatable.
-    #[arg(long, value_name = "GLOB")]
-    pub include: Vec<String>,
-    /// Re-read every restored file and check it against the snapshot.
-    #[arg(long)]
-    pub verify: bool,
-    /// Leave holes for whole 4 KiB blocks of zeros (disk images, padded or pruned weights): the files read
-    /// the same and take less disk.
-    #[arg(long)]
-    pub sparse: bool,
-    /// Return without flushing the restored files to disk (restic, borg and cp do not flush either): faster,
-    /// but a power cut soon after may lose what was restored. By default the restore is on disk when it ends.
-    #[arg(long)]
-    pub no_sync: bool,
 }
 
 #[derive(Args)]
@@ -150,59 +83,7 @@ pub enum KeyCommand {
     },
 }
 
-fn vault_loc(g: &Global) -> Result<String> {
-    g.vault.clone().ok_or_else(|| Error::Usage("no vault given: pass --vault DIR or set MVAULT_VAULT".into()))
-}
-
-pub fn open(g: &Global) -> Result<Repo> {
-    let loc = vault_loc(g)?;
-    let pw = ui::passphrase(g.password_file.as_deref())?;
-    let repo = Repo::open(&loc, &pw)?;
-    if !g.quiet {
-        for e in &repo.index_errors {
-            eprintln!("mvault: warning: {e} (its chunks count as absent; run `mvault check`)");
-        }
-    }
-    Ok(repo)
-}
-
-pub fn run(cli: Cli) -> Result<i32> {
-    let g = &cli.global;
-    if let Some(url) = g.vault.as_deref().filter(|v| v.starts_with("https://")) {
-        return crate::server_cmds::remote(g, url, cli.command);
-    }
-    match cli.command {
-        Command::Server(a) => crate::server_cmds::server(g, a),
-        Command::Token(c) => crate::server_cmds::token_local(g, c),
-        Command::Audit(c) => crate::server_cmds::audit_local(g, c),
-        Command::SnapshotBucket(a) => crate::server_cmds::snapshot_bucket_local(g, a),
-        Command::Speed(a) => speed(g, a),
-        Command::Demo(a) => crate::demo::run(g, a),
-        Command::Init(a) => init(g, a),
-        Command::Backup(a) => backup(g, a),
-        Command::Snapshots => snapshots(g),
-        Command::Ls(a) => ls(g, a),
-        Command::Diff(a) => crate::model_cmds::diff(g, a),
-        Command::Inspect(a) => crate::model_cmds::inspect(g, a),
-        Command::Restore(a) => restore(g, a),
-        Command::Check(a) => check(g, a),
-        Command::Key(k) => key(g, k),
-        Command::Store(c) => crate::heal_cmds::store(g, c),
-        Command::Forget(a) => crate::lifecycle_cmds::forget(g, a),
-        Command::Tenant(c) => crate::lifecycle_cmds::tenant(g, c),
-        Command::Drill(a) => crate::lifecycle_cmds::drill(g, a),
-        Command::Copy(a) => crate::lifecycle_cmds::copy(g, a),
-        Command::Watch(a) => crate::lifecycle_cmds::watch(g, a),
-        Command::Prune(a) => crate::lifecycle_cmds::prune(g, a),
-        Command::Scrub(a) => crate::heal_cmds::scrub(g, a),
-        Command::Repair(a) => crate::heal_cmds::repair(g, a),
-        Command::Rebalance(a) => crate::heal_cmds::rebalance(g, a),
-        Command::Status(a) => crate::heal_cmds::status(g, a),
-        Command::Durability(a) => crate::heal_cmds::durability(g, a),
-    }
-}
-
-fn speed(g: &Global, a: SpeedArgs) -> Result<i32> {
+pub fn speed(g: &Global, a: SpeedArgs) -> Result<i32> {
     let n = a.mib.clamp(1, 1024) << 20;
     let sample = match &a.sample {
         Some(p) => {
@@ -233,7 +114,7 @@ fn speed(g: &Global, a: SpeedArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn init(g: &Global, a: InitArgs) -> Result<i32> {
+pub fn init(g: &Global, a: InitArgs) -> Result<i32> {
     let loc = vault_loc(g)?;
     let pw = ui::passphrase(g.password_file.as_deref())?;
     ui::check_not_empty(&pw)?;
@@ -245,10 +126,10 @@ fn init(g: &Global, a: InitArgs) -> Result<i32> {
     };
     let mut opts = InitOptions { k, m, extra_stores: a.stores, ..Default::default() };
     if let Some(p) = &a.pack_size {
-        opts.pack_size = crate::heal_cmds::parse_size(p)?;
+        opts.pack_size = crate::args::parse_size(p)?;
     }
     if let Some(c) = &a.chunk_size {
-        let avg = crate::heal_cmds::parse_size(c)? as u32;
+        let avg = crate::args::parse_size(c)? as u32;
         opts.chunker = mvault_core::format::config::ChunkerParams { min: avg / 4, avg, max: avg.saturating_mul(4) };
     }
     let repo = Repo::init(&loc, &pw, &opts)?;
@@ -276,7 +157,7 @@ fn parse_lock_until(a: &BackupArgs) -> Result<Option<String>> {
     Ok(None)
 }
 
-fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
+pub fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
     let locked_until = parse_lock_until(&a)?;
     let mut repo = open(g)?;
     let base = match &a.base {
@@ -362,7 +243,7 @@ fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn snapshots(g: &Global) -> Result<i32> {
+pub fn snapshots(g: &Global) -> Result<i32> {
     let repo = open(g)?;
     let (all, bad) = repo.snapshots()?;
     for e in &bad {
@@ -372,155 +253,19 @@ fn snapshots(g: &Global) -> Result<i32> {
     Ok(if bad.is_empty() { 0 } else { 1 })
 }
 
-/// The snapshot list, as text or JSON (local and remote mode print the same).
-pub fn print_snapshots(g: &Global, all: &[(mvault_core::ids::SnapshotId, mvault_core::format::snapshot::Snapshot)]) {
-    if g.json {
-        let v: Vec<_> = all
-            .iter()
-            .map(|(id, s)| {
-                json!({ "id": id.to_hex(), "time": s.time, "host": s.host, "tags": s.tags, "paths": s.paths,
-                        "tree": s.tree, "parent": s.parent, "locked_until": s.locked_until, "summary": s.summary })
-            })
-            .collect();
-        ui::print_json(&v);
-    } else {
-        println!("{:<10} {:<20} {:<16} {:>10} {:>8}  paths", "id", "time", "host", "size", "files");
-        for (id, s) in all {
-            let time: String = s.time.chars().take(19).collect::<String>().replace('T', " ");
-            println!(
-                "{:<10} {:<20} {:<16} {:>10} {:>8}  {}",
-                &id.to_hex()[..8],
-                time,
-                s.host,
-                ui::size(s.summary.bytes),
-                s.summary.files,
-                s.paths.join(" ")
-            );
-        }
-        println!("{} snapshots", all.len());
-    }
-}
-
-fn mode_string(kind: &NodeKind, mode: u32) -> String {
-    let t = match kind {
-        NodeKind::Dir { .. } => 'd',
-        NodeKind::Symlink { .. } => 'l',
-        NodeKind::File { .. } => '-',
-    };
-    let mut s = String::from(t);
-    for (i, c) in "rwxrwxrwx".chars().enumerate() {
-        s.push(if mode & (1 << (8 - i)) != 0 { c } else { '-' });
-    }
-    s
-}
-
-fn ls(g: &Global, a: LsArgs) -> Result<i32> {
+pub fn ls(g: &Global, a: LsArgs) -> Result<i32> {
     let repo = open(g)?;
     let (_, snap) = repo.find_snapshot(&a.snapshot)?;
     print_ls(g, &repo, &snap.tree_id()?, a)
 }
 
-/// List a snapshot's tree from any blob source (the vault, or a server).
-pub fn print_ls(
-    g: &Global,
-    src: &dyn mvault_core::BlobSource,
-    root: &mvault_core::ids::ChunkId,
-    a: LsArgs,
-) -> Result<i32> {
-    let entries = restore::list(src, root)?;
-    let prefix = a.path.as_deref().map(|p| p.trim_end_matches('/').as_bytes().to_vec());
-    let under = |p: &[u8]| match &prefix {
-        None => true,
-        Some(x) => p == x.as_slice() || (p.starts_with(x) && p.get(x.len()) == Some(&b'/')),
-    };
-    let mut out = Vec::new();
-    for (path, n) in entries.iter().filter(|(p, _)| under(p)) {
-        let p = String::from_utf8_lossy(path).into_owned();
-        let t = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(n.mtime_sec.max(0) as u64),
-        )
-        .to_string();
-        if g.json {
-            let kind = match &n.kind {
-                NodeKind::Dir { .. } => "dir",
-                NodeKind::File { .. } => "file",
-                NodeKind::Symlink { .. } => "symlink",
-            };
-            let target = match &n.kind {
-                NodeKind::Symlink { target } => Some(String::from_utf8_lossy(target).into_owned()),
-                _ => None,
-            };
-            out.push(json!({ "path": p, "type": kind, "mode": n.mode & 0o7777, "size": n.size, "mtime": t, "target": target }));
-        } else {
-            let link = match &n.kind {
-                NodeKind::Symlink { target } => format!(" -> {}", String::from_utf8_lossy(target)),
-                _ => String::new(),
-            };
-            println!("{} {:>12} {} {}{}", mode_string(&n.kind, n.mode), n.size, &t[..19].replace('T', " "), p, link);
-        }
-    }
-    if g.json {
-        ui::print_json(&out);
-    }
-    if prefix.is_some() && !entries.iter().any(|(p, _)| under(p)) {
-        return Err(Error::not_found(format!("{} in snapshot {}", a.path.unwrap_or_default(), a.snapshot)));
-    }
-    Ok(0)
-}
-
-fn restore(g: &Global, a: RestoreArgs) -> Result<i32> {
+pub fn restore(g: &Global, a: RestoreArgs) -> Result<i32> {
     let repo = open(g)?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
     restore_from(g, &repo, &id, &snap, a)
 }
 
-/// Restore a snapshot from any blob source (the vault, or a server), with progress and the same report.
-pub fn restore_from(
-    g: &Global,
-    src: &dyn mvault_core::BlobSource,
-    id: &mvault_core::ids::SnapshotId,
-    snap: &mvault_core::format::snapshot::Snapshot,
-    a: RestoreArgs,
-) -> Result<i32> {
-    let total = snap.summary.bytes;
-    let opts = RestoreOptions {
-        target: a.target.clone(),
-        include: a.include,
-        verify: a.verify,
-        threads: 0,
-        sparse: a.sparse,
-        no_sync: a.no_sync,
-    };
-    let progress = restore::Progress::default();
-    let pb = ui::bar(
-        Some(total),
-        "{spinner} restoring [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        g.quiet || g.json,
-    );
-    let summary = ui::with_progress(
-        &pb,
-        |pb| pb.set_position(progress.bytes.load(Ordering::Relaxed)),
-        || restore::restore(src, &snap.tree_id()?, &opts, &progress),
-    )?;
-    if g.json {
-        ui::print_json(&json!({ "snapshot_id": id.to_hex(), "target": a.target, "summary": summary }));
-    } else {
-        println!(
-            "restored snapshot {} to {}: {} files ({}), {} dirs, {} symlinks in {:.1}s{}",
-            &id.to_hex()[..8],
-            a.target.display(),
-            summary.files,
-            ui::size(summary.bytes),
-            summary.dirs,
-            summary.symlinks,
-            summary.seconds,
-            if a.verify { "; every file verified" } else { "" }
-        );
-    }
-    Ok(0)
-}
-
-fn check(g: &Global, a: CheckArgs) -> Result<i32> {
+pub fn check(g: &Global, a: CheckArgs) -> Result<i32> {
     let read = match (&a.read_data, &a.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(s)) => {
@@ -586,7 +331,7 @@ fn check(g: &Global, a: CheckArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn key(g: &Global, k: KeyCommand) -> Result<i32> {
+pub fn key(g: &Global, k: KeyCommand) -> Result<i32> {
     let mut repo = open(g)?;
     match k {
         KeyCommand::List => {
