@@ -18,7 +18,7 @@ pub enum Kind {
     System = 3,
     /// Audit log segments under `system/audit/`.
     Audit = 4,
-    /// The S3 gateway's bucket log and checkpoints under `tenants/<t>/s3/` (buckets.rs).
+    /// The S3 gateway's bucket log and checkpoints under `tenants/<t>/s3/` (`repo::buckets`).
     Bucket = 5,
 }
 

@@ -38,7 +38,7 @@ pub enum Codec {
     Zstd = 1,
     /// Byte-grouped floats (format/grouped.rs).
     Grouped = 2,
-    /// XOR against a base chunk (delta.rs); decoding needs the base, so it goes through the repository.
+    /// XOR against a base chunk (`format::delta`); decoding needs the base, so it goes through the repository.
     Delta = 3,
 }
 

@@ -40,7 +40,7 @@ pub struct BackupOptions {
     pub threads: usize,
     /// The snapshot's time (default: now). For importing history and for tests.
     pub time: Option<std::time::SystemTime>,
-    /// Longest delta chain (delta.rs): a tensor piece is stored as a delta against its previous version only
+    /// Longest delta chain (`format::delta`): a tensor piece is stored as a delta against its previous version only
     /// if that version is less than this deep. 0 turns deltas off.
     pub delta_depth: u8,
     /// Take previous tensor versions from this snapshot only (default: the tenant's recent snapshots).

@@ -6,7 +6,7 @@
 //! nothing acknowledged. Every `CHECKPOINT` records the whole state is written as
 //! `tenants/<t>/s3/state/<seq>`, and the records and checkpoints it covers are deleted.
 //!
-//! Object bytes are not here: each version names a tree blob (objects.rs) holding its chunk list, so
+//! Object bytes are not here: each version names a tree blob (`objects`) holding its chunk list, so
 //! `prune` keeps exactly the chunks that some version or upload part still names (`live_trees`).
 //!
 //! One writer per tenant: the server holds the state in memory and appends under a lock. Readers that are
