@@ -1,25 +1,34 @@
-//! The repository layer: opens a vault (config, key files, tenant keys, index) and reads and writes its
-//! objects: packs as shards on their placed stores, metadata objects on every store.
+//! The repository layer: the `Repo` type, which opens a vault (config, key files, tenant keys, index) and
+//! reads and writes its objects: packs as shards on their placed stores, metadata objects on every store.
+//!
+//! This file holds the type, `init` and `open`; its methods are split by idea over child files, each an
+//! `impl Repo` block that reaches the type only through `super`: `meta.rs` (metadata objects and the
+//! down-store set), `keys.rs`, `chunk_index.rs`, `snapshots.rs`, `members.rs` (store add and remove), `packs.rs`,
+//! `heal.rs` (scrub, repair, rebalance, status), `locks.rs`, `tenants.rs`; `buckets.rs` is the bucket log and
+//! `blobs.rs` the `BlobSource` trait.
 
 mod blobs;
 pub mod buckets;
+mod chunk_index;
 pub mod heal;
+mod keys;
 pub mod locks;
+mod members;
+mod meta;
 pub mod packs;
+mod snapshots;
 pub mod tenants;
 
 pub use blobs::BlobSource;
 
 use crate::crypto::{KdfParams, SecretKey, TenantKeys};
 use crate::error::{Error, Result};
-use crate::format::config::{ChunkerParams, Config, Redundancy, StoreSpec, FORMAT_VERSION};
+use crate::format::config::{ChunkerParams, Config, Redundancy, FORMAT_VERSION};
 use crate::format::index::Location;
 use crate::format::keyfile::KeyFile;
-use crate::format::object::{self, Kind};
 use crate::format::snapshot::Snapshot;
-use crate::format::{index, tenantkey, tree};
-use crate::ids::PackId;
-use crate::ids::{ChunkId, ObjectId, SnapshotId, VaultId};
+use crate::format::tenantkey;
+use crate::ids::{ChunkId, SnapshotId, VaultId};
 use crate::redundancy;
 use crate::store::{self, Store};
 use std::collections::{BTreeMap, HashMap};
@@ -28,7 +37,7 @@ use std::sync::{Arc, Mutex};
 /// The tenant of local (non-server) use.
 pub const DEFAULT_TENANT: &str = "default";
 /// Largest plaintext of a metadata object we accept to decompress (index files, snapshots).
-const MAX_META_PLAIN: usize = 1 << 30;
+pub(crate) const MAX_META_PLAIN: usize = 1 << 30;
 
 pub struct InitOptions {
     pub kdf: KdfParams,
@@ -72,7 +81,7 @@ pub struct Repo {
     pub(crate) down: Mutex<HashMap<usize, String>>,
 }
 
-fn user_and_host() -> (String, String) {
+pub(crate) fn user_and_host() -> (String, String) {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     (user, hostname())
 }
@@ -287,468 +296,19 @@ impl Repo {
         r
     }
 
-    /// Short id of the master key, in tenant key object names, so objects wrapped by a previous master key
-    /// (during `key rotate`) sit beside the current ones without being confused with them.
-    pub fn mk_id(&self) -> String {
-        hex::encode(&self.mk.derive(&[], "mvault/v1/mk-id").expose()[..8])
-    }
-
-    pub fn tenant_key_path(&self, version: u32) -> String {
-        format!("tenants/{}/keys/{version}.{}", self.tenant, self.mk_id())
-    }
-
-    pub(crate) fn load_tenant_keys(&mut self) -> Result<()> {
-        let prefix = format!("tenants/{}/keys", self.tenant);
-        let mk_id = self.mk_id();
-        for name in self.list_meta(&prefix)? {
-            let Some((v, id)) = name.rsplit('/').next().and_then(|f| f.split_once('.')) else { continue };
-            let Ok(v) = v.parse::<u32>() else { continue };
-            if id != mk_id {
-                continue; // wrapped by another (previous) master key
-            }
-            let secret =
-                self.read_meta(&name, |b| tenantkey::unwrap(&self.vault_id, &self.mk, &self.tenant, v, b, &name))?;
-            self.keys.insert(v, TenantKeys::derive(v, &secret.tk, &secret.id_seed));
-        }
-        if self.keys.is_empty() {
-            return Err(Error::not_found(format!("{prefix}: tenant {} has no keys", self.tenant)));
-        }
-        Ok(())
-    }
-
     pub fn stores(&self) -> &[Arc<dyn Store>] {
         &self.stores
     }
 
-    /// The keys new data is written under.
-    pub fn current_keys(&self) -> &TenantKeys {
-        self.keys.values().next_back().expect("a tenant always has a key")
-    }
-
-    pub fn keys_for(&self, version: u32) -> Option<&TenantKeys> {
-        self.keys.get(&version)
-    }
-
     // ---- metadata objects: on every store, read from the first copy that verifies ----
-
-    pub fn write_meta(&self, path: &str, bytes: &[u8]) -> Result<()> {
-        let mut written = 0;
-        let mut first_err = None;
-        for (i, s) in self.stores.iter().enumerate() {
-            if self.is_down(i) {
-                continue;
-            }
-            match s.put(path, bytes) {
-                Ok(()) => written += 1,
-                Err(e) => {
-                    self.note_failure(i, &e);
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        // Metadata lives on every store; enough copies to outlast m store losses make the write good,
-        // and `repair` copies it to the stores that missed it.
-        let quorum = (self.config.redundancy.m as usize + 1).min(self.stores.len());
-        if written < quorum {
-            return Err(first_err.unwrap_or_else(|| Error::Unavailable {
-                what: path.to_string(),
-                reason: "no store is up to write to".into(),
-            }));
-        }
-        Ok(())
-    }
-
-    pub fn read_meta<T>(&self, path: &str, parse: impl Fn(&[u8]) -> Result<T>) -> Result<T> {
-        let mut first_err = None;
-        for (i, s) in self.stores.iter().enumerate() {
-            if self.is_down(i) {
-                continue;
-            }
-            match s.get(path).inspect_err(|e| self.note_failure(i, e)).and_then(|b| parse(&b)) {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        Err(first_err.unwrap_or_else(|| Error::not_found(path.to_string())))
-    }
-
-    pub fn list_meta(&self, prefix: &str) -> Result<Vec<String>> {
-        let mut all = std::collections::BTreeSet::new();
-        let mut listed = 0;
-        let mut first_err = None;
-        for (i, s) in self.stores.iter().enumerate() {
-            if self.is_down(i) {
-                continue;
-            }
-            match s.list(prefix) {
-                Ok(names) => {
-                    listed += 1;
-                    all.extend(names.into_iter().filter(|n| !n.contains(".tmp-")));
-                }
-                Err(e) => {
-                    self.note_failure(i, &e);
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        if listed == 0 {
-            return Err(first_err.unwrap_or_else(|| Error::Unavailable {
-                what: format!("listing {prefix}"),
-                reason: "no store is up".into(),
-            }));
-        }
-        Ok(all.into_iter().collect())
-    }
-
-    pub fn delete_meta(&self, path: &str) -> Result<()> {
-        for (i, s) in self.stores.iter().enumerate() {
-            if !self.is_down(i) {
-                s.delete(path).inspect_err(|e| self.note_failure(i, e))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// A store that failed with anything but "no such object" is down for the rest of this command.
-    pub(crate) fn note_failure(&self, store: usize, e: &Error) {
-        if let Error::Store { source, .. } = e {
-            self.down.lock().expect("down set").entry(store).or_insert_with(|| source.to_string());
-        }
-    }
-
-    pub fn is_down(&self, store: usize) -> bool {
-        self.down.lock().expect("down set").contains_key(&store)
-    }
-
-    /// Why a store is down ("" if it is not): the first failure this session saw on it.
-    pub(crate) fn down_reason(&self, store: usize) -> String {
-        self.down.lock().expect("down set").get(&store).cloned().unwrap_or_default()
-    }
-
-    pub(crate) fn open_object(&self, kind: Kind, path: &str, bytes: &[u8]) -> Result<Vec<u8>> {
-        object::open(&self.vault_id, &self.tenant, |v| self.keys.get(&v), kind, path, bytes, MAX_META_PLAIN)
-    }
-
-    pub(crate) fn seal_object(&self, kind: Kind, path: &str, plain: &[u8]) -> Vec<u8> {
-        object::seal(&self.vault_id, &self.tenant, self.current_keys(), kind, path, plain)
-    }
 
     // ---- index ----
 
-    pub(crate) fn load_index(&mut self) -> Result<()> {
-        let names = self.list_meta(&format!("tenants/{}/index", self.tenant))?;
-        for name in names {
-            match self.read_meta(&name, |b| {
-                index::parse(&self.open_object(Kind::Index, &name, b)?).map_err(|e| e.in_object(&name))
-            }) {
-                Ok(entries) => self.index.extend(entries),
-                Err(e) => self.index_errors.push(e),
-            }
-        }
-        Ok(())
-    }
-
-    pub fn index_names(&self) -> Result<Vec<String>> {
-        self.list_meta(&format!("tenants/{}/index", self.tenant))
-    }
-
-    /// Read and decrypt one index file (for `check`).
-    pub fn read_index_file(&self, name: &str) -> Result<Vec<(ChunkId, Location)>> {
-        self.read_meta(name, |b| index::parse(&self.open_object(Kind::Index, name, b)?).map_err(|e| e.in_object(name)))
-    }
-
-    pub fn lookup(&self, id: &ChunkId) -> Option<&Location> {
-        self.index.get(id)
-    }
-
-    pub fn index(&self) -> &HashMap<ChunkId, Location> {
-        &self.index
-    }
-
-    /// Write one index file for the given new entries and merge them into the in-memory index.
-    pub fn write_index(&mut self, entries: Vec<(ChunkId, Location)>) -> Result<u64> {
-        if entries.is_empty() {
-            return Ok(0);
-        }
-        let (_, n) = self.write_index_object(&entries)?;
-        self.index.extend(entries);
-        Ok(n)
-    }
-
-    /// Merge entries whose index file another step already wrote (`write_index_file`) into the in-memory
-    /// index: lets a writer build packs under a shared borrow and take an exclusive one only for this.
-    pub fn remember_index(&mut self, entries: Vec<(ChunkId, Location)>) {
-        self.index.extend(entries);
-    }
-
-    /// Write one index file; returns its name.
-    pub fn write_index_file(&self, entries: &[(ChunkId, Location)]) -> Result<String> {
-        Ok(self.write_index_object(entries)?.0)
-    }
-
-    fn write_index_object(&self, entries: &[(ChunkId, Location)]) -> Result<(String, u64)> {
-        let path = format!("tenants/{}/index/{}", self.tenant, ObjectId::random());
-        let bytes = self.seal_object(Kind::Index, &path, &index::encode(entries));
-        self.write_meta(&path, &bytes)?;
-        Ok((path, bytes.len() as u64))
-    }
-
-    /// Leftover temporary objects of killed writers.
-    pub fn list_temporaries(&self) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for (i, s) in self.stores.iter().enumerate() {
-            if !self.is_down(i) {
-                out.extend(s.list("")?.into_iter().filter(|n| n.contains(".tmp-")).map(|n| format!("{}/{n}", s.url())));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Fail unless every store is up: deletions must reach every copy, or `repair` would copy the deleted
-    /// object back from the store that missed the delete.
-    pub fn require_all_stores(&self, what: &str) -> Result<()> {
-        for (i, s) in self.stores.iter().enumerate() {
-            if let Err(e) = s.list("keys") {
-                self.note_failure(i, &e);
-            }
-            if self.is_down(i) {
-                return Err(Error::Usage(format!(
-                    "{what} needs every store up so deletions reach every copy; store {} ({}) is down",
-                    self.config.stores[i].id,
-                    s.url()
-                )));
-            }
-        }
-        Ok(())
-    }
-
     // ---- the store set ----
-
-    /// Write the config (MAC'd by the master key) to every store that is up.
-    pub fn save_config(&self) -> Result<()> {
-        self.write_meta("config", &self.config.to_bytes(&self.mk))
-    }
-
-    /// Every metadata object name (what each store holds a copy of).
-    pub fn metadata_names(&self) -> Result<Vec<String>> {
-        let mut names = self.list_meta("keys")?;
-        for sub in ["keys", "index", "snapshots", "degraded"] {
-            names.extend(self.list_meta(&format!("tenants/{}/{sub}", self.tenant))?);
-        }
-        Ok(names)
-    }
-
-    /// Add a store: copy the metadata to it, then record it in the config on every store. Shards move to it
-    /// with `rebalance`.
-    pub fn add_store(&mut self, arg: &store::StoreArg) -> Result<StoreSpec> {
-        let url = store::normalize_url(&arg.url)?;
-        if self.config.stores.iter().any(|s| s.url == url) {
-            return Err(Error::Usage(format!("{url} is already a store of this vault")));
-        }
-        let st = store::open(&url)?;
-        st.create()?;
-        if st.exists("config")? {
-            return Err(Error::AlreadyExists(url));
-        }
-        let id = (0..)
-            .map(|i| format!("s{i}"))
-            .find(|id| !self.config.stores.iter().any(|s| &s.id == id))
-            .expect("a free id");
-        let spec = store::StoreArg { url, ..arg.clone() }.to_spec(id);
-        for name in self.metadata_names()? {
-            let bytes = self.read_meta(&name, |b| Ok(b.to_vec()))?;
-            st.put(&name, &bytes)?;
-        }
-        self.stores.push(st);
-        self.config.stores.push(spec.clone());
-        // The config goes last: until it names the new store, the store is only an unused copy of metadata.
-        self.save_config()?;
-        Ok(spec)
-    }
-
-    /// Remove a store. Unless `force`, first copy each of its shards to the store that placement picks
-    /// without it, so no pack loses redundancy; with `force` (a dead store) the shards are rebuilt by `repair`.
-    /// Returns the number of shards moved.
-    pub fn remove_store(&mut self, id: &str, force: bool) -> Result<u64> {
-        let idx = self
-            .config
-            .stores
-            .iter()
-            .position(|s| s.id == id)
-            .ok_or_else(|| Error::not_found(format!("store {id}")))?;
-        if self.config.stores.len() - 1 < self.shard_count() {
-            return Err(Error::Usage(format!(
-                "removing {id} would leave {} stores for {} shards per pack",
-                self.config.stores.len() - 1,
-                self.shard_count()
-            )));
-        }
-        let mut remaining = self.config.stores.clone();
-        remaining.remove(idx);
-        let old_index = |j: usize| if j < idx { j } else { j + 1 };
-        let mut moved = 0;
-        if !force {
-            let inventory = self.shard_inventory()?;
-            for (pack, copies) in &inventory {
-                let on_it: Vec<usize> = copies.iter().filter(|c| c.store == idx).map(|c| c.shard).collect();
-                if on_it.is_empty() {
-                    continue;
-                }
-                let new_place: Vec<usize> =
-                    redundancy::place(pack, &remaining, self.shard_count()).into_iter().map(old_index).collect();
-                let mut holding: std::collections::BTreeSet<usize> =
-                    copies.iter().map(|c| c.store).filter(|s| *s != idx).collect();
-                for shard in on_it {
-                    if copies.iter().any(|c| c.shard == shard && c.store != idx) {
-                        continue; // another copy of this shard survives elsewhere
-                    }
-                    // Set-based, as rebalance: a store of the new set that holds no shard of this pack.
-                    let free = |s: &usize| !holding.contains(s) && !self.is_down(*s);
-                    let Some(target) = std::iter::once(new_place[shard]).chain(new_place.iter().copied()).find(free)
-                    else {
-                        return Err(Error::Usage(format!(
-                            "pack {pack}: no store can take shard {shard} of store {id}"
-                        )));
-                    };
-                    holding.insert(target);
-                    let obj = match self.read_shard(pack, shard, idx) {
-                        Ok((_, copy)) => copy.object().to_vec(),
-                        Err(_) => self.rebuild_shard(pack, shard)?,
-                    };
-                    self.stores[target].put(&crate::repo::packs::pack_path(&self.tenant, pack, shard), &obj)?;
-                    moved += 1;
-                }
-            }
-        }
-        let gone = self.stores.remove(idx);
-        self.config.stores.remove(idx);
-        self.down.lock().expect("down set").clear();
-        self.save_config()?;
-        // The removed store must not open as this vault with an old store list.
-        let _ = gone.delete("config");
-        Ok(moved)
-    }
-
-    /// One shard object rebuilt from the pack's other shards.
-    pub fn rebuild_shard(&self, pack: &PackId, shard: usize) -> Result<Vec<u8>> {
-        let (pack_len, rebuilt) = self.rebuild_shards(pack, &[shard])?;
-        let r = &self.config.redundancy;
-        let payload = &rebuilt[0].1;
-        let h = crate::format::shard::ShardHeader::new(*pack, shard as u8, r.k, r.m, pack_len, payload);
-        Ok(crate::format::shard::encode(&h, payload))
-    }
 
     // ---- trees ----
 
-    pub fn load_tree(&self, id: &ChunkId) -> Result<Vec<tree::Node>> {
-        tree::parse(&self.read_blob(id)?).map_err(|e| e.in_object(&format!("tree {id}")))
-    }
-
     // ---- snapshots ----
 
-    pub fn snapshot_path(&self, id: &SnapshotId) -> String {
-        format!("tenants/{}/snapshots/{id}", self.tenant)
-    }
-
-    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
-        let id = SnapshotId::random();
-        let path = self.snapshot_path(&id);
-        self.write_meta(&path, &self.seal_object(Kind::Snapshot, &path, &snap.to_bytes()))?;
-        Ok(id)
-    }
-
-    /// Seal a snapshot again under the current key version, at its own path (tenant rekey).
-    pub fn resave_snapshot(&self, id: &SnapshotId, snap: &Snapshot) -> Result<()> {
-        let path = self.snapshot_path(id);
-        self.write_meta(&path, &self.seal_object(Kind::Snapshot, &path, &snap.to_bytes()))
-    }
-
-    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let path = self.snapshot_path(id);
-        self.read_meta(&path, |b| {
-            Snapshot::parse(&self.open_object(Kind::Snapshot, &path, b)?).map_err(|e| e.in_object(&path))
-        })
-    }
-
-    /// Every snapshot id on the stores, sorted.
-    pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
-        let names = self.list_meta(&format!("tenants/{}/snapshots", self.tenant))?;
-        Ok(names.iter().filter_map(|n| n.rsplit('/').next()).filter_map(|h| SnapshotId::from_hex(h).ok()).collect())
-    }
-
-    /// All readable snapshots, oldest first, and the errors of those that are not.
-    pub fn snapshots(&self) -> Result<(SnapshotList, Vec<Error>)> {
-        let mut ok = Vec::new();
-        let mut bad = Vec::new();
-        for id in self.snapshot_ids()? {
-            match self.load_snapshot(&id) {
-                Ok(s) => ok.push((id, s)),
-                Err(e) => bad.push(e),
-            }
-        }
-        ok.sort_by(|a, b| a.1.system_time().cmp(&b.1.system_time()).then(a.0.cmp(&b.0)));
-        Ok((ok, bad))
-    }
-
-    /// Resolve `latest` or a unique id prefix.
-    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
-        if spec == "latest" {
-            let (all, _) = self.snapshots()?;
-            return all
-                .into_iter()
-                .next_back()
-                .ok_or_else(|| Error::not_found("latest snapshot: the vault has no snapshots"));
-        }
-        let spec_l = spec.to_ascii_lowercase();
-        let matches: Vec<SnapshotId> =
-            self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_l)).collect();
-        match matches.as_slice() {
-            [] => Err(Error::not_found(format!("snapshot {spec}"))),
-            [id] => Ok((*id, self.load_snapshot(id)?)),
-            _ => Err(Error::Usage(format!("snapshot prefix {spec:?} is ambiguous: {} snapshots match", matches.len()))),
-        }
-    }
-
     // ---- key files ----
-
-    pub fn key_files(&self) -> Result<Vec<KeyFile>> {
-        let mut out = Vec::new();
-        for name in self.list_meta("keys")? {
-            out.push(self.read_meta(&name, |b| KeyFile::parse(b).map_err(|e| e.in_object(&name)))?);
-        }
-        Ok(out)
-    }
-
-    pub fn add_key(&self, passphrase: &[u8], kdf: KdfParams) -> Result<KeyFile> {
-        let (user, host) = user_and_host();
-        let kf = KeyFile::create(&self.vault_id, &self.mk, passphrase, kdf, &host, &user)?;
-        self.write_meta(&format!("keys/{}", kf.id), &kf.to_bytes())?;
-        Ok(kf)
-    }
-
-    pub fn remove_key(&self, id_prefix: &str) -> Result<String> {
-        let keys = self.key_files()?;
-        let matches: Vec<&KeyFile> = keys.iter().filter(|k| k.id.starts_with(id_prefix)).collect();
-        let kf = match matches.as_slice() {
-            [] => return Err(Error::not_found(format!("key {id_prefix}"))),
-            [k] => *k,
-            _ => return Err(Error::Usage(format!("key prefix {id_prefix:?} is ambiguous"))),
-        };
-        if kf.id == self.key_id {
-            return Err(Error::Usage(format!("key {} is the one this command was opened with; open with another key to remove it, or use `key passwd`", kf.id)));
-        }
-        self.delete_meta(&format!("keys/{}", kf.id))?;
-        Ok(kf.id.clone())
-    }
-
-    /// Replace the key file in use with one under a new passphrase. The new file is written before the old
-    /// one is removed, so a crash in between leaves both, never neither.
-    pub fn change_passphrase(&mut self, new_passphrase: &[u8], kdf: KdfParams) -> Result<KeyFile> {
-        let kf = self.add_key(new_passphrase, kdf)?;
-        let old = std::mem::replace(&mut self.key_id, kf.id.clone());
-        self.delete_meta(&format!("keys/{old}"))?;
-        Ok(kf)
-    }
 }
