@@ -71,7 +71,7 @@ pub fn open(url: &str) -> Result<HdfsStore> {
     // stopped NameNode counts as down. A few quick ones still ride through an HA failover.
     let mut b = ClientBuilder::new()
         .with_url(format!("hdfs://{authority}"))
-        .with_io_runtime(crate::store::opendal::runtime().handle().clone())
+        .with_io_runtime(super::runtime::runtime().handle().clone())
         .with_config([
             ("dfs.client.failover.max.attempts", "6"),
             ("dfs.client.failover.sleep.base.millis", "200"),
@@ -104,9 +104,9 @@ pub fn open(url: &str) -> Result<HdfsStore> {
 }
 
 /// This machine's settings for the HDFS authority, from the local settings file (see
-/// `remote::settings_path`); an absent file or section is no settings.
+/// `store::settings::settings_path`); an absent file or section is no settings.
 fn local_settings(authority: &str) -> Result<BTreeMap<String, String>> {
-    let Some(v) = crate::store::opendal::local_settings_json()? else { return Ok(BTreeMap::new()) };
+    let Some(v) = super::settings::local_settings_json()? else { return Ok(BTreeMap::new()) };
     let Some(entry) = v["hdfs"][authority].as_object() else { return Ok(BTreeMap::new()) };
     let mut out = BTreeMap::new();
     for (k, v) in entry {
@@ -138,7 +138,7 @@ impl HdfsStore {
 
     /// Run one call on the I/O runtime, bounded by `CALL_TIMEOUT`.
     fn call<T>(&self, op: &'static str, path: &str, f: impl Future<Output = hdfs_native::Result<T>>) -> Result<T> {
-        match crate::store::opendal::runtime().block_on(async { tokio::time::timeout(CALL_TIMEOUT, f).await }) {
+        match super::runtime::runtime().block_on(async { tokio::time::timeout(CALL_TIMEOUT, f).await }) {
             Ok(r) => r.map_err(|e| self.err(op, path, e)),
             Err(_) => Err(self.timed_out(op, path)),
         }
@@ -161,7 +161,7 @@ impl HdfsStore {
         let mut suffix = [0u8; 8];
         crate::random::fill_random(&mut suffix);
         let tmp = format!("{full}.tmp-{}", hex::encode(suffix));
-        let written = crate::store::opendal::runtime()
+        let written = super::runtime::runtime()
             .block_on(async { tokio::time::timeout(CALL_TIMEOUT, self.write_whole(&tmp, full, parts)).await });
         let (e, pipeline) = match written {
             Ok(Ok(())) => return Ok(()),

@@ -10,6 +10,8 @@
 
 pub mod hdfs;
 pub mod opendal;
+mod runtime;
+pub mod settings;
 
 use crate::error::{Error, Result};
 use std::fs;

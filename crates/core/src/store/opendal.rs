@@ -12,20 +12,8 @@ use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::Operator;
 use std::collections::BTreeMap;
 use std::future::IntoFuture;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
-
-pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("mvault-io")
-            .enable_all()
-            .build()
-            .expect("start the I/O runtime")
-    })
-}
 
 pub struct OpendalStore {
     url: String,
@@ -81,32 +69,8 @@ pub fn open(url: &str) -> Result<OpendalStore> {
     Ok(OpendalStore { url: url.to_string(), op: layered(op) })
 }
 
-/// The local settings file: `$MVAULT_CONFIG_DIR/stores.json`, else `$XDG_CONFIG_HOME/mvault/stores.json`,
-/// else `~/.config/mvault/stores.json`. It maps an S3 bucket to its credentials:
-/// `{ "s3": { "BUCKET": { "access_key_id": "...", "secret_access_key": "..." } } }`.
-pub fn settings_path() -> Option<std::path::PathBuf> {
-    if let Some(d) = std::env::var_os("MVAULT_CONFIG_DIR") {
-        return Some(std::path::PathBuf::from(d).join("stores.json"));
-    }
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config")))?;
-    Some(base.join("mvault").join("stores.json"))
-}
-
-/// The local settings file's contents, if there is one.
-pub(crate) fn local_settings_json() -> Result<Option<serde_json::Value>> {
-    let Some(path) = settings_path() else { return Ok(None) };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("read", &path, e)),
-    };
-    serde_json::from_str(&text).map(Some).map_err(|e| Error::malformed(path.display().to_string(), e.to_string()))
-}
-
 fn local_credentials(bucket: &str) -> Result<Option<(String, String)>> {
-    let Some(v) = local_settings_json()? else { return Ok(None) };
+    let Some(v) = super::settings::local_settings_json()? else { return Ok(None) };
     let entry = &v["s3"][bucket];
     match (entry["access_key_id"].as_str(), entry["secret_access_key"].as_str()) {
         (Some(id), Some(secret)) => Ok(Some((id.to_string(), secret.to_string()))),
@@ -150,11 +114,11 @@ impl Store for OpendalStore {
     }
 
     fn get(&self, path: &str) -> Result<Vec<u8>> {
-        runtime().block_on(self.op.read(path)).map(|b| b.to_vec()).map_err(|e| self.err("get", path, e))
+        super::runtime::runtime().block_on(self.op.read(path)).map(|b| b.to_vec()).map_err(|e| self.err("get", path, e))
     }
 
     fn get_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let b = runtime()
+        let b = super::runtime::runtime()
             .block_on(self.op.read_with(path).range(offset..offset + len).into_future())
             .map_err(|e| self.err("get", path, e))?
             .to_vec();
@@ -171,11 +135,11 @@ impl Store for OpendalStore {
         // One PUT: the object appears whole or not at all. (The request body is owned, so the parts are
         // copied once here whatever their number.)
         let body = parts.concat();
-        runtime().block_on(self.op.write(path, body)).map(|_| ()).map_err(|e| self.err("put", path, e))
+        super::runtime::runtime().block_on(self.op.write(path, body)).map(|_| ()).map_err(|e| self.err("put", path, e))
     }
 
     fn delete(&self, path: &str) -> Result<()> {
-        match runtime().block_on(self.op.delete(path)) {
+        match super::runtime::runtime().block_on(self.op.delete(path)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.err("delete", path, e)),
@@ -188,7 +152,7 @@ impl Store for OpendalStore {
 
     fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let dir = if prefix.is_empty() { "/".to_string() } else { format!("{}/", prefix.trim_end_matches('/')) };
-        let entries = match runtime().block_on(self.op.list_with(&dir).recursive(true).into_future()) {
+        let entries = match super::runtime::runtime().block_on(self.op.list_with(&dir).recursive(true).into_future()) {
             Ok(e) => e,
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(vec![]),
             Err(e) => return Err(self.err("list", prefix, e)),
@@ -203,12 +167,12 @@ impl Store for OpendalStore {
     }
 
     fn exists(&self, path: &str) -> Result<bool> {
-        runtime().block_on(self.op.exists(path)).map_err(|e| self.err("stat", path, e))
+        super::runtime::runtime().block_on(self.op.exists(path)).map_err(|e| self.err("stat", path, e))
     }
 
     fn create(&self) -> Result<()> {
         // Buckets and HDFS directories are made by their owners; check that this one answers.
-        runtime()
+        super::runtime::runtime()
             .block_on(self.op.list_with("/").limit(1).into_future())
             .map(|_| ())
             .map_err(|e| self.err("check", "/", e))
