@@ -5,15 +5,15 @@ use crate::{ui, Global};
 use mvault_core::{Error, Repo, Result};
 use mvault_server::audit;
 
-pub fn vault_loc(g: &Global) -> Result<String> {
-    g.vault.clone().ok_or_else(|| Error::Usage("no vault given: pass --vault DIR or set MVAULT_VAULT".into()))
+pub fn vault_loc(global: &Global) -> Result<String> {
+    global.vault.clone().ok_or_else(|| Error::Usage("no vault given: pass --vault DIR or set MVAULT_VAULT".into()))
 }
 
-pub fn open(g: &Global) -> Result<Repo> {
-    let loc = vault_loc(g)?;
-    let pw = ui::passphrase(g.password_file.as_deref())?;
+pub fn open(global: &Global) -> Result<Repo> {
+    let loc = vault_loc(global)?;
+    let pw = ui::passphrase(global.password_file.as_deref())?;
     let repo = Repo::open(&loc, &pw)?;
-    if !g.quiet {
+    if !global.quiet {
         for e in &repo.index_errors {
             eprintln!("mvault: warning: {e} (its chunks count as absent; run `mvault check`)");
         }
@@ -36,9 +36,9 @@ pub fn audit_local_action(sys: &mvault_core::Repo, action: &str, target: &str, t
 }
 
 /// Stale locks a command meets and ignores are reported as warnings (unless `--quiet`).
-pub fn stale_reporter(g: &Global) -> impl Fn(&str) + '_ {
+pub fn stale_reporter(global: &Global) -> impl Fn(&str) + '_ {
     move |m: &str| {
-        if !g.quiet {
+        if !global.quiet {
             eprintln!("mvault: warning: {m}");
         }
     }

@@ -12,8 +12,11 @@ use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 
 /// The snapshot list, as text or JSON (local and remote mode print the same).
-pub fn print_snapshots(g: &Global, all: &[(mvault_core::ids::SnapshotId, mvault_core::format::snapshot::Snapshot)]) {
-    if g.json {
+pub fn print_snapshots(
+    global: &Global,
+    all: &[(mvault_core::ids::SnapshotId, mvault_core::format::snapshot::Snapshot)],
+) {
+    if global.json {
         let v: Vec<_> = all
             .iter()
             .map(|(id, s)| {
@@ -218,8 +221,8 @@ pub fn print_diff(
     Ok(0)
 }
 
-pub fn print_token(g: &Global, v: &Value) {
-    if g.json {
+pub fn print_token(global: &Global, v: &Value) {
+    if global.json {
         ui::print_json(v);
     } else if let Some(key) = v["access_key_id"].as_str().filter(|_| v.get("secret_access_key").is_some()) {
         println!("AWS_ACCESS_KEY_ID={key}");
@@ -240,8 +243,8 @@ pub fn print_token(g: &Global, v: &Value) {
     }
 }
 
-pub fn print_list(g: &Global, v: &Value) {
-    if g.json {
+pub fn print_list(global: &Global, v: &Value) {
+    if global.json {
         ui::print_json(v);
     } else {
         for item in v.as_array().into_iter().flatten() {
@@ -250,8 +253,8 @@ pub fn print_list(g: &Global, v: &Value) {
     }
 }
 
-pub fn print_audit(g: &Global, recs: &[(String, audit::Record)]) {
-    if g.json {
+pub fn print_audit(global: &Global, recs: &[(String, audit::Record)]) {
+    if global.json {
         ui::print_json(&recs.iter().map(|(c, r)| json!({"chain": c, "record": r})).collect::<Vec<_>>());
     } else {
         for (_, r) in recs {
@@ -269,9 +272,9 @@ pub fn print_audit(g: &Global, recs: &[(String, audit::Record)]) {
     }
 }
 
-pub fn report_verify(g: &Global, rep: &Value) -> i32 {
+pub fn report_verify(global: &Global, rep: &Value) -> i32 {
     let problems = rep["problems"].as_array().map(Vec::len).unwrap_or(0);
-    if g.json {
+    if global.json {
         ui::print_json(rep);
     } else {
         for p in rep["problems"].as_array().into_iter().flatten() {
@@ -286,8 +289,8 @@ pub fn report_verify(g: &Global, rep: &Value) -> i32 {
     }
 }
 
-pub fn print_bucket_snapshot(g: &Global, v: &Value) {
-    if g.json {
+pub fn print_bucket_snapshot(global: &Global, v: &Value) {
+    if global.json {
         ui::print_json(v);
         return;
     }

@@ -111,9 +111,9 @@ fn dir_size(p: &Path) -> u64 {
     n
 }
 
-pub fn run(g: &Global, a: DemoArgs) -> Result<i32> {
+pub fn run(global: &Global, args: DemoArgs) -> Result<i32> {
     let tmp;
-    let base = match &a.dir {
+    let base = match &args.dir {
         Some(d) => {
             std::fs::create_dir_all(d).map_err(|e| Error::io("create", d, e))?;
             d.clone()
@@ -130,7 +130,7 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<i32> {
     let pass = b"demo passphrase";
     let quiet_warn = |e: &Error| eprintln!("mvault: warning: {e}");
     let say = |s: String| {
-        if !g.json {
+        if !global.json {
             println!("{s}");
         }
     };
@@ -206,7 +206,7 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<i32> {
 
     let stored = dir_size(&vault);
     let logical = s1.bytes + s2.bytes;
-    if g.json {
+    if global.json {
         ui::print_json(&serde_json::json!({
             "dir": base, "vault_id": repo.vault_id.to_hex(),
             "snapshots": [b1.id.to_hex(), b2.id.to_hex()],
@@ -220,7 +220,7 @@ pub fn run(g: &Global, a: DemoArgs) -> Result<i32> {
             ui::size(stored),
             logical as f64 / stored.max(1) as f64
         );
-        match &a.dir {
+        match &args.dir {
             Some(d) => println!(
                 "Everything is kept in {}; try: mvault --vault {} snapshots (passphrase above)",
                 d.display(),

@@ -58,11 +58,11 @@ pub struct DurabilityArgs {
     pub mttr: humantime::Duration,
 }
 
-pub fn store(g: &Global, c: StoreCommand) -> Result<i32> {
-    let mut repo = open(g)?;
+pub fn store(global: &Global, c: StoreCommand) -> Result<i32> {
+    let mut repo = open(global)?;
     match c {
         StoreCommand::List => {
-            if g.json {
+            if global.json {
                 ui::print_json(&repo.config.stores);
             } else {
                 println!("{:<5} {:<12} {:>6} {:>7}  url", "id", "domain", "weight", "afr");
@@ -74,7 +74,7 @@ pub fn store(g: &Global, c: StoreCommand) -> Result<i32> {
         }
         StoreCommand::Add { spec } => {
             let s = repo.add_store(&spec)?;
-            if g.json {
+            if global.json {
                 ui::print_json(&s);
             } else {
                 println!(
@@ -85,7 +85,7 @@ pub fn store(g: &Global, c: StoreCommand) -> Result<i32> {
         }
         StoreCommand::Remove { id, force } => {
             let moved = repo.remove_store(&id, force)?;
-            if g.json {
+            if global.json {
                 ui::print_json(&json!({ "removed": id, "shards_moved": moved }));
             } else {
                 println!("removed store {id}; {moved} shards copied to their new stores");
@@ -98,12 +98,12 @@ pub fn store(g: &Global, c: StoreCommand) -> Result<i32> {
     Ok(0)
 }
 
-fn heal_run(g: &Global, what: &str, run: impl FnOnce(&heal::Progress) -> Result<HealReport>) -> Result<i32> {
+fn heal_run(global: &Global, what: &str, run: impl FnOnce(&heal::Progress) -> Result<HealReport>) -> Result<i32> {
     let progress = heal::Progress::default();
     let pb = ui::bar(
         Some(0),
         &format!("{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} packs [{{elapsed_precise}}] {{msg}}"),
-        g.quiet || g.json,
+        global.quiet || global.json,
     );
     let report = ui::with_progress(
         &pb,
@@ -114,7 +114,7 @@ fn heal_run(g: &Global, what: &str, run: impl FnOnce(&heal::Progress) -> Result<
         || run(&progress),
     )?;
     let failed = !report.unrecoverable.is_empty();
-    if g.json {
+    if global.json {
         ui::print_json(&report);
     } else {
         for p in report.corrupt.iter() {
@@ -155,23 +155,23 @@ fn heal_run(g: &Global, what: &str, run: impl FnOnce(&heal::Progress) -> Result<
     Ok(0)
 }
 
-pub fn scrub(g: &Global, a: ScrubArgs) -> Result<i32> {
-    let l = a.limit.bytes_per_second()?;
-    let repo = open(g)?;
-    let code = heal_run(g, "scrub", |p| repo.scrub(a.repair, l, p))?;
+pub fn scrub(global: &Global, args: ScrubArgs) -> Result<i32> {
+    let l = args.limit.bytes_per_second()?;
+    let repo = open(global)?;
+    let code = heal_run(global, "scrub", |p| repo.scrub(args.repair, l, p))?;
     Ok(code)
 }
 
-pub fn repair(g: &Global, a: ThrottleArgs) -> Result<i32> {
-    let l = a.bytes_per_second()?;
-    let repo = open(g)?;
-    heal_run(g, "repair", |p| repo.repair(l, p))
+pub fn repair(global: &Global, args: ThrottleArgs) -> Result<i32> {
+    let l = args.bytes_per_second()?;
+    let repo = open(global)?;
+    heal_run(global, "repair", |p| repo.repair(l, p))
 }
 
-pub fn rebalance(g: &Global, a: ThrottleArgs) -> Result<i32> {
-    let l = a.bytes_per_second()?;
-    let repo = open(g)?;
-    heal_run(g, "rebalance", |p| repo.rebalance(l, p))
+pub fn rebalance(global: &Global, args: ThrottleArgs) -> Result<i32> {
+    let l = args.bytes_per_second()?;
+    let repo = open(global)?;
+    heal_run(global, "rebalance", |p| repo.rebalance(l, p))
 }
 
 fn days(d: &humantime::Duration) -> f64 {
@@ -199,10 +199,10 @@ fn print_durability(d: &durability::Durability, availability: f64, naive: f64, s
     println!("  mean time to data loss                      {:.3e} years", d.mttdl_years);
 }
 
-pub fn status(g: &Global, a: StatusArgs) -> Result<i32> {
-    let repo = open(g)?;
-    let st = repo.status(days(&a.mttr))?;
-    if g.json {
+pub fn status(global: &Global, args: StatusArgs) -> Result<i32> {
+    let repo = open(global)?;
+    let st = repo.status(days(&args.mttr))?;
+    if global.json {
         ui::print_json(&st);
     } else {
         println!(
@@ -239,24 +239,24 @@ fn per_store(values: &[f64], n: usize, default: f64, what: &str) -> Result<Vec<f
     }
 }
 
-pub fn durability(g: &Global, a: DurabilityArgs) -> Result<i32> {
-    let repair_days = days(&a.mttr);
+pub fn durability(global: &Global, args: DurabilityArgs) -> Result<i32> {
+    let repair_days = days(&args.mttr);
     if repair_days <= 0.0 {
         return Err(Error::Usage("--mttr must be positive".into()));
     }
-    let (k, n, afr, avail) = match &a.ec {
+    let (k, n, afr, avail) = match &args.ec {
         Some(ec) => {
             let (k, m) = parse_ec(ec)?;
             let n = k as usize + m as usize;
-            let afr = per_store(&a.afr, n, mvault_core::format::config::default_afr(), "afr")?;
+            let afr = per_store(&args.afr, n, mvault_core::format::config::default_afr(), "afr")?;
             let avail =
-                per_store(&a.availability, n, mvault_core::format::config::default_availability(), "availability")?;
+                per_store(&args.availability, n, mvault_core::format::config::default_availability(), "availability")?;
             (k as usize, n, afr, avail)
         }
         None => {
-            let repo = open(g)?;
+            let repo = open(global)?;
             let d = repo.layout_durability(repo.list_packs()?.iter(), repair_days);
-            if g.json {
+            if global.json {
                 ui::print_json(&d);
             } else {
                 print_durability(&d.yearly, d.availability, d.naive_product, repo.config.stores.len());
@@ -273,7 +273,7 @@ pub fn durability(g: &Global, a: DurabilityArgs) -> Result<i32> {
     // The same raw capacity spent on replication, for comparison.
     let copies = (n as f64 / k as f64).round().max(1.0) as usize;
     let rep = durability::yearly(&afr[..copies.min(afr.len())], 1, repair_days);
-    if g.json {
+    if global.json {
         ui::print_json(&json!({ "k": k, "m": n - k, "availability": availability, "naive_product": naive, "yearly": d,
                                 "replication_equivalent": { "copies": copies, "yearly": rep } }));
     } else {

@@ -58,30 +58,34 @@ pub struct PruneArgs {
     pub repack_unused: String,
 }
 
-pub fn forget(g: &Global, a: ForgetArgs) -> Result<i32> {
+pub fn forget(global: &Global, args: ForgetArgs) -> Result<i32> {
     let policy = Policy {
-        last: a.keep_last,
-        hourly: a.keep_hourly,
-        daily: a.keep_daily,
-        weekly: a.keep_weekly,
-        monthly: a.keep_monthly,
-        yearly: a.keep_yearly,
-        within: a.keep_within.map(Into::into),
-        tags: a.keep_tag.clone(),
+        last: args.keep_last,
+        hourly: args.keep_hourly,
+        daily: args.keep_daily,
+        weekly: args.keep_weekly,
+        monthly: args.keep_monthly,
+        yearly: args.keep_yearly,
+        within: args.keep_within.map(Into::into),
+        tags: args.keep_tag.clone(),
     };
-    let opts =
-        ForgetOptions { policy, ids: a.snapshots.clone(), group_by: GroupBy::parse(&a.group_by)?, dry_run: a.dry_run };
-    let repo = open(g)?;
+    let opts = ForgetOptions {
+        policy,
+        ids: args.snapshots.clone(),
+        group_by: GroupBy::parse(&args.group_by)?,
+        dry_run: args.dry_run,
+    };
+    let repo = open(global)?;
     let report = {
-        let _lock = repo.lock(false, "forget", &stale_reporter(g))?;
+        let _lock = repo.lock(false, "forget", &stale_reporter(global))?;
         prune::forget(&repo, &opts)?
     };
-    let pruned = if a.prune && !a.dry_run {
-        Some(prune::prune(&repo, &PruneOptions::default(), &stale_reporter(g))?)
+    let pruned = if args.prune && !args.dry_run {
+        Some(prune::prune(&repo, &PruneOptions::default(), &stale_reporter(global))?)
     } else {
         None
     };
-    if g.json {
+    if global.json {
         ui::print_json(&json!({ "forget": report, "prune": pruned }));
     } else {
         let mut group = None;
@@ -92,7 +96,7 @@ pub fn forget(g: &Global, a: ForgetArgs) -> Result<i32> {
             }
             println!("  {} {}  {}", if d.keep { "keep  " } else { "remove" }, &d.id[..8], d.reasons.join(", "));
         }
-        let verb = if a.dry_run { "would remove" } else { "removed" };
+        let verb = if args.dry_run { "would remove" } else { "removed" };
         println!("{verb} {} snapshot(s)", report.removed.len());
         if let Some(p) = &pruned {
             print_plan(p);
@@ -121,15 +125,18 @@ fn print_plan(p: &prune::PrunePlan) {
     );
 }
 
-pub fn prune(g: &Global, a: PruneArgs) -> Result<i32> {
+pub fn prune(global: &Global, args: PruneArgs) -> Result<i32> {
     let pct: f64 =
-        a.repack_unused.trim_end_matches('%').parse().ok().filter(|p| (0.0..=100.0).contains(p)).ok_or_else(|| {
-            Error::Usage(format!("--repack-unused {:?}: expected a percentage like 50%", a.repack_unused))
-        })?;
-    let repo = open(g)?;
-    let plan =
-        prune::prune(&repo, &PruneOptions { dry_run: a.dry_run, repack_unused: pct / 100.0 }, &stale_reporter(g))?;
-    if g.json {
+        args.repack_unused.trim_end_matches('%').parse().ok().filter(|p| (0.0..=100.0).contains(p)).ok_or_else(
+            || Error::Usage(format!("--repack-unused {:?}: expected a percentage like 50%", args.repack_unused)),
+        )?;
+    let repo = open(global)?;
+    let plan = prune::prune(
+        &repo,
+        &PruneOptions { dry_run: args.dry_run, repack_unused: pct / 100.0 },
+        &stale_reporter(global),
+    )?;
+    if global.json {
         ui::print_json(&plan);
     } else {
         print_plan(&plan);
@@ -150,12 +157,14 @@ pub struct DrillArgs {
     pub scratch: Option<PathBuf>,
 }
 
-pub fn drill(g: &Global, a: DrillArgs) -> Result<i32> {
-    let loc = g.vault.clone().ok_or_else(|| Error::Usage("no vault given: pass --vault or set MVAULT_VAULT".into()))?;
-    let pw = ui::passphrase(g.password_file.as_deref())?;
-    let opts = mvault_core::drill::DrillOptions { without: a.without, snapshot: a.snapshot, scratch: a.scratch };
+pub fn drill(global: &Global, args: DrillArgs) -> Result<i32> {
+    let loc =
+        global.vault.clone().ok_or_else(|| Error::Usage("no vault given: pass --vault or set MVAULT_VAULT".into()))?;
+    let pw = ui::passphrase(global.password_file.as_deref())?;
+    let opts =
+        mvault_core::drill::DrillOptions { without: args.without, snapshot: args.snapshot, scratch: args.scratch };
     let r = mvault_core::drill::drill(&loc, &pw, &opts)?;
-    if g.json {
+    if global.json {
         ui::print_json(&r);
     } else {
         println!("drill: recovered snapshot {} ({}) of tenant {}", &r.snapshot[..8], r.snapshot_time, r.tenant);
@@ -203,17 +212,17 @@ pub struct WatchArgs {
     pub once: bool,
 }
 
-pub fn copy(g: &Global, a: CopyArgs) -> Result<i32> {
-    let src = open(g)?;
-    let pw = match &a.to_password_file {
+pub fn copy(global: &Global, args: CopyArgs) -> Result<i32> {
+    let src = open(global)?;
+    let pw = match &args.to_password_file {
         Some(f) => ui::passphrase(Some(f))?,
         None => std::env::var("MVAULT_TO_PASSWORD").map(String::into_bytes).map_err(|_| {
             Error::Usage("no passphrase for the target: pass --to-password-file or set MVAULT_TO_PASSWORD".into())
         })?,
     };
-    let mut dst = mvault_core::Repo::open(&a.to, &pw)?;
+    let mut dst = mvault_core::Repo::open(&args.to, &pw)?;
     let progress = mvault_core::copy::Progress::default();
-    let pb = ui::bar(None, "{spinner} copying {msg} [{elapsed_precise}]", g.quiet || g.json);
+    let pb = ui::bar(None, "{spinner} copying {msg} [{elapsed_precise}]", global.quiet || global.json);
     let r = ui::with_progress(
         &pb,
         |pb| {
@@ -225,9 +234,9 @@ pub fn copy(g: &Global, a: CopyArgs) -> Result<i32> {
                 ui::size(progress.bytes_sent.load(Relaxed))
             ))
         },
-        || mvault_core::copy::copy(&src, &mut dst, &a.snapshots, &progress, &stale_reporter(g)),
+        || mvault_core::copy::copy(&src, &mut dst, &args.snapshots, &progress, &stale_reporter(global)),
     )?;
-    if g.json {
+    if global.json {
         ui::print_json(&r);
     } else {
         for (s, d) in &r.copied {
@@ -272,13 +281,13 @@ fn newest_mtime(p: &std::path::Path) -> std::io::Result<std::time::SystemTime> {
     Ok(newest)
 }
 
-pub fn watch(g: &Global, a: WatchArgs) -> Result<i32> {
+pub fn watch(global: &Global, args: WatchArgs) -> Result<i32> {
     use mvault_core::backup::{self, BackupOptions};
-    let dir = std::path::absolute(&a.dir).map_err(|e| Error::io("resolve", &a.dir, e))?;
+    let dir = std::path::absolute(&args.dir).map_err(|e| Error::io("resolve", &args.dir, e))?;
     if !dir.is_dir() {
         return Err(Error::Usage(format!("{} is not a directory", dir.display())));
     }
-    let mut repo = open(g)?;
+    let mut repo = open(global)?;
     let watch_tag = format!("watch={}", dir.display());
     loop {
         // What is done is read from the vault each round, so a restarted watcher never repeats a checkpoint.
@@ -298,7 +307,7 @@ pub fn watch(g: &Global, a: WatchArgs) -> Result<i32> {
         todo.sort();
         // With --keep-last N, a checkpoint older than the N newest (done or pending) would be forgotten at
         // once; skipping it also keeps a forgotten checkpoint from being taken again.
-        if let Some(keep) = a.keep_last {
+        if let Some(keep) = args.keep_last {
             let mut all: Vec<u64> = done.iter().copied().chain(todo.iter().map(|t| t.0)).collect();
             all.sort_unstable();
             let floor = all.len().checked_sub(keep).map(|i| all[i]).unwrap_or(0);
@@ -307,7 +316,7 @@ pub fn watch(g: &Global, a: WatchArgs) -> Result<i32> {
         let now = std::time::SystemTime::now();
         for (step, path) in todo {
             let settled =
-                newest_mtime(&path).map(|t| now.duration_since(t).unwrap_or_default() >= *a.settle).unwrap_or(false);
+                newest_mtime(&path).map(|t| now.duration_since(t).unwrap_or_default() >= *args.settle).unwrap_or(false);
             if !settled {
                 continue;
             }
@@ -316,14 +325,14 @@ pub fn watch(g: &Global, a: WatchArgs) -> Result<i32> {
                 tags: vec![watch_tag.clone(), format!("step={step}")],
                 ..Default::default()
             };
-            let quiet = g.quiet;
+            let quiet = global.quiet;
             let warn = move |e: &Error| {
                 if !quiet {
                     eprintln!("mvault: warning: {e}");
                 }
             };
             let r = backup::backup(&mut repo, &opts, &backup::Progress::default(), &warn)?;
-            if !g.quiet {
+            if !global.quiet {
                 eprintln!(
                     "mvault: step {step}: snapshot {} ({} files, {} new)",
                     &r.id.to_hex()[..8],
@@ -331,7 +340,7 @@ pub fn watch(g: &Global, a: WatchArgs) -> Result<i32> {
                     ui::size(r.snapshot.summary.new_bytes)
                 );
             }
-            if let Some(keep) = a.keep_last {
+            if let Some(keep) = args.keep_last {
                 let (snaps, _) = repo.snapshots()?;
                 let mut mine: Vec<(u64, String)> = snaps
                     .iter()
@@ -351,7 +360,7 @@ pub fn watch(g: &Global, a: WatchArgs) -> Result<i32> {
                     let opts =
                         ForgetOptions { policy: Policy::default(), ids, group_by: GroupBy::default(), dry_run: false };
                     let r = prune::forget(&repo, &opts)?;
-                    if !g.quiet && !r.removed.is_empty() {
+                    if !global.quiet && !r.removed.is_empty() {
                         eprintln!(
                             "mvault: forgot {} older checkpoint snapshot(s) (--keep-last {keep})",
                             r.removed.len()
@@ -360,9 +369,9 @@ pub fn watch(g: &Global, a: WatchArgs) -> Result<i32> {
                 }
             }
         }
-        if a.once {
+        if args.once {
             return Ok(0);
         }
-        std::thread::sleep(*a.interval);
+        std::thread::sleep(*args.interval);
     }
 }

@@ -16,13 +16,13 @@ pub struct InspectArgs {
     pub file: PathBuf,
 }
 
-pub fn inspect(g: &Global, a: InspectArgs) -> Result<i32> {
-    let r = inspect::inspect(&a.file, ChunkerParams::default())?;
-    if g.json {
+pub fn inspect(global: &Global, args: InspectArgs) -> Result<i32> {
+    let r = inspect::inspect(&args.file, ChunkerParams::default())?;
+    if global.json {
         ui::print_json(&r);
         return Ok(0);
     }
-    println!("{} ({}, {} tensors, {})", a.file.display(), r.format, r.tensors.len(), ui::size(r.file_bytes));
+    println!("{} ({}, {} tensors, {})", args.file.display(), r.format, r.tensors.len(), ui::size(r.file_bytes));
     println!("{:<48} {:>6} {:>18} {:>10} {:>8} {:>8}  codec", "tensor", "dtype", "shape", "size", "ratio", "bound");
     for t in &r.tensors {
         let shape = format!("{:?}", t.shape);
@@ -63,9 +63,9 @@ pub fn inspect(g: &Global, a: InspectArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn diff(g: &Global, a: DiffArgs) -> Result<i32> {
-    let repo = crate::open::open(g)?;
-    let (_, sa) = repo.find_snapshot(&a.snapshot_a)?;
-    let (_, sb) = repo.find_snapshot(&a.snapshot_b)?;
-    print_diff(g, &repo, &sa, &sb, a)
+pub fn diff(global: &Global, args: DiffArgs) -> Result<i32> {
+    let repo = crate::open::open(global)?;
+    let (_, sa) = repo.find_snapshot(&args.snapshot_a)?;
+    let (_, sb) = repo.find_snapshot(&args.snapshot_b)?;
+    print_diff(global, &repo, &sa, &sb, args)
 }

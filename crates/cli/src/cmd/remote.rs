@@ -19,29 +19,29 @@ fn snapshot_of(v: &Value) -> Result<(SnapshotId, Snapshot)> {
 }
 
 /// Remote mode: the commands that make sense against a server, over its API.
-pub fn run(g: &Global, url: &str, cmd: Command) -> Result<i32> {
-    let client = Client::connect(url, g.tls_ca.as_deref())?;
+pub fn run(global: &Global, url: &str, cmd: Command) -> Result<i32> {
+    let client = Client::connect(url, global.tls_ca.as_deref())?;
     match cmd {
-        Command::Backup(a) => remote_backup(g, &client, a),
+        Command::Backup(a) => remote_backup(global, &client, a),
         Command::Snapshots => {
             let all: Vec<(SnapshotId, Snapshot)> =
                 client.snapshots()?.iter().map(snapshot_of).collect::<Result<_>>()?;
-            print_snapshots(g, &all);
+            print_snapshots(global, &all);
             Ok(0)
         }
         Command::Ls(a) => {
             let (_, snap) = snapshot_of(&client.snapshot(&a.snapshot)?)?;
             let src = RemoteSource::new(&client)?;
-            print_ls(g, &src, &snap.tree_id()?, a)
+            print_ls(global, &src, &snap.tree_id()?, a)
         }
-        Command::Restore(a) => remote_restore(g, &client, a),
+        Command::Restore(a) => remote_restore(global, &client, a),
         Command::Diff(a) => {
             let (_, sa) = snapshot_of(&client.snapshot(&a.snapshot_a)?)?;
             let (_, sb) = snapshot_of(&client.snapshot(&a.snapshot_b)?)?;
             let mut src = RemoteSource::new(&client)?;
             src.prefetch_lengths(&sa.tree_id()?)?;
             src.prefetch_lengths(&sb.tree_id()?)?;
-            crate::print::print_diff(g, &src, &sa, &sb, a)
+            crate::print::print_diff(global, &src, &sa, &sb, a)
         }
         Command::Forget(a) => {
             let policy = a.keep_last + a.keep_hourly + a.keep_daily + a.keep_weekly + a.keep_monthly + a.keep_yearly
@@ -54,7 +54,7 @@ pub fn run(g: &Global, url: &str, cmd: Command) -> Result<i32> {
                 ));
             }
             let v = client.post("/v1/snapshots/forget", &json!({ "ids": a.snapshots }))?;
-            if g.json {
+            if global.json {
                 ui::print_json(&v);
             } else {
                 for id in v["removed"].as_array().into_iter().flatten() {
@@ -72,16 +72,18 @@ pub fn run(g: &Global, url: &str, cmd: Command) -> Result<i32> {
                     let body = json!({
                         "role": role, "tenant": tenant, "ttl": ttl.map(|d| d.as_secs()), "label": label, "s3": s3,
                     });
-                    print_token(g, &client.post("/v1/tokens", &body)?);
+                    print_token(global, &client.post("/v1/tokens", &body)?);
                 }
-                TokenCommand::List => print_list(g, &client.get("/v1/tokens")?),
-                TokenCommand::Revoke { id } => print_list(g, &json!([client.delete(&format!("/v1/tokens/{id}"))?])),
+                TokenCommand::List => print_list(global, &client.get("/v1/tokens")?),
+                TokenCommand::Revoke { id } => {
+                    print_list(global, &json!([client.delete(&format!("/v1/tokens/{id}"))?]))
+                }
             }
             Ok(0)
         }
         Command::SnapshotBucket(a) => {
             let v = client.post(&format!("/v1/buckets/{}/snapshot", a.bucket), &json!({ "tags": a.tags }))?;
-            print_bucket_snapshot(g, &v);
+            print_bucket_snapshot(global, &v);
             Ok(0)
         }
         Command::Tenant(c) => {
@@ -103,7 +105,7 @@ pub fn run(g: &Global, url: &str, cmd: Command) -> Result<i32> {
                     return Err(Error::Usage("tenant rekey runs locally, with the vault's passphrase".into()))
                 }
             };
-            print_list(g, &if v.is_array() { v } else { json!([v]) });
+            print_list(global, &if v.is_array() { v } else { json!([v]) });
             Ok(0)
         }
         Command::Audit(c) => match c {
@@ -121,10 +123,10 @@ pub fn run(g: &Global, url: &str, cmd: Command) -> Result<i32> {
                         Some((x["chain"].as_str()?.to_string(), serde_json::from_value(x["record"].clone()).ok()?))
                     })
                     .collect();
-                print_audit(g, &recs);
+                print_audit(global, &recs);
                 Ok(0)
             }
-            AuditCommand::Verify => Ok(report_verify(g, &client.get("/v1/audit/verify")?)),
+            AuditCommand::Verify => Ok(report_verify(global, &client.get("/v1/audit/verify")?)),
         },
         _ => Err(Error::Usage(
             "this command works on a vault, not over a server: give --vault a directory or store URL".into(),
@@ -132,17 +134,17 @@ pub fn run(g: &Global, url: &str, cmd: Command) -> Result<i32> {
     }
 }
 
-fn remote_backup(g: &Global, client: &Client, a: BackupArgs) -> Result<i32> {
-    if a.lock_for.is_some() || a.lock_until.is_some() || a.base.is_some() {
+fn remote_backup(global: &Global, client: &Client, args: BackupArgs) -> Result<i32> {
+    if args.lock_for.is_some() || args.lock_until.is_some() || args.base.is_some() {
         return Err(Error::Usage("--lock-for, --lock-until and --base are not available over a server yet".into()));
     }
     let warn = |e: &Error| {
-        if !g.quiet {
+        if !global.quiet {
             eprintln!("mvault: warning: {e}");
         }
     };
-    let r = client::backup(client, &a.paths, &a.tags, a.host.clone(), &warn)?;
-    if g.json {
+    let r = client::backup(client, &args.paths, &args.tags, args.host.clone(), &warn)?;
+    if global.json {
         ui::print_json(&r);
     } else {
         println!(
@@ -159,9 +161,9 @@ fn remote_backup(g: &Global, client: &Client, a: BackupArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn remote_restore(g: &Global, client: &Client, a: RestoreArgs) -> Result<i32> {
-    let (id, snap) = snapshot_of(&client.snapshot(&a.snapshot)?)?;
+fn remote_restore(global: &Global, client: &Client, args: RestoreArgs) -> Result<i32> {
+    let (id, snap) = snapshot_of(&client.snapshot(&args.snapshot)?)?;
     let mut src = RemoteSource::new(client)?;
     src.prefetch_lengths(&snap.tree_id()?)?;
-    restore_from(g, &src, &id, &snap, a)
+    restore_from(global, &src, &id, &snap, args)
 }

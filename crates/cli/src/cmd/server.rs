@@ -52,22 +52,22 @@ pub struct SnapshotBucketArgs {
     pub tags: Vec<String>,
 }
 
-pub fn server(g: &Global, a: ServerArgs) -> Result<i32> {
-    let repo = open(g)?;
-    let state_dir = a.state_dir.unwrap_or_else(|| {
+pub fn server(global: &Global, args: ServerArgs) -> Result<i32> {
+    let repo = open(global)?;
+    let state_dir = args.state_dir.unwrap_or_else(|| {
         std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| ".".into()).join(".config/mvault/server")
     });
-    let json = g.json;
-    let config = match &a.config {
+    let json = global.json;
+    let config = match &args.config {
         Some(f) => mvault_server::schedule::load(f)?,
         None => Default::default(),
     };
     let opts = mvault_server::ServerOptions {
         config,
-        listen: a.listen,
-        s3_listen: a.s3_listen,
-        tls_cert: a.tls_cert,
-        tls_key: a.tls_key,
+        listen: args.listen,
+        s3_listen: args.s3_listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
         state_dir,
         announce: Box::new(move |url, s3, cert| {
             if json {
@@ -86,8 +86,8 @@ pub fn server(g: &Global, a: ServerArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn token_local(g: &Global, c: TokenCommand) -> Result<i32> {
-    let repo = open(g)?;
+pub fn token_local(global: &Global, c: TokenCommand) -> Result<i32> {
+    let repo = open(global)?;
     let sys = repo.system()?;
     match c {
         TokenCommand::Create { role, tenant, ttl, label, s3 } => {
@@ -97,43 +97,43 @@ pub fn token_local(g: &Global, c: TokenCommand) -> Result<i32> {
             }
             let (v, rec) = auth::issue(&sys, tenant.as_deref(), role, ttl.map(|d| d.as_secs()), &label, s3)?;
             audit_local_action(&sys, "token.create", &format!("token {}", rec.id), tenant.as_deref())?;
-            print_token(g, &v);
+            print_token(global, &v);
         }
         TokenCommand::List => {
             let v: Vec<Value> = auth::list(&sys)?.iter().map(auth::TokenRecord::public).collect();
-            print_list(g, &Value::Array(v));
+            print_list(global, &Value::Array(v));
         }
         TokenCommand::Revoke { id } => {
             let mut rec = auth::load(&sys, &id)?;
             rec.revoked = true;
             auth::save(&sys, &rec)?;
             audit_local_action(&sys, "token.revoke", &format!("token {id}"), rec.tenant.as_deref())?;
-            print_list(g, &json!([rec.public()]));
+            print_list(global, &json!([rec.public()]));
         }
     }
     Ok(0)
 }
 
-pub fn audit_local(g: &Global, c: AuditCommand) -> Result<i32> {
-    let repo = open(g)?;
+pub fn audit_local(global: &Global, c: AuditCommand) -> Result<i32> {
+    let repo = open(global)?;
     let sys = repo.system()?;
     match c {
         AuditCommand::Show { tenant } => {
-            print_audit(g, &audit::show(&sys, tenant.as_deref())?);
+            print_audit(global, &audit::show(&sys, tenant.as_deref())?);
             Ok(0)
         }
-        AuditCommand::Verify => Ok(report_verify(g, &json!(audit::verify(&sys)?))),
+        AuditCommand::Verify => Ok(report_verify(global, &json!(audit::verify(&sys)?))),
     }
 }
 
 /// `snapshot-bucket` on a vault: the bucket's records as the stores hold them (every change a gateway
 /// acknowledged is there), frozen as a snapshot of the tenant.
-pub fn snapshot_bucket_local(g: &Global, a: SnapshotBucketArgs) -> Result<i32> {
-    let base = open(g)?;
-    let repo = base.for_tenant(&a.tenant)?;
+pub fn snapshot_bucket_local(global: &Global, args: SnapshotBucketArgs) -> Result<i32> {
+    let base = open(global)?;
+    let repo = base.for_tenant(&args.tenant)?;
     let _lock = repo.lock(false, "snapshot-bucket", &|m| eprintln!("mvault: {m}"))?;
     let state = mvault_core::buckets::load(&repo)?;
-    let (_, made, _) = mvault_core::snapshot_bucket(&repo, &state, &a.bucket, &a.tags)?;
-    print_bucket_snapshot(g, &json!(made));
+    let (_, made, _) = mvault_core::snapshot_bucket(&repo, &state, &args.bucket, &args.tags)?;
+    print_bucket_snapshot(global, &json!(made));
     Ok(0)
 }

@@ -9,17 +9,17 @@ use mvault_core::{Error, Result};
 use mvault_server::registry;
 use serde_json::json;
 
-pub fn tenant(g: &Global, c: TenantCommand) -> Result<i32> {
+pub fn tenant(global: &Global, c: TenantCommand) -> Result<i32> {
     match c {
         TenantCommand::Rekey { .. } => {}
-        other => return tenant_local(g, other),
+        other => return tenant_local(global, other),
     }
     match c {
         TenantCommand::Rekey { tenant, rewrite, resume } => {
-            let base = open(g)?;
+            let base = open(global)?;
             let mut repo = if tenant == base.tenant { base } else { base.for_tenant(&tenant)? };
-            let r = repo.rekey(!resume, rewrite, &stale_reporter(g))?;
-            if g.json {
+            let r = repo.rekey(!resume, rewrite, &stale_reporter(global))?;
+            if global.json {
                 ui::print_json(&r);
             } else {
                 println!(
@@ -33,8 +33,8 @@ pub fn tenant(g: &Global, c: TenantCommand) -> Result<i32> {
     }
 }
 
-pub fn tenant_local(g: &Global, c: TenantCommand) -> Result<i32> {
-    let repo = open(g)?;
+pub fn tenant_local(global: &Global, c: TenantCommand) -> Result<i32> {
+    let repo = open(global)?;
     let sys = repo.system()?;
     let v = match c {
         TenantCommand::Create { name, limits } => {
@@ -60,6 +60,6 @@ pub fn tenant_local(g: &Global, c: TenantCommand) -> Result<i32> {
         }
         TenantCommand::Rekey { .. } => unreachable!("rekey is handled by the lifecycle commands"),
     };
-    print_list(g, &if v.is_array() { v } else { json!([v]) });
+    print_list(global, &if v.is_array() { v } else { json!([v]) });
     Ok(0)
 }

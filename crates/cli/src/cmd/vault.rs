@@ -83,9 +83,9 @@ pub enum KeyCommand {
     },
 }
 
-pub fn speed(g: &Global, a: SpeedArgs) -> Result<i32> {
-    let n = a.mib.clamp(1, 1024) << 20;
-    let sample = match &a.sample {
+pub fn speed(global: &Global, args: SpeedArgs) -> Result<i32> {
+    let n = args.mib.clamp(1, 1024) << 20;
+    let sample = match &args.sample {
         Some(p) => {
             use std::io::Read;
             let mut buf = Vec::with_capacity(n);
@@ -97,7 +97,7 @@ pub fn speed(g: &Global, a: SpeedArgs) -> Result<i32> {
         None => mvault_core::synth::bf16_bytes(&mvault_core::synth::weights_f32(n / 2, 7, 0.02)),
     };
     let s = mvault_core::speed::measure(&sample, 1.0);
-    if g.json {
+    if global.json {
         ui::print_json(&s);
     } else {
         let mb = |v: f64| format!("{:.0} MB/s", v / 1e6);
@@ -114,26 +114,26 @@ pub fn speed(g: &Global, a: SpeedArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn init(g: &Global, a: InitArgs) -> Result<i32> {
-    let loc = vault_loc(g)?;
-    let pw = ui::passphrase(g.password_file.as_deref())?;
+pub fn init(global: &Global, args: InitArgs) -> Result<i32> {
+    let loc = vault_loc(global)?;
+    let pw = ui::passphrase(global.password_file.as_deref())?;
     ui::check_not_empty(&pw)?;
-    let (k, m) = match (&a.ec, a.replicas) {
+    let (k, m) = match (&args.ec, args.replicas) {
         (Some(ec), _) => parse_ec(ec)?,
         (None, Some(0)) => return Err(Error::Usage("--replicas must be at least 1".into())),
         (None, Some(n)) => (1, n - 1),
         (None, None) => (1, 0),
     };
-    let mut opts = InitOptions { k, m, extra_stores: a.stores, ..Default::default() };
-    if let Some(p) = &a.pack_size {
+    let mut opts = InitOptions { k, m, extra_stores: args.stores, ..Default::default() };
+    if let Some(p) = &args.pack_size {
         opts.pack_size = crate::args::parse_size(p)?;
     }
-    if let Some(c) = &a.chunk_size {
+    if let Some(c) = &args.chunk_size {
         let avg = crate::args::parse_size(c)? as u32;
         opts.chunker = mvault_core::format::config::ChunkerParams { min: avg / 4, avg, max: avg.saturating_mul(4) };
     }
     let repo = Repo::init(&loc, &pw, &opts)?;
-    if g.json {
+    if global.json {
         ui::print_json(
             &json!({ "vault_id": repo.vault_id.to_hex(), "stores": repo.config.stores, "key_id": repo.key_id }),
         );
@@ -157,25 +157,25 @@ fn parse_lock_until(a: &BackupArgs) -> Result<Option<String>> {
     Ok(None)
 }
 
-pub fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
-    let locked_until = parse_lock_until(&a)?;
-    let mut repo = open(g)?;
-    let base = match &a.base {
+pub fn backup(global: &Global, args: BackupArgs) -> Result<i32> {
+    let locked_until = parse_lock_until(&args)?;
+    let mut repo = open(global)?;
+    let base = match &args.base {
         Some(spec) => Some(repo.find_snapshot(spec)?.0),
         None => None,
     };
     let opts = BackupOptions {
-        paths: a.paths,
-        tags: a.tags,
-        host: a.host,
+        paths: args.paths,
+        tags: args.tags,
+        host: args.host,
         locked_until,
-        delta_depth: a.delta_depth,
+        delta_depth: args.delta_depth,
         base,
         ..Default::default()
     };
     let progress = backup::Progress::default();
-    let pb = ui::bar(None, "{spinner} {msg} [{elapsed_precise}]", g.quiet || g.json);
-    let quiet = g.quiet;
+    let pb = ui::bar(None, "{spinner} {msg} [{elapsed_precise}]", global.quiet || global.json);
+    let quiet = global.quiet;
     let warn = move |e: &Error| {
         if !quiet {
             eprintln!("mvault: warning: {e}");
@@ -197,7 +197,7 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
         || backup::backup(&mut repo, &opts, &progress, &warn),
     )?;
     let s = &result.snapshot.summary;
-    if g.json {
+    if global.json {
         ui::print_json(&json!({
             "snapshot_id": result.id.to_hex(),
             "parent": result.parent.map(|p| p.to_hex()),
@@ -224,7 +224,7 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
             s.seconds
         );
     }
-    if s.degraded_packs > 0 && !g.quiet {
+    if s.degraded_packs > 0 && !global.quiet {
         eprintln!(
             "mvault: warning: {} pack(s) were written with shards missing (a store was down); the snapshot is safe \
              with the redundancy left; run `mvault repair` once the store is back",
@@ -243,30 +243,30 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn snapshots(g: &Global) -> Result<i32> {
-    let repo = open(g)?;
+pub fn snapshots(global: &Global) -> Result<i32> {
+    let repo = open(global)?;
     let (all, bad) = repo.snapshots()?;
     for e in &bad {
         eprintln!("mvault: warning: {e}");
     }
-    print_snapshots(g, &all);
+    print_snapshots(global, &all);
     Ok(if bad.is_empty() { 0 } else { 1 })
 }
 
-pub fn ls(g: &Global, a: LsArgs) -> Result<i32> {
-    let repo = open(g)?;
-    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
-    print_ls(g, &repo, &snap.tree_id()?, a)
+pub fn ls(global: &Global, args: LsArgs) -> Result<i32> {
+    let repo = open(global)?;
+    let (_, snap) = repo.find_snapshot(&args.snapshot)?;
+    print_ls(global, &repo, &snap.tree_id()?, args)
 }
 
-pub fn restore(g: &Global, a: RestoreArgs) -> Result<i32> {
-    let repo = open(g)?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
-    restore_from(g, &repo, &id, &snap, a)
+pub fn restore(global: &Global, args: RestoreArgs) -> Result<i32> {
+    let repo = open(global)?;
+    let (id, snap) = repo.find_snapshot(&args.snapshot)?;
+    restore_from(global, &repo, &id, &snap, args)
 }
 
-pub fn check(g: &Global, a: CheckArgs) -> Result<i32> {
-    let read = match (&a.read_data, &a.read_data_subset) {
+pub fn check(global: &Global, args: CheckArgs) -> Result<i32> {
+    let read = match (&args.read_data, &args.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(s)) => {
             let p: f64 = s
@@ -280,15 +280,19 @@ pub fn check(g: &Global, a: CheckArgs) -> Result<i32> {
         }
         _ => ReadData::None,
     };
-    let repo = open(g)?;
-    let quiet = g.quiet;
+    let repo = open(global)?;
+    let quiet = global.quiet;
     let _lock = repo.lock(false, "check", &|m| {
         if !quiet {
             eprintln!("mvault: warning: {m}")
         }
     })?;
     let progress = check::Progress::default();
-    let pb = ui::bar(Some(0), "{spinner} reading packs [{bar:30}] {pos}/{len} [{elapsed_precise}]", g.quiet || g.json);
+    let pb = ui::bar(
+        Some(0),
+        "{spinner} reading packs [{bar:30}] {pos}/{len} [{elapsed_precise}]",
+        global.quiet || global.json,
+    );
     let report = ui::with_progress(
         &pb,
         |pb| {
@@ -297,7 +301,7 @@ pub fn check(g: &Global, a: CheckArgs) -> Result<i32> {
         },
         || check::check(&repo, read, &progress),
     )?;
-    if g.json {
+    if global.json {
         ui::print_json(&json!({ "ok": report.ok(), "report": report }));
     } else {
         for w in &report.warnings {
@@ -323,7 +327,7 @@ pub fn check(g: &Global, a: CheckArgs) -> Result<i32> {
         }
     }
     if !report.ok() {
-        if !g.json {
+        if !global.json {
             eprintln!("mvault: error: check found {} error(s); the first: {}", report.errors.len(), report.errors[0]);
         }
         return Ok(1);
@@ -331,12 +335,12 @@ pub fn check(g: &Global, a: CheckArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn key(g: &Global, k: KeyCommand) -> Result<i32> {
-    let mut repo = open(g)?;
+pub fn key(global: &Global, k: KeyCommand) -> Result<i32> {
+    let mut repo = open(global)?;
     match k {
         KeyCommand::List => {
             let keys = repo.key_files()?;
-            if g.json {
+            if global.json {
                 let v: Vec<_> = keys
                     .iter()
                     .map(|k| json!({ "id": k.id, "current": k.id == repo.key_id, "created": k.created, "host": k.host, "user": k.user }))
@@ -367,12 +371,12 @@ pub fn key(g: &Global, k: KeyCommand) -> Result<i32> {
             println!("removed key {removed}");
         }
         KeyCommand::Rotate { keep_password_file } => {
-            let mut passphrases = vec![ui::passphrase(g.password_file.as_deref())?];
+            let mut passphrases = vec![ui::passphrase(global.password_file.as_deref())?];
             for f in &keep_password_file {
                 passphrases.push(ui::passphrase(Some(f))?);
             }
             let r = repo.rotate_master_key(&passphrases, KdfParams::default())?;
-            if g.json {
+            if global.json {
                 ui::print_json(&r);
             } else {
                 println!(
