@@ -18,10 +18,10 @@ macro_rules! id_type {
             pub fn to_hex(&self) -> String {
                 hex::encode(self.0)
             }
-            pub fn from_hex(s: &str) -> Result<Self> {
+            pub fn from_hex(text: &str) -> Result<Self> {
                 let mut b = [0u8; $len];
-                hex::decode_to_slice(s, &mut b)
-                    .map_err(|e| Error::malformed(stringify!($name), format!("{s:?} is not {} hex bytes: {e}", $len)))?;
+                hex::decode_to_slice(text, &mut b)
+                    .map_err(|e| Error::malformed(stringify!($name), format!("{text:?} is not {} hex bytes: {e}", $len)))?;
                 Ok($name(b))
             }
         }

@@ -42,8 +42,8 @@ impl From<Error> for ApiError {
     /// The variant decides the status, never the message. A lock conflict is 409 with Retry-After and the
     /// lock's holder and expiry in the body (`"kind": "locked"`), so a remote CLI rebuilds the same
     /// `Error::Locked`; stores that are away are 503 with Retry-After (`"kind": "unavailable"`).
-    fn from(e: Error) -> Self {
-        let status = match &e {
+    fn from(err: Error) -> Self {
+        let status = match &err {
             Error::NotFound { .. } | Error::NoVault(_) => StatusCode::NOT_FOUND,
             Error::Usage(_) | Error::Malformed { .. } | Error::BodyMismatch { .. } | Error::BodyRead { .. } => {
                 StatusCode::BAD_REQUEST
@@ -52,11 +52,11 @@ impl From<Error> for ApiError {
             Error::Store { .. } | Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let mut out = ApiError::new(status, e.to_string());
-        if e.is_transient() {
+        let mut out = ApiError::new(status, err.to_string());
+        if err.is_transient() {
             out.retry_after = Some(RETRY_AFTER_S);
         }
-        match e {
+        match err {
             Error::Locked { holder, expires, path } => {
                 out.body["kind"] = json!("locked");
                 out.body["holder"] = json!(holder);
@@ -289,8 +289,8 @@ fn req(
     Req { name, action, target: target.into(), headers, client: c.0, bytes_in }
 }
 
-fn chunk_id(s: &str) -> Result<ChunkId, ApiError> {
-    ChunkId::from_hex(s).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no blob {s:?}")))
+fn chunk_id(text: &str) -> Result<ChunkId, ApiError> {
+    ChunkId::from_hex(text).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no blob {text:?}")))
 }
 
 fn json_body<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, ApiError> {

@@ -225,9 +225,9 @@ mod tests {
     use mvault_core::crypto::KdfParams;
     use mvault_core::InitOptions;
 
-    fn sys(d: &tempfile::TempDir) -> Repo {
+    fn sys(dir: &tempfile::TempDir) -> Repo {
         let opts = InitOptions { kdf: KdfParams { m_kib: 64, t: 1, p: 1 }, ..Default::default() };
-        Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap().system().unwrap()
+        Repo::init(dir.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap().system().unwrap()
     }
 
     fn rec(action: &str) -> Record {

@@ -28,14 +28,14 @@ pub enum Role {
 
 impl std::str::FromStr for Role {
     type Err = Error;
-    fn from_str(s: &str) -> Result<Role> {
-        Ok(match s {
+    fn from_str(text: &str) -> Result<Role> {
+        Ok(match text {
             "admin" => Role::Admin,
             "writer" => Role::Writer,
             "reader" => Role::Reader,
             "appender" => Role::Appender,
             "operator" => Role::Operator,
-            _ => return Err(Error::Usage(format!("role {s:?}: use admin, writer, reader, appender or operator"))),
+            _ => return Err(Error::Usage(format!("role {text:?}: use admin, writer, reader, appender or operator"))),
         })
     }
 }

@@ -21,14 +21,14 @@ fn bad(why: impl Into<String>) -> Error {
     Error::malformed("pytorch-zip", why)
 }
 
-fn le16(b: &[u8], at: usize) -> u64 {
-    u16::from_le_bytes([b[at], b[at + 1]]) as u64
+fn le16(bytes: &[u8], at: usize) -> u64 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]]) as u64
 }
-fn le32(b: &[u8], at: usize) -> u64 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")) as u64
+fn le32(bytes: &[u8], at: usize) -> u64 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as u64
 }
-fn le64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+fn le64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// Where the central directory lies and how many entries it has.

@@ -224,15 +224,15 @@ mod tests {
         assert_eq!(s.trees().unwrap().len(), 1, "the noncurrent version's data is still live");
     }
 
-    fn vault(d: &tempfile::TempDir) -> Repo {
+    fn vault(dir: &tempfile::TempDir) -> Repo {
         let opts =
             crate::repo::InitOptions { kdf: crate::crypto::KdfParams { m_kib: 64, t: 1, p: 1 }, ..Default::default() };
-        Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap()
+        Repo::init(dir.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap()
     }
 
     /// A fresh vault whose state holds one empty bucket.
-    fn vault_with_bucket(d: &tempfile::TempDir, bucket: &str) -> (Repo, State) {
-        let repo = vault(d);
+    fn vault_with_bucket(dir: &tempfile::TempDir, bucket: &str) -> (Repo, State) {
+        let repo = vault(dir);
         let mut st = load(&repo).unwrap();
         append(&repo, &mut st, Record::CreateBucket { bucket: bucket.into(), time_ms: 1 }).unwrap();
         (repo, st)

@@ -330,8 +330,8 @@ impl Walker<'_> {
         self.catalog.as_ref().expect("just built")
     }
 
-    fn unreadable(&mut self, e: Error, path: &Path) {
-        (self.warn)(&e);
+    fn unreadable(&mut self, err: Error, path: &Path) {
+        (self.warn)(&err);
         self.summary.unreadable.push(path.display().to_string());
     }
 

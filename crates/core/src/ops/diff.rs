@@ -157,12 +157,12 @@ fn layout_of(file: &VaultFile, path: &str) -> Result<Option<Layout>> {
     }
 }
 
-fn to_f64(kind: FloatKind, b: &[u8]) -> f64 {
+fn to_f64(kind: FloatKind, bytes: &[u8]) -> f64 {
     match kind {
-        FloatKind::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
-        FloatKind::Bf16 => f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64,
+        FloatKind::F32 => f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as f64,
+        FloatKind::Bf16 => f32::from_bits((u16::from_le_bytes([bytes[0], bytes[1]]) as u32) << 16) as f64,
         FloatKind::F16 => {
-            let h = u16::from_le_bytes([b[0], b[1]]);
+            let h = u16::from_le_bytes([bytes[0], bytes[1]]);
             let (s, e, m) = ((h >> 15) as i32, ((h >> 10) & 0x1f) as i32, (h & 0x3ff) as f64);
             let v = match e {
                 0 => m * 2f64.powi(-24),

@@ -29,9 +29,9 @@ pub struct GroupBy {
 }
 
 impl GroupBy {
-    pub fn parse(s: &str) -> Result<GroupBy> {
+    pub fn parse(text: &str) -> Result<GroupBy> {
         let mut g = GroupBy::default();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
                 "host" => g.host = true,
                 "paths" => g.paths = true,

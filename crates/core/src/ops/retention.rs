@@ -84,16 +84,16 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn secs(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
+fn secs(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,
         Err(e) => -(e.duration().as_secs() as i64),
     }
 }
 
 /// The calendar buckets of a time: hour, day, ISO week, month, year.
-fn buckets(t: SystemTime) -> [String; 5] {
-    let s = secs(t);
+fn buckets(time: SystemTime) -> [String; 5] {
+    let s = secs(time);
     let days = s.div_euclid(86_400);
     let hour = s.rem_euclid(86_400) / 3600;
     let (y, m, d) = civil_from_days(days);

@@ -87,8 +87,8 @@ impl Repo {
     }
 
     /// A store that failed with anything but "no such object" is down for the rest of this command.
-    pub(crate) fn note_failure(&self, store: usize, e: &Error) {
-        if let Error::Store { source, .. } = e {
+    pub(crate) fn note_failure(&self, store: usize, err: &Error) {
+        if let Error::Store { source, .. } = err {
             self.down.lock().expect("down set").entry(store).or_insert_with(|| source.to_string());
         }
     }

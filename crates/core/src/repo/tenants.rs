@@ -127,9 +127,9 @@ mod tests {
     use crate::ops::ingest::{self, Incoming};
     use crate::repo::InitOptions;
 
-    fn vault(d: &tempfile::TempDir) -> Repo {
+    fn vault(dir: &tempfile::TempDir) -> Repo {
         let opts = InitOptions { kdf: KdfParams { m_kib: 64, t: 1, p: 1 }, ..Default::default() };
-        Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap()
+        Repo::init(dir.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap()
     }
 
     /// Store one blob in a tenant the way the server does; returns its id.

@@ -90,17 +90,17 @@ pub struct StoreArg {
 
 impl std::str::FromStr for StoreArg {
     type Err = Error;
-    fn from_str(s: &str) -> Result<StoreArg> {
-        let (url, opts) = match s.rsplit_once('#') {
+    fn from_str(text: &str) -> Result<StoreArg> {
+        let (url, opts) = match text.rsplit_once('#') {
             Some((u, o)) if o.contains('=') => (u, o),
-            _ => (s, ""),
+            _ => (text, ""),
         };
         let mut a = StoreArg { url: url.to_string(), ..Default::default() };
         for kv in opts.split(',').filter(|kv| !kv.is_empty()) {
             let (k, v) = kv
                 .split_once('=')
-                .ok_or_else(|| Error::Usage(format!("store {s:?}: expected key=value, got {kv:?}")))?;
-            let bad = |what: &str| Error::Usage(format!("store {s:?}: {k}={v:?} is not {what}"));
+                .ok_or_else(|| Error::Usage(format!("store {text:?}: expected key=value, got {kv:?}")))?;
+            let bad = |what: &str| Error::Usage(format!("store {text:?}: {k}={v:?} is not {what}"));
             match k {
                 "domain" if !v.is_empty() => a.domain = Some(v.to_string()),
                 "weight" => {
@@ -121,7 +121,7 @@ impl std::str::FromStr for StoreArg {
                 }
                 _ => {
                     return Err(Error::Usage(format!(
-                        "store {s:?}: unknown option {k:?} (domain, weight, afr, availability)"
+                        "store {text:?}: unknown option {k:?} (domain, weight, afr, availability)"
                     )))
                 }
             }
