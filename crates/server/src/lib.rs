@@ -36,7 +36,7 @@ pub type Announce = Box<dyn FnOnce(&str, Option<&str>, &std::path::Path) + Send>
 
 pub struct ServerOptions {
     pub listen: SocketAddr,
-    /// The S3 gateway's own listener (s3.rs), if any.
+    /// The S3 gateway's own listener (s3/), if any.
     pub s3_listen: Option<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -54,11 +54,11 @@ pub struct Tenant {
     pub record: Mutex<registry::TenantRecord>,
     /// Uploads and snapshot commits of one tenant run one at a time, so quota checks see every write.
     pub writes: Mutex<()>,
-    /// The tenant's S3 buckets, loaded on first use (s3.rs); every change is written before it is applied.
+    /// The tenant's S3 buckets, loaded on first use (s3/); every change is written before it is applied.
     pub s3: Mutex<Option<mvault_core::buckets::State>>,
     /// Bytes S3 writes in progress have written but not yet indexed, for the quota check.
     pub s3_pending: Mutex<u64>,
-    /// Multipart uploads in progress: what part 1 told about the file, for the later parts (s3.rs).
+    /// Multipart uploads in progress: what part 1 told about the file, for the later parts (s3/).
     pub s3_models: Mutex<HashMap<String, tokio::sync::watch::Sender<Option<s3::PartModel>>>>,
 }
 
