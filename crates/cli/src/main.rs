@@ -49,6 +49,12 @@ pub struct Global {
     /// No progress bars and no informational messages on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Where the chunk index is kept: `embedded` (a SQLite file per vault in ~/.cache/mvault, or
+    /// $MVAULT_CACHE_DIR), `sqlite:PATH`, `postgres://USER@HOST/DB` (shared by many servers and admin
+    /// commands), or `memory` (every index file read by each command, as before the catalog). The stores
+    /// always hold the index too: any catalog can be rebuilt from them.
+    #[arg(long, global = true, env = "MVAULT_CATALOG", value_name = "CATALOG", default_value = "embedded")]
+    pub catalog: mvault_core::CatalogArg,
 }
 
 #[derive(Subcommand)]

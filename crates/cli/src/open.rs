@@ -12,7 +12,8 @@ pub fn vault_loc(global: &Global) -> Result<String> {
 pub fn open(global: &Global) -> Result<Repo> {
     let loc = vault_loc(global)?;
     let pw = ui::passphrase(global.password_file.as_deref())?;
-    let repo = Repo::open(&loc, &pw)?;
+    let opts = mvault_core::OpenOptions { catalog: global.catalog.clone(), ..Default::default() };
+    let repo = Repo::open_with(&loc, &pw, &opts)?;
     if !global.quiet {
         for e in &repo.index_errors {
             eprintln!("mvault: warning: {e} (its chunks count as absent; run `mvault check`)");

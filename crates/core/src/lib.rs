@@ -14,6 +14,7 @@
 //! (`store`, `repo`, `ops`) are `pub(crate)`, and what the CLI and the server may use of them is the one
 //! `pub use` list below.
 
+pub(crate) mod catalog;
 pub(crate) mod chunker;
 pub mod crypto;
 pub mod durability;
@@ -33,9 +34,13 @@ pub mod synth;
 
 pub use error::{Error, Result};
 // The repository layer: the vault, its stores, its metadata.
-pub use repo::{buckets, heal, hostname, now, tenants, BlobSource, InitOptions, Repo, SnapshotList, DEFAULT_TENANT};
+pub use repo::{
+    buckets, heal, hostname, now, tenants, BlobSource, InitOptions, OpenOptions, Repo, SnapshotList, DEFAULT_TENANT,
+};
 pub use store::StoreArg;
+
+pub use catalog::{cache_dir, Catalog, CatalogArg, Engine as CatalogEngine};
 // One module per operation.
-pub use ops::{backup, catalog, check, copy, diff, dircmp, drill, ingest, inspect, prune, restore, retention};
+pub use ops::{backup, check, copy, diff, dircmp, drill, ingest, inspect, prune, restore, retention};
 // S3 objects.
 pub use objects::snapshot::{snapshot_bucket, BucketSnapshot};

@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("redundancy", 5),
     ("speed", 5),
     ("store", 6),
+    ("catalog", 6),
     ("repo", 7),
     ("ops", 8),
     ("objects", 9),

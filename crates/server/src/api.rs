@@ -339,7 +339,7 @@ async fn tenants_list(State(app): St, h: HeaderMap, c: Client) -> Response {
     blocking(app, req("tenant.list", Action::System, "tenants", h, c, 0), |app, _| {
         let mut out = Vec::new();
         for rec in registry::list(&app.sys)? {
-            let usage = app.tenant(&rec.name).map(|t| t.usage()).unwrap_or_default();
+            let usage = app.tenant(&rec.name).and_then(|t| t.usage()).unwrap_or_default();
             out.push(json!({ "name": rec.name, "created": rec.created, "limits": rec.limits, "usage": usage }));
         }
         Ok(Reply::Json(Value::Array(out)))
@@ -502,7 +502,7 @@ async fn tenant_info(State(app): St, h: HeaderMap, c: Client) -> Response {
     blocking(app, req("tenant.info", Action::TenantInfo, "tenant", h, c, 0), |app, p| {
         let t = app.own_tenant(p)?;
         let rec = t.record.lock().expect("record").clone();
-        Ok(Reply::Json(json!({ "name": rec.name, "limits": rec.limits, "usage": t.usage() })))
+        Ok(Reply::Json(json!({ "name": rec.name, "limits": rec.limits, "usage": t.usage()? })))
     })
     .await
 }
@@ -531,8 +531,18 @@ async fn chunks_missing(State(app): St, h: HeaderMap, c: Client, body: Bytes) ->
         let ids: Ids = json_body(&body)?;
         let t = app.own_tenant(p)?;
         let repo = t.repo.read().expect("tenant repo");
-        let missing: Vec<&String> =
-            ids.ids.iter().filter(|s| ChunkId::from_hex(s).map_or(true, |id| repo.lookup(&id).is_none())).collect();
+        // One batched lookup for the whole list (one round trip per batch on PostgreSQL); a malformed id
+        // counts as missing, so the client sends it and hears why.
+        let parsed: Vec<Option<ChunkId>> = ids.ids.iter().map(|s| ChunkId::from_hex(s).ok()).collect();
+        let wanted: Vec<ChunkId> = parsed.iter().flatten().copied().collect();
+        let mut found = repo.lookup_many(&wanted)?.into_iter();
+        let missing: Vec<&String> = ids
+            .ids
+            .iter()
+            .zip(&parsed)
+            .filter(|(_, id)| id.is_none() || found.next().flatten().is_none())
+            .map(|(s, _)| s)
+            .collect();
         Ok(Reply::Json(json!({ "missing": missing })))
     })
     .await
@@ -544,7 +554,10 @@ async fn chunks_stat(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Re
         let ids: Ids = json_body(&body)?;
         let t = app.own_tenant(p)?;
         let repo = t.repo.read().expect("tenant repo");
-        let locs: Vec<_> = ids.ids.iter().map(|s| ChunkId::from_hex(s).ok().and_then(|id| repo.lookup(&id))).collect();
+        let parsed: Vec<Option<ChunkId>> = ids.ids.iter().map(|s| ChunkId::from_hex(s).ok()).collect();
+        let wanted: Vec<ChunkId> = parsed.iter().flatten().copied().collect();
+        let mut found = repo.lookup_many(&wanted)?.into_iter();
+        let locs: Vec<_> = parsed.iter().map(|id| id.and_then(|_| found.next().flatten())).collect();
         let lengths: Vec<Option<u32>> = locs.iter().map(|l| l.map(|l| l.raw_length)).collect();
         let stored: Vec<Option<u32>> = locs.iter().map(|l| l.map(|l| l.length)).collect();
         Ok(Reply::Json(json!({ "lengths": lengths, "stored": stored })))
@@ -564,7 +577,7 @@ async fn chunks_upload(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> 
         let prepared = ingest::prepare(&t.repo.read().expect("tenant repo"), items)?;
         let adding = ingest::encoded_bytes(&prepared);
         let max = t.record.lock().expect("record").limits.max_bytes;
-        let usage = t.usage();
+        let usage = t.usage()?;
         if let Some(max) = max.filter(|m| usage.bytes + adding > *m) {
             return Err(quota_exceeded(
                 "max_bytes",
@@ -589,7 +602,7 @@ async fn blob_get(State(app): St, h: HeaderMap, c: Client, Path(id): Path<String
         let id = chunk_id(&id)?;
         let t = app.own_tenant(p)?;
         let repo = t.repo.read().expect("tenant repo");
-        let Some(loc) = repo.lookup(&id) else {
+        let Some(loc) = repo.lookup(&id)? else {
             return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no blob {id}")));
         };
         // Downloads count against the token's bytes_per_second too.

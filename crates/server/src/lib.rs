@@ -70,10 +70,10 @@ pub struct Usage {
 }
 
 impl Tenant {
-    pub fn usage(&self) -> Usage {
-        let repo = self.repo.read().expect("tenant repo");
-        let idx = repo.index();
-        Usage { bytes: idx.values().map(|l| l.length as u64).sum(), chunks: idx.len() as u64 }
+    /// Stored bytes and chunks, from the catalog's counters (one query, whatever the tenant holds).
+    pub fn usage(&self) -> Result<Usage> {
+        let (bytes, chunks) = self.repo.read().expect("tenant repo").index_usage()?;
+        Ok(Usage { bytes, chunks })
     }
 }
 
@@ -155,7 +155,10 @@ impl App {
         let tenants: Vec<(String, Arc<Tenant>)> =
             self.tenants.read().expect("tenants").iter().map(|(n, t)| (n.clone(), t.clone())).collect();
         for (name, t) in tenants {
-            let _ = writeln!(out, "mvault_tenant_stored_bytes{{tenant=\"{name}\"}} {}", t.usage().bytes);
+            // A catalog that cannot answer leaves the tenant's line out rather than reporting 0.
+            if let Ok(usage) = t.usage() {
+                let _ = writeln!(out, "mvault_tenant_stored_bytes{{tenant=\"{name}\"}} {}", usage.bytes);
+            }
         }
         out.push_str("# HELP mvault_store_up Whether a store answered (1) or is marked down (0).\n");
         out.push_str("# TYPE mvault_store_up gauge\n");

@@ -435,9 +435,9 @@ mod tests {
         assert!(out.contains("a: 2 snapshots removed"), "{out}");
         assert_eq!(count(&app), 1);
 
-        let before = app.tenant("a").unwrap().usage().bytes;
+        let before = app.tenant("a").unwrap().usage().unwrap().bytes;
         app.run_job(&job("[[schedule.job]]\nkind = \"prune\"\nevery = \"1h\"\ntenant = \"a\"\n")).unwrap();
-        let after = app.tenant("a").unwrap().usage().bytes;
+        let after = app.tenant("a").unwrap().usage().unwrap().bytes;
         assert!(after < before, "prune left {after} of {before} bytes");
 
         let out = app.run_job(&job("[[schedule.job]]\nkind = \"scrub\"\nevery = \"1h\"\n")).unwrap();

@@ -149,7 +149,11 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<i32> {
     let mut repo = Repo::init(
         vault.to_str().ok_or_else(|| Error::Usage("non-UTF-8 demo path".into()))?,
         pass,
-        &InitOptions::default(),
+        // The embedded catalog, in the demo's own directory so that nothing outlives it.
+        &InitOptions {
+            catalog: mvault_core::CatalogArg::Sqlite(vault.with_extension("catalog.sqlite")),
+            ..Default::default()
+        },
     )?;
     say(format!("   vault id {}\n", repo.vault_id));
 

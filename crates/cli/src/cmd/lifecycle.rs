@@ -220,7 +220,8 @@ pub fn copy(global: &Global, args: CopyArgs) -> Result<i32> {
             Error::Usage("no passphrase for the target: pass --to-password-file or set MVAULT_TO_PASSWORD".into())
         })?,
     };
-    let mut dst = mvault_core::Repo::open(&args.to, &pw)?;
+    let opts = mvault_core::OpenOptions { catalog: global.catalog.clone(), ..Default::default() };
+    let mut dst = mvault_core::Repo::open_with(&args.to, &pw, &opts)?;
     let progress = mvault_core::copy::Progress::default();
     let pb = ui::bar(None, "{spinner} copying {msg} [{elapsed_precise}]", global.quiet || global.json);
     let r = ui::with_progress(

@@ -124,7 +124,8 @@ pub fn init(global: &Global, args: InitArgs) -> Result<i32> {
         (None, Some(n)) => (1, n - 1),
         (None, None) => (1, 0),
     };
-    let mut opts = InitOptions { k, m, extra_stores: args.stores, ..Default::default() };
+    let mut opts =
+        InitOptions { k, m, extra_stores: args.stores, catalog: global.catalog.clone(), ..Default::default() };
     if let Some(p) = &args.pack_size {
         opts.pack_size = crate::args::parse_size(p)?;
     }

@@ -3,7 +3,7 @@
 //! bits, so their XOR is mostly zero bits, which the byte-grouped codec shrinks far below the weight itself.
 //!
 //! A piece of a tensor is stored as its XOR with the same piece of the newest tensor of the same name, dtype
-//! and shape that the tenant already stored (`ops::catalog` finds it, whatever file or snapshot it came
+//! and shape that the tenant already stored (`ops::delta_bases` finds it, whatever file or snapshot it came
 //! from), when that is smaller than storing it whole. The ChunkId stays the hash of the piece itself, so dedup,
 //! verification and restore see ordinary chunks. Chains are bounded: a delta against a delta is one level
 //! deeper, and past the configured depth the piece is stored whole, so a read never follows more than that

@@ -404,7 +404,7 @@ pub fn concat(repo: &Repo, parts: &[ChunkId], size: u64) -> Result<(ChunkId, Ent
     let bytes = tree::encode(&[node]);
     let id = repo.current_keys().chunk_id(&bytes);
     let mut p = Packer::new(repo);
-    if repo.lookup(&id).is_none() {
+    if !repo.has_chunk(&id) {
         p.add_blob(BlobType::Tree, id, &bytes)?;
     }
     Ok((id, p.finish(&mut |_| Ok(()))?.0))

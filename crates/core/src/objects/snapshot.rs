@@ -135,7 +135,7 @@ fn write_dir(
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     let bytes = tree::encode(&nodes);
     let id = repo.current_keys().chunk_id(&bytes);
-    if repo.lookup(&id).is_none() && seen.insert(id) {
+    if !repo.has_chunk(&id) && seen.insert(id) {
         packer.add_blob(crate::format::pack::BlobType::Tree, id, &bytes)?;
     }
     Ok(id)
@@ -252,12 +252,12 @@ mod tests {
 
     /// Write an object and record it, as the gateway does.
     fn put_object(repo: &mut Repo, st: &mut State, key: &str, body: &[u8]) -> crate::objects::Written {
-        let view = repo.view_without_index();
-        let known = |id: &ChunkId| repo.lookup(id).is_some();
+        let view = repo.view_without_index().unwrap();
+        let known = |id: &ChunkId| repo.has_chunk(id);
         let (w, entries) =
             crate::objects::write(&view, &known, key, Some(body.len() as u64), body, Object, &mut |_| Ok(()), &|_| {})
                 .unwrap();
-        repo.remember_index(entries);
+        drop(entries);
         let version = Version {
             id: format!("v{}", st.seq),
             tree: Some(w.tree.to_hex()),
@@ -276,7 +276,7 @@ mod tests {
         let chunks: Vec<(ChunkId, u64)> = crate::objects::chunks(repo, tree)
             .unwrap()
             .into_iter()
-            .map(|c| (c, repo.lookup(&c).unwrap().raw_length as u64))
+            .map(|c| (c, repo.lookup(&c).unwrap().unwrap().raw_length as u64))
             .collect();
         let mut out = Vec::new();
         crate::objects::read_range(&mut |id| repo.read_blob(id), &chunks, start, end, &mut |b| {
@@ -322,8 +322,7 @@ mod tests {
         assert_eq!(load(&repo).unwrap(), st);
 
         // Snapshot the bucket: keys become paths, and the bytes restore exactly.
-        let (_, made, entries) = snapshot_bucket(&repo, &st, "models", &[]).unwrap();
-        repo.remember_index(entries);
+        let (_, made, _) = snapshot_bucket(&repo, &st, "models", &[]).unwrap();
         assert_eq!((made.objects, made.skipped.len()), (3, 0));
         let out = d.path().join("restored");
         let (_, snap) = repo.find_snapshot(&made.id).unwrap();
@@ -345,7 +344,7 @@ mod tests {
         assert_eq!(read_all(&repo, &old.tree_id().unwrap().unwrap(), 0, old.size), model);
 
         // Once retention expires the old version, prune frees its chunks.
-        let before: u64 = repo.index().values().map(|l| l.length as u64).sum();
+        let before: u64 = repo.index_usage().unwrap().0;
         for r in st.expired(0, 0, u64::MAX) {
             append(&repo, &mut st, r).unwrap();
         }
@@ -355,7 +354,7 @@ mod tests {
         }
         crate::ops::prune::prune(&repo, &Default::default(), &|_| {}).unwrap();
         let repo = Repo::open(d.path().join("v").to_str().unwrap(), b"pw").unwrap();
-        let after: u64 = repo.index().values().map(|l| l.length as u64).sum();
+        let after: u64 = repo.index_usage().unwrap().0;
         assert!(after < before, "expired versions are freed: {before} -> {after}");
         let cur = st.buckets["models"].current("copy.safetensors").unwrap();
         assert_eq!(read_all(&repo, &cur.tree_id().unwrap().unwrap(), 0, cur.size), model);
@@ -378,18 +377,17 @@ mod tests {
             &|_| {},
         )
         .unwrap();
-        repo.remember_index(e);
+        drop(e);
         assert_eq!(whole.model, Some("safetensors"));
         // The same file in parts of 500,000 bytes (not a multiple of anything in it), the way a client sends it.
         let part = 500_000;
         let slices: Vec<&[u8]> = model.chunks(part).collect();
         let mut layout = None;
         let put = |repo: &mut Repo, data: &[u8], of: BodyOf| {
-            let known = |id: &ChunkId| repo.lookup(id).is_some();
-            let (w, e) =
+            let known = |id: &ChunkId| repo.has_chunk(id);
+            let (w, _) =
                 write(repo, &known, "m.safetensors", Some(data.len() as u64), data, of, &mut |_| Ok(()), &|_| {})
                     .unwrap();
-            repo.remember_index(e);
             w
         };
         let first = put(&mut repo, slices[0], BodyOf::FirstPart { on_layout: &mut |l| layout = l.cloned() });
@@ -405,8 +403,7 @@ mod tests {
             "only the pieces cut by part boundaries are new: {new} bytes (average piece {avg})"
         );
         let trees: Vec<ChunkId> = parts.iter().map(|p| p.tree).collect();
-        let (tree, e) = concat(&repo, &trees, model.len() as u64).unwrap();
-        repo.remember_index(e);
+        let (tree, _) = concat(&repo, &trees, model.len() as u64).unwrap();
         assert_eq!(read_all(&repo, &tree, 0, model.len() as u64), model);
         // A part cut by content (its file unknown) reads back too.
         let plain = put(&mut repo, slices[1], BodyOf::Plain);

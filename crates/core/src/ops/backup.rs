@@ -18,7 +18,7 @@ use crate::format::tree::{self, Node, NodeKind};
 use crate::format::FloatKind;
 use crate::ids::{ChunkId, SnapshotId};
 use crate::model::{self, Detected};
-use crate::ops::catalog::{self, Catalog, TensorKey};
+use crate::ops::delta_bases::{self, DeltaBases, TensorKey};
 use crate::repo::Repo;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -216,11 +216,11 @@ struct Walker<'a> {
     progress: &'a Progress,
     warn: &'a (dyn Fn(&Error) + Sync),
     /// Previous tensor versions, read on the first model file met (a backup without one never pays for it).
-    catalog: Option<Catalog>,
-    catalog_from: Option<SnapshotId>,
+    bases: Option<DeltaBases>,
+    bases_from: Option<SnapshotId>,
     delta_depth: u8,
     /// The newest version of each tensor read in this backup, piece by piece; these come before the
-    /// catalog's (unless `--base` names the snapshot to use).
+    /// search's (unless `--base` names the snapshot to use).
     fresh: HashMap<TensorKey, Vec<FreshPiece>>,
     /// The depth bound of each piece sent with a base in this backup.
     fresh_depth: HashMap<ChunkId, u8>,
@@ -231,7 +231,7 @@ struct Aborted;
 
 impl Walker<'_> {
     fn known(&self, id: &ChunkId) -> bool {
-        self.pending.contains(id) || self.repo.lookup(id).is_some()
+        self.pending.contains(id) || self.repo.has_chunk(id)
     }
 
     fn submit(
@@ -289,45 +289,45 @@ impl Walker<'_> {
 
     /// The newest version of a tensor piece: where it is, its length and its chain depth (bound).
     fn find(&mut self, key: &TensorKey, piece: usize) -> Option<(Base, usize, u8)> {
-        if self.catalog_from.is_none() {
+        if self.bases_from.is_none() {
             if let Some(f) = self.fresh.get(key) {
                 // The newest version is this backup's, usable or not.
                 let f = f.get(piece)?;
-                let base = match self.repo.lookup(&f.id) {
-                    Some(_) => Base::Stored(f.id),
-                    None => Base::Fresh(f.clone()),
+                let base = match self.repo.has_chunk(&f.id) {
+                    true => Base::Stored(f.id),
+                    false => Base::Fresh(f.clone()),
                 };
                 return Some((base, f.len, f.depth));
             }
         }
-        let p = *self.catalog().get(key).and_then(|c| c.get(piece))?;
-        let len = self.repo.lookup(&p)?.raw_length as usize;
-        Some((Base::Stored(p), len, catalog::chain_depth(self.repo, &p)?))
+        let p = *self.bases().get(key).and_then(|c| c.get(piece))?;
+        let len = self.repo.lookup(&p).ok().flatten()?.raw_length as usize;
+        Some((Base::Stored(p), len, delta_bases::chain_depth(self.repo, &p)?))
     }
 
     /// The depth bound of a piece of this backup: its own if it went with a base, else its stored chain's.
     fn depth_of(&self, id: &ChunkId) -> u8 {
         match self.fresh_depth.get(id) {
             Some(&d) => d,
-            None if self.repo.lookup(id).is_some() => catalog::chain_depth(self.repo, id).unwrap_or(u8::MAX),
+            None if self.repo.has_chunk(id) => delta_bases::chain_depth(self.repo, id).unwrap_or(u8::MAX),
             None => 0,
         }
     }
 
-    fn catalog(&mut self) -> &Catalog {
-        if self.catalog.is_none() {
-            let built = match self.catalog_from {
-                Some(b) => Catalog::build(self.repo, &[b]),
-                None => Catalog::recent(self.repo).and_then(|ids| Catalog::build(self.repo, &ids)),
+    fn bases(&mut self) -> &DeltaBases {
+        if self.bases.is_none() {
+            let built = match self.bases_from {
+                Some(b) => DeltaBases::build(self.repo, &[b]),
+                None => DeltaBases::recent(self.repo).and_then(|ids| DeltaBases::build(self.repo, &ids)),
             };
-            self.catalog = Some(built.unwrap_or_else(|e| {
+            self.bases = Some(built.unwrap_or_else(|e| {
                 (self.warn)(&Error::Usage(format!(
                     "previous tensor versions unavailable ({e}); storing tensors whole"
                 )));
-                Catalog::default()
+                DeltaBases::default()
             }));
         }
-        self.catalog.as_ref().expect("just built")
+        self.bases.as_ref().expect("just built")
     }
 
     fn unreadable(&mut self, err: Error, path: &Path) {
@@ -769,8 +769,8 @@ pub fn backup(
             summary: Summary::default(),
             progress,
             warn,
-            catalog: None,
-            catalog_from: opts.base,
+            bases: None,
+            bases_from: opts.base,
             delta_depth: opts.delta_depth,
             fresh: HashMap::new(),
             fresh_depth: HashMap::new(),

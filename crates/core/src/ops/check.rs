@@ -107,7 +107,7 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
                     NodeKind::Dir { subtree } => stack.push((subtree, child)),
                     NodeKind::File { chunks } => {
                         for c in chunks {
-                            if referenced.insert(c) && repo.lookup(&c).is_none() {
+                            if referenced.insert(c) && repo.lookup(&c)?.is_none() {
                                 r.errors.push(format!("{sid}: file {child}: chunk {c} is in no index"));
                             }
                         }
@@ -121,15 +121,20 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
     r.chunks_referenced = referenced.len() as u64;
 
     // Every delta's base must be there too (prune keeps them; a missing one means lost data).
-    for (id, l) in repo.index() {
-        if let Some(b) = l.base.filter(|b| repo.lookup(b).is_none()) {
-            r.errors.push(format!("chunk {id}: a delta whose base {b} is in no index"));
+    // The same pass collects the packs the index names (a set of packs, not of chunks).
+    let mut indexed: BTreeSet<PackId> = BTreeSet::new();
+    repo.scan_index(&mut |id, l| {
+        indexed.insert(l.pack);
+        if let Some(b) = l.base {
+            if repo.lookup(&b)?.is_none() {
+                r.errors.push(format!("chunk {id}: a delta whose base {b} is in no index"));
+            }
         }
-    }
+        Ok(())
+    })?;
 
     // Packs named by the index against packs on the stores.
     let on_store = repo.list_packs()?;
-    let indexed: BTreeSet<PackId> = repo.index().values().map(|l| l.pack).collect();
     for p in indexed.difference(&on_store) {
         r.errors.push(format!("pack {p}: named by the index but on no store"));
     }
@@ -198,7 +203,7 @@ fn read_pack(repo: &Repo, id: &PackId) -> Result<u64> {
         let name = format!("pack {id} blob {i} ({})", e.id);
         let ct = &bytes[e.offset as usize..(e.offset as usize + e.length as usize)];
         let enc = pack::open_blob(&opened.key, &ctx, i as u32, e, ct, &name)?;
-        let base = repo.lookup(&e.id).and_then(|l| l.base);
+        let base = repo.lookup(&e.id)?.and_then(|l| l.base);
         let (plain, _) = repo.decode_blob(e.codec, enc, e.raw_length, base.as_ref(), &name, u8::MAX, None)?;
         repo.verify_chunk(&e.id, &plain, opened.key_version, &name)?;
     }
@@ -219,7 +224,7 @@ mod tests {
     fn a_delta_without_its_base_is_reported() {
         let d = tempfile::tempdir().unwrap();
         let opts = InitOptions { kdf: KdfParams { m_kib: 64, t: 1, p: 1 }, ..Default::default() };
-        let mut repo = Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap();
+        let repo = Repo::init(d.path().join("v").to_str().unwrap(), b"pw", &opts).unwrap();
         let loc = |codec, base| Location {
             pack: PackId([9; 16]),
             blob_type: BlobType::Data,

@@ -50,7 +50,7 @@ struct Sender<'a> {
 
 impl Sender<'_> {
     fn has(&self, id: &ChunkId) -> bool {
-        self.pending.contains(id) || self.dst.lookup(id).is_some()
+        self.pending.contains(id) || self.dst.has_chunk(id)
     }
 
     /// `grouped` says the source stored this chunk with the float codec: its element kind is not recorded
@@ -139,7 +139,7 @@ fn copy_tree(
                     let plain = src.read_blob(c)?;
                     progress.bytes_read.fetch_add(plain.len() as u64, Ordering::Relaxed);
                     // A delta's inner codec may be the grouped one too.
-                    let grouped = src.lookup(c).is_some_and(|l| matches!(l.codec, Codec::Grouped | Codec::Delta));
+                    let grouped = src.lookup(c)?.is_some_and(|l| matches!(l.codec, Codec::Grouped | Codec::Delta));
                     let t = out.add(BlobType::Data, &plain, grouped, progress)?;
                     chunks.insert(*c, t);
                     *c = t;

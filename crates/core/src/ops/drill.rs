@@ -36,7 +36,8 @@ pub struct DrillOptions {
 
 pub fn drill(location: &str, passphrase: &[u8], opts: &DrillOptions) -> Result<DrillReport> {
     let start = Instant::now();
-    let repo = Repo::open_without(location, passphrase, &opts.without)?;
+    let open = crate::repo::OpenOptions { without: opts.without.clone(), ..Default::default() };
+    let repo = Repo::open_with(location, passphrase, &open)?;
     let open_seconds = start.elapsed().as_secs_f64();
     let (id, snap) = repo.find_snapshot(opts.snapshot.as_deref().unwrap_or("latest"))?;
     let tmp;

@@ -55,7 +55,7 @@ pub fn prepare(repo: &Repo, items: Vec<Incoming>) -> Result<Vec<Prepared>> {
         if it.blob_type == BlobType::Tree {
             tree::parse(&it.data).map_err(|e| Error::Usage(format!("tree {}: {e}", it.id)))?;
         }
-        if repo.lookup(&it.id).is_some() || !seen.insert(it.id) {
+        if repo.has_chunk(&it.id) || !seen.insert(it.id) {
             continue;
         }
         let (codec, encoded) = pack::encode_as(&it.data, ZSTD_LEVEL, it.float);
@@ -99,7 +99,7 @@ pub fn missing_references(repo: &Repo, root: &ChunkId) -> Result<Vec<ChunkId>> {
     let mut missing = Vec::new();
     let mut stack = vec![*root];
     let mut seen = HashSet::new();
-    let has = |id: &ChunkId, t: BlobType| repo.lookup(id).is_some_and(|l| l.blob_type == t);
+    let has = |id: &ChunkId, t: BlobType| repo.lookup(id).ok().flatten().is_some_and(|l| l.blob_type == t);
     if !has(root, BlobType::Tree) {
         return Ok(vec![*root]);
     }

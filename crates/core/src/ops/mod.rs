@@ -1,10 +1,10 @@
 //! The operations: what a command does, built on the repository layer. Each module is one operation (or,
-//! for `catalog` and `dircmp`, the part two of them share); none reaches a store but through `Repo`.
+//! for `delta_bases` and `dircmp`, the part two of them share); none reaches a store but through `Repo`.
 
 pub mod backup;
-pub mod catalog;
 pub mod check;
 pub mod copy;
+pub mod delta_bases;
 pub mod diff;
 pub mod dircmp;
 pub mod drill;

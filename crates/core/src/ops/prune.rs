@@ -341,7 +341,7 @@ pub fn prune(repo: &Repo, opts: &PruneOptions, report_stale: &dyn Fn(&str)) -> R
     let new_index = repo.write_index_file(&entries)?;
     crate::fault::point("prune-after-new-index");
     for name in index_names.iter().filter(|n| **n != new_index) {
-        repo.delete_meta(name)?;
+        repo.delete_index_files(std::slice::from_ref(name))?;
         crate::fault::point("prune-mid-index-delete");
     }
     crate::fault::point("prune-after-index-delete");

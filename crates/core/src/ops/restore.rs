@@ -492,12 +492,14 @@ mod tests {
         }
         let b = crate::ops::backup::BackupOptions { paths: vec![src.clone()], ..Default::default() };
         let made = crate::ops::backup::backup(&mut repo, &b, &Default::default(), &|_| {}).unwrap();
-        let deltas: Vec<(ChunkId, ChunkId)> = repo
-            .index()
-            .iter()
-            .filter(|(_, l)| l.codec == Codec::Delta)
-            .map(|(id, l)| (*id, l.base.unwrap()))
-            .collect();
+        let mut deltas: Vec<(ChunkId, ChunkId)> = Vec::new();
+        repo.scan_index(&mut |id, l| {
+            if l.codec == Codec::Delta {
+                deltas.push((id, l.base.unwrap()));
+            }
+            Ok(())
+        })
+        .unwrap();
         assert!(!deltas.is_empty(), "the later steps are stored as deltas");
 
         let offers = Offers { repo: &repo, good: AtomicUsize::new(0) };
@@ -511,7 +513,7 @@ mod tests {
 
         // Bytes that do not hash to the base are not used: the chain is read instead, and the result is exact.
         let (delta, base) = deltas[0];
-        let len = repo.lookup(&base).unwrap().raw_length as usize;
+        let len = repo.lookup(&base).unwrap().unwrap().raw_length as usize;
         let lie = |_: &ChunkId| Some(vec![7u8; len]);
         assert_eq!(repo.read_blob_knowing(&delta, Some(&lie)).unwrap(), repo.read_blob(&delta).unwrap());
     }

@@ -139,7 +139,11 @@ impl Repo {
         let current = self.current_keys().version;
         // Every pack on the stores under an older version goes: the blobs the index uses from them are
         // re-encrypted first (an interrupted earlier run may have left old packs the index no longer names).
-        let mut keep: HashMap<ChunkId, Location> = self.index().clone();
+        let mut keep: HashMap<ChunkId, Location> = HashMap::new();
+        self.scan_index(&mut |id, l| {
+            keep.insert(id, l);
+            Ok(())
+        })?;
         let inventory = self.shard_inventory()?;
         let mut old_packs: BTreeSet<PackId> = BTreeSet::new();
         for p in inventory.keys() {
@@ -156,9 +160,8 @@ impl Repo {
         let entries: Vec<(ChunkId, Location)> = keep.into_iter().collect();
         let new_index = self.write_index_file(&entries)?;
         crate::fault::point("rekey-after-index");
-        for name in index_names.iter().filter(|n| **n != new_index) {
-            self.delete_meta(name)?;
-        }
+        let old: Vec<String> = index_names.iter().filter(|n| **n != new_index).cloned().collect();
+        self.delete_index_files(&old)?;
         for p in &old_packs {
             self.delete_pack(p, inventory.get(p).map(Vec::as_slice).unwrap_or(&[]))?;
         }

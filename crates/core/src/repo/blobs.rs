@@ -37,10 +37,10 @@ impl BlobSource for Repo {
         Repo::read_blob_knowing(self, id, known)
     }
     fn chunk_len(&self, id: &ChunkId) -> Option<u64> {
-        self.lookup(id).map(|l| l.raw_length as u64)
+        self.lookup(id).ok().flatten().map(|l| l.raw_length as u64)
     }
     fn stored_len(&self, id: &ChunkId) -> Option<u64> {
-        self.lookup(id).map(|l| l.length as u64)
+        self.lookup(id).ok().flatten().map(|l| l.length as u64)
     }
     fn chunk_id(&self, data: &[u8]) -> ChunkId {
         self.current_keys().chunk_id(data)

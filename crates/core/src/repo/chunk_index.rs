@@ -1,25 +1,20 @@
-//! The tenant's chunk index: every index file read into memory at open, looked up by ChunkId, and new
-//! entries written as index files (packs first, then the index that names them).
+//! The tenant's chunk index: index files on the stores (the truth, FORMAT.md), mirrored in the catalog
+//! (`crate::catalog`), which answers lookups. Opening syncs the catalog with the files (reading only new
+//! ones); every index file this process writes or deletes is recorded there at once.
 
 use super::Repo;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::index;
 use crate::format::index::Location;
 use crate::format::object::Kind;
 use crate::ids::{ChunkId, ObjectId};
-use std::collections::HashMap;
 
 impl Repo {
+    /// Bring the catalog up to the tenant's index files; the ones that cannot be read go to `index_errors`.
     pub(crate) fn load_index(&mut self) -> Result<()> {
-        let names = self.list_meta(&format!("tenants/{}/index", self.tenant))?;
-        for name in names {
-            match self.read_meta(&name, |b| {
-                index::parse(&self.open_object(Kind::Index, &name, b)?).map_err(|e| e.in_object(&name))
-            }) {
-                Ok(entries) => self.index.extend(entries),
-                Err(e) => self.index_errors.push(e),
-            }
-        }
+        let names = self.index_names()?;
+        let errors = self.catalog.sync(names, |name| self.read_index_file(name))?;
+        self.index_errors = errors;
         Ok(())
     }
 
@@ -27,44 +22,75 @@ impl Repo {
         self.list_meta(&format!("tenants/{}/index", self.tenant))
     }
 
-    /// Read and decrypt one index file (for `check`).
+    /// Read and decrypt one index file (for `check`, and for the catalog's sync).
     pub fn read_index_file(&self, name: &str) -> Result<Vec<(ChunkId, Location)>> {
         self.read_meta(name, |b| index::parse(&self.open_object(Kind::Index, name, b)?).map_err(|e| e.in_object(name)))
     }
 
-    pub fn lookup(&self, id: &ChunkId) -> Option<&Location> {
-        self.index.get(id)
+    /// Where a chunk lies, if the tenant stores it. Fails only when the catalog cannot answer.
+    pub fn lookup(&self, id: &ChunkId) -> Result<Option<Location>> {
+        self.catalog.lookup(id)
     }
 
-    pub fn index(&self) -> &HashMap<ChunkId, Location> {
-        &self.index
+    /// Whether the tenant stores a chunk; a catalog that cannot answer counts as "no", which costs a
+    /// duplicate blob, never a lost one (for dedup decisions only; reads use `lookup`).
+    pub fn has_chunk(&self, id: &ChunkId) -> bool {
+        self.catalog.lookup(id).ok().flatten().is_some()
     }
 
-    /// Write one index file for the given new entries and merge them into the in-memory index.
-    pub fn write_index(&mut self, entries: Vec<(ChunkId, Location)>) -> Result<u64> {
+    /// Many lookups in one call (one round trip per batch on PostgreSQL).
+    pub fn lookup_many(&self, ids: &[ChunkId]) -> Result<Vec<Option<Location>>> {
+        self.catalog.lookup_many(ids)
+    }
+
+    /// Every entry of the tenant's index, once per chunk, streamed from the catalog.
+    pub fn scan_index(&self, each: &mut dyn FnMut(ChunkId, Location) -> Result<()>) -> Result<()> {
+        self.catalog.scan(each)
+    }
+
+    /// Stored bytes (after dedup and compression, before redundancy) and chunks: counters the catalog keeps
+    /// as index files come and go, so asking costs one query whatever the vault holds.
+    pub fn index_usage(&self) -> Result<(u64, u64)> {
+        self.catalog.usage()
+    }
+
+    /// Which catalog answers this vault's lookups, for `check` and error messages.
+    pub fn catalog_name(&self) -> String {
+        self.catalog.describe()
+    }
+
+    /// Write one index file for the given new entries (recorded in the catalog too); returns its size.
+    pub fn write_index(&self, entries: Vec<(ChunkId, Location)>) -> Result<u64> {
         if entries.is_empty() {
             return Ok(0);
         }
-        let (_, n) = self.write_index_object(&entries)?;
-        self.index.extend(entries);
-        Ok(n)
+        Ok(self.write_index_object(&entries)?.1)
     }
 
-    /// Merge entries whose index file another step already wrote (`write_index_file`) into the in-memory
-    /// index: lets a writer build packs under a shared borrow and take an exclusive one only for this.
-    pub fn remember_index(&mut self, entries: Vec<(ChunkId, Location)>) {
-        self.index.extend(entries);
-    }
-
-    /// Write one index file; returns its name.
+    /// Write one index file (recorded in the catalog too); returns its name.
     pub fn write_index_file(&self, entries: &[(ChunkId, Location)]) -> Result<String> {
         Ok(self.write_index_object(entries)?.0)
+    }
+
+    /// Delete index files that a newer one replaced (prune, rekey), from the stores and the catalog.
+    pub fn delete_index_files(&self, names: &[String]) -> Result<()> {
+        for name in names {
+            self.delete_meta(name)?;
+        }
+        self.catalog.drop_files(names)
     }
 
     fn write_index_object(&self, entries: &[(ChunkId, Location)]) -> Result<(String, u64)> {
         let path = format!("tenants/{}/index/{}", self.tenant, ObjectId::random());
         let bytes = self.seal_object(Kind::Index, &path, &index::encode(entries));
         self.write_meta(&path, &bytes)?;
+        // The file is on the stores first: a catalog that misses it (a crash here) reads it at the next sync.
+        self.catalog.add_file(&path, entries)?;
         Ok((path, bytes.len() as u64))
     }
+}
+
+/// A chunk the index does not have, as the error a read gives.
+pub(crate) fn not_indexed(id: &ChunkId) -> Error {
+    Error::not_found(format!("chunk {id}: not in the index"))
 }

@@ -106,10 +106,13 @@ impl Repo {
     }
 
     /// Every pack the vault knows of: named by the index or present on a store.
-    fn all_packs(&self, inventory: &Inventory) -> BTreeSet<PackId> {
+    fn all_packs(&self, inventory: &Inventory) -> Result<BTreeSet<PackId>> {
         let mut packs: BTreeSet<PackId> = inventory.keys().copied().collect();
-        packs.extend(self.index().values().map(|l| l.pack));
-        packs
+        self.scan_index(&mut |_, l| {
+            packs.insert(l.pack);
+            Ok(())
+        })?;
+        Ok(packs)
     }
 
     /// Check every shard copy of one pack as found in the inventory.
@@ -262,7 +265,7 @@ impl Repo {
     pub fn scrub(&self, repair: bool, limit: Option<u64>, progress: &Progress) -> Result<HealReport> {
         let start = Instant::now();
         let inventory = self.shard_inventory()?;
-        let packs: Vec<PackId> = self.all_packs(&inventory).into_iter().collect();
+        let packs: Vec<PackId> = self.all_packs(&inventory)?.into_iter().collect();
         let logged: BTreeSet<PackId> = self.degraded_log()?.into_iter().collect();
         let throttle = Throttle::new(limit);
         let mut r = self.each_pack(&packs, progress, |pack, r| {
@@ -292,7 +295,7 @@ impl Repo {
     pub fn repair(&self, limit: Option<u64>, progress: &Progress) -> Result<HealReport> {
         let start = Instant::now();
         let inventory = self.shard_inventory()?;
-        let packs: Vec<PackId> = self.all_packs(&inventory).into_iter().collect();
+        let packs: Vec<PackId> = self.all_packs(&inventory)?.into_iter().collect();
         let logged: BTreeSet<PackId> = self.degraded_log()?.into_iter().collect();
         let throttle = Throttle::new(limit);
         let mut r = self.each_pack(&packs, progress, |pack, r| {
@@ -452,7 +455,7 @@ impl Repo {
         let n = self.shard_count();
         let mut degraded = BTreeSet::new();
         let mut lost = BTreeSet::new();
-        for pack in self.all_packs(&inventory) {
+        for pack in self.all_packs(&inventory)? {
             let present: BTreeSet<usize> = inventory.get(&pack).into_iter().flatten().map(|c| c.shard).collect();
             if present.len() < n {
                 degraded.insert(pack);

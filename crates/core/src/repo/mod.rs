@@ -21,14 +21,14 @@ pub mod tenants;
 
 pub use blobs::BlobSource;
 
+use crate::catalog::{Catalog, CatalogArg};
 use crate::crypto::{KdfParams, SecretKey, TenantKeys};
 use crate::error::{Error, Result};
 use crate::format::config::{ChunkerParams, Config, Redundancy, FORMAT_VERSION};
-use crate::format::index::Location;
 use crate::format::keyfile::KeyFile;
 use crate::format::snapshot::Snapshot;
 use crate::format::tenantkey;
-use crate::ids::{ChunkId, SnapshotId, VaultId};
+use crate::ids::{SnapshotId, VaultId};
 use crate::redundancy;
 use crate::store::{self, Store};
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +47,8 @@ pub struct InitOptions {
     pub m: u8,
     /// Additional store URLs beyond the location itself.
     pub extra_stores: Vec<store::StoreArg>,
+    /// Where the chunk index is kept (the library's default is memory; the CLI's is the embedded catalog).
+    pub catalog: CatalogArg,
 }
 
 impl Default for InitOptions {
@@ -58,6 +60,7 @@ impl Default for InitOptions {
             k: 1,
             m: 0,
             extra_stores: vec![],
+            catalog: CatalogArg::Memory,
         }
     }
 }
@@ -72,7 +75,8 @@ pub struct Repo {
     pub key_id: String,
     pub tenant: String,
     pub(crate) keys: BTreeMap<u32, TenantKeys>,
-    index: HashMap<ChunkId, Location>,
+    /// The tenant's chunk index (catalog/): lookups go there, never to an in-process copy of every file.
+    pub(crate) catalog: Catalog,
     /// Index files that could not be read; their chunks are treated as absent (a backup re-stores them).
     pub index_errors: Vec<Error>,
     pub(crate) packs: crate::repo::packs::PackCache,
@@ -103,6 +107,22 @@ pub fn now() -> std::time::SystemTime {
 
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(now()).to_string()
+}
+
+/// How `Repo::open_with` opens a vault. The library's default catalog is memory (nothing written outside
+/// the stores); the CLI and the server pass the embedded one or PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Stores (by id or URL) to treat as lost: never read or written (`drill --without-store`).
+    pub without: Vec<String>,
+    /// Where the chunk index is kept.
+    pub catalog: CatalogArg,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { without: vec![], catalog: CatalogArg::Memory }
+    }
 }
 
 /// Snapshots with their ids, oldest first.
@@ -162,7 +182,7 @@ impl Repo {
             key_id: kf.id.clone(),
             tenant: DEFAULT_TENANT.into(),
             keys: BTreeMap::from([(1, TenantKeys::derive(1, &secret.tk, &secret.id_seed))]),
-            index: HashMap::new(),
+            catalog: Catalog::new(opts.catalog.open(&vault_id.to_hex())?, &vault_id.to_hex(), DEFAULT_TENANT)?,
             index_errors: vec![],
             packs: Default::default(),
             down: Mutex::default(),
@@ -183,11 +203,12 @@ impl Repo {
 
     /// Open an existing vault: any of its stores can be given as `location`.
     pub fn open(location: &str, passphrase: &[u8]) -> Result<Repo> {
-        Self::open_without(location, passphrase, &[])
+        Self::open_with(location, passphrase, &OpenOptions::default())
     }
 
-    /// Open as if the named stores (by id or URL) were lost: they are never read or written.
-    pub fn open_without(location: &str, passphrase: &[u8], without: &[String]) -> Result<Repo> {
+    /// Open with a catalog of the caller's choosing, or as if the named stores were lost.
+    pub fn open_with(location: &str, passphrase: &[u8], opts: &OpenOptions) -> Result<Repo> {
+        let without = &opts.without;
         let first = store::open(location)?;
         let cfg_bytes = match first.get("config") {
             Ok(b) => b,
@@ -244,7 +265,7 @@ impl Repo {
             key_id,
             tenant: DEFAULT_TENANT.into(),
             keys: BTreeMap::new(),
-            index: HashMap::new(),
+            catalog: Catalog::new(opts.catalog.open(&config.vault_id)?, &config.vault_id, DEFAULT_TENANT)?,
             index_errors: vec![],
             packs: Default::default(),
             down: Mutex::default(),
@@ -270,30 +291,30 @@ impl Repo {
         Ok(repo)
     }
 
-    /// The same vault and stores as another tenant, with no keys or index loaded yet.
-    pub(crate) fn sibling(&self, tenant: &str) -> Repo {
-        Repo {
+    /// The same vault, stores and catalog as another tenant, with no keys loaded and its index not synced.
+    pub(crate) fn sibling(&self, tenant: &str) -> Result<Repo> {
+        Ok(Repo {
             location: self.location.clone(),
             stores: self.stores.clone(),
             vault_id: self.vault_id,
             key_id: self.key_id.clone(),
             tenant: tenant.to_string(),
             keys: BTreeMap::new(),
-            index: HashMap::new(),
+            catalog: self.catalog.for_tenant(&self.config.vault_id, tenant)?,
             index_errors: vec![],
             packs: Default::default(),
             down: Mutex::new(self.down.lock().expect("down set").clone()),
             config: self.config.clone(),
             mk: self.mk.clone(),
-        }
+        })
     }
 
-    /// This tenant's keys and stores without its index: for a long write (an S3 object) that must not hold
-    /// a borrow of the shared repo; it asks the shared index what is stored through its own closure.
-    pub fn view_without_index(&self) -> Repo {
-        let mut r = self.sibling(&self.tenant);
+    /// This tenant's keys, stores and catalog without the borrow: for a long write (an S3 object) that must
+    /// not hold a lock on the shared repo. Its index files go to the same catalog.
+    pub fn view_without_index(&self) -> Result<Repo> {
+        let mut r = self.sibling(&self.tenant)?;
         r.keys = self.keys.clone();
-        r
+        Ok(r)
     }
 
     pub fn stores(&self) -> &[Arc<dyn Store>] {

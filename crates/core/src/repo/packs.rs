@@ -573,7 +573,7 @@ impl Repo {
     }
 
     fn read_chunk_knowing(&self, id: &ChunkId, depth: u8, known: KnownBases) -> Result<(Vec<u8>, u8)> {
-        let loc = *self.lookup(id).ok_or_else(|| Error::not_found(format!("chunk {id}: not in the index")))?;
+        let loc = self.lookup(id)?.ok_or_else(|| super::chunk_index::not_indexed(id))?;
         let info = self.pack_info(&loc.pack)?;
         let end = loc.offset as u64 + loc.length as u64;
         if end > info.pack_len {

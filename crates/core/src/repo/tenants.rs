@@ -37,7 +37,7 @@ impl Repo {
     /// the stores and the master key. A tenant without keys (never created, or shredded) is NotFound.
     pub fn for_tenant(&self, tenant: &str) -> Result<Repo> {
         check_name(tenant)?;
-        let mut r = self.sibling(tenant);
+        let mut r = self.sibling(tenant)?;
         r.load_tenant_keys()?;
         r.load_index()?;
         Ok(r)
@@ -62,7 +62,7 @@ impl Repo {
             return Err(Error::Usage(format!("tenant {tenant} exists already")));
         }
         let secret = tenantkey::TenantSecret { tk: SecretKey::random(), id_seed: SecretKey::random() };
-        let r = self.sibling(tenant);
+        let r = self.sibling(tenant)?;
         self.write_meta(&r.tenant_key_path(1), &tenantkey::wrap(&self.vault_id, &self.mk, tenant, 1, &secret))
     }
 
@@ -94,6 +94,8 @@ impl Repo {
                 }
             }
         }
+        // The catalog forgets the tenant too: its ids and locations name nothing any more.
+        self.catalog.for_tenant(&self.config.vault_id, tenant)?.clear()?;
         Ok((keys, other))
     }
 
@@ -153,7 +155,7 @@ mod tests {
         let (mut a, b) = (base.for_tenant("a").unwrap(), base.for_tenant("b").unwrap());
         let id = put(&mut a, b"tenant a's weights");
         assert_ne!(b.current_keys().chunk_id(b"tenant a's weights"), id, "the same bytes get another id in b");
-        assert!(b.lookup(&id).is_none() && b.read_blob(&id).is_err(), "b cannot see a's chunk");
+        assert!(b.lookup(&id).unwrap().is_none() && b.read_blob(&id).is_err(), "b cannot see a's chunk");
         assert_eq!(base.for_tenant("a").unwrap().read_blob(&id).unwrap(), b"tenant a's weights");
         assert_eq!(base.tenant_names().unwrap(), vec!["a".to_string(), "b".to_string(), "default".to_string()]);
     }
@@ -165,7 +167,7 @@ mod tests {
         base.create_tenant("b").unwrap();
         let mut b = base.for_tenant("b").unwrap();
         let id = put(&mut b, &vec![7u8; 100_000]);
-        let loc = *b.lookup(&id).unwrap();
+        let loc = b.lookup(&id).unwrap().unwrap();
         // Keep a copy of b's pack and index bytes, as an attacker who copied the disk would.
         let root = d.path().join("v");
         let copies: Vec<(std::path::PathBuf, Vec<u8>)> = walk(&root.join("tenants/b"))
@@ -188,11 +190,13 @@ mod tests {
         }
         let sys = base.system().unwrap();
         for other in [&base, &sys] {
-            let mut as_b = other.sibling("b");
+            let mut as_b = other.sibling("b").unwrap();
             as_b.keys = other.keys.clone();
+            // As a fresh process would find it: the catalog has not seen b's files (the last pass wrote one).
+            as_b.catalog.clear().unwrap();
             let loaded = as_b.load_index();
             assert!(loaded.is_err() || !as_b.index_errors.is_empty(), "b's index opened with another tenant's key");
-            assert!(as_b.lookup(&id).is_none());
+            assert!(as_b.lookup(&id).unwrap().is_none());
             // Even told exactly where the blob is, another key cannot open it.
             as_b.write_index(vec![(id, loc)]).unwrap();
             assert!(as_b.read_blob(&id).is_err(), "b's blob decrypted with another tenant's key");

@@ -10,7 +10,7 @@
 
 pub mod hdfs;
 pub mod opendal;
-mod runtime;
+pub(crate) mod runtime;
 pub mod settings;
 
 use crate::error::{Error, Result};

@@ -159,8 +159,10 @@ impl S3 for Gateway {
         let chunks = blocking(move || {
             let repo = t.repo.read().expect("tenant repo");
             let ids = objects::chunks(&*repo, &tree).map_err(s3err)?;
+            let found = repo.lookup_many(&ids).map_err(s3err)?;
             ids.into_iter()
-                .map(|id| match repo.lookup(&id) {
+                .zip(found)
+                .map(|(id, found)| match found {
                     Some(l) => Ok((id, l.raw_length as u64)),
                     None => Err(s3err(Error::corrupt(format!("chunk {id}"), "an object names it but no index does"))),
                 })
@@ -574,13 +576,8 @@ impl S3 for Gateway {
             })
         })
         .await?;
-        let (v, entries) = v;
-        let t = c.tenant.clone();
-        blocking(move || {
-            t.repo.write().expect("tenant repo").remember_index(entries);
-            Ok(())
-        })
-        .await?;
+        // The concatenated tree's index file is in the catalog already (written by the core).
+        let (v, _entries) = v;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(i.bucket.clone()),
             key: Some(i.key),

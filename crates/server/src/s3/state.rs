@@ -55,9 +55,7 @@ impl Tenant {
             let r = self.buckets(|st, _| Ok(st.clone()));
             r.map_err(|e| Error::Usage(e.message().unwrap_or_default().to_string()))?
         };
-        let (_, made, entries) =
-            mvault_core::snapshot_bucket(&self.repo.read().expect("tenant repo"), &state, bucket, tags)?;
-        self.repo.write().expect("tenant repo").remember_index(entries);
+        let (_, made, _) = mvault_core::snapshot_bucket(&self.repo.read().expect("tenant repo"), &state, bucket, tags)?;
         Ok(made)
     }
 }

@@ -120,15 +120,15 @@ pub(super) fn write_object(
     want_md5: Option<Vec<u8>>,
     record: Recorder,
 ) -> S3Result<(objects::Written, Option<Version>)> {
-    let view = t.repo.read().expect("tenant repo").view_without_index();
-    let known = |id: &ChunkId| t.repo.read().expect("tenant repo").lookup(id).is_some();
+    let view = t.repo.read().expect("tenant repo").view_without_index().map_err(s3err)?;
+    let known = |id: &ChunkId| t.repo.read().expect("tenant repo").has_chunk(id);
     let max = t.record.lock().expect("record").limits.max_bytes;
     let mut reserved = 0u64;
     let mut over_quota = None;
     let mut admit = |n: u64| -> mvault_core::Result<()> {
         if let Some(max) = max {
             let mut pending = t.s3_pending.lock().expect("pending bytes");
-            let usage = t.usage().bytes;
+            let usage = t.usage()?.bytes;
             if usage + *pending + n > max {
                 let msg =
                     format!("quota max_bytes exceeded: {usage} stored + {} being written + {n} > {max}", *pending);
@@ -157,8 +157,7 @@ pub(super) fn write_object(
     let body = ChanReader { rx, cur: Bytes::new() };
     let result = objects::write(&view, &known, key, Some(len), body, of, &mut admit, &warn);
     let out = match result {
-        Ok((w, entries)) => {
-            t.repo.write().expect("tenant repo").remember_index(entries);
+        Ok((w, _entries)) => {
             if want_md5.is_some_and(|m| m[..] != w.md5[..]) {
                 Err(s3_error!(BadDigest, "the body does not match its Content-MD5"))
             } else {

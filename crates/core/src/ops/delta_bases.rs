@@ -1,4 +1,4 @@
-//! The delta catalog: for a piece of a tensor about to be stored, the newest earlier version of the same
+//! Delta bases: for a piece of a tensor about to be stored, the newest earlier version of the same
 //! tensor (same name, dtype and shape) the tenant already stores, found through recent snapshots whatever
 //! file or snapshot it came from; and how deep a stored chunk already sits in its delta chain. The codec
 //! itself (how a piece is stored against its base) is `format::delta`.
@@ -13,17 +13,18 @@ use crate::repo::Repo;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// How many recent snapshots the catalog looks through.
+/// How many recent snapshots the search looks through.
 const CATALOG_SNAPSHOTS: usize = 8;
 
 /// How deep a stored chunk sits in its delta chain (0 for a whole blob), from the index's base links alone:
 /// no blob is read. `None` if a link is missing from the index or the chain is longer than any writer makes.
 pub fn chain_depth(repo: &Repo, id: &ChunkId) -> Option<u8> {
     let mut depth = 0u8;
-    let mut loc = repo.lookup(id)?;
+    // A catalog that cannot answer gives None too: the piece is then stored whole, never against a base.
+    let mut loc = repo.lookup(id).ok().flatten()?;
     while let Some(base) = loc.base {
         depth = depth.checked_add(1)?;
-        loc = repo.lookup(&base)?;
+        loc = repo.lookup(&base).ok().flatten()?;
     }
     Some(depth)
 }
@@ -38,7 +39,7 @@ pub struct TensorKey {
 
 /// The tenant's stored tensors: for each (name, dtype, shape), the chunks of its newest stored version.
 #[derive(Default)]
-pub struct Catalog {
+pub struct DeltaBases {
     tensors: HashMap<TensorKey, Vec<ChunkId>>,
 }
 
@@ -47,12 +48,12 @@ fn is_model_name(p: &str) -> bool {
     matches!(ext.as_str(), "safetensors" | "gguf" | "pt" | "pth" | "ckpt" | "bin")
 }
 
-impl Catalog {
+impl DeltaBases {
     /// Look through `snapshots` (newest first); the first version of each tensor found wins. Only model files
     /// whose tensors start and end on chunk boundaries (that is, stored with tensor-aligned chunking) count.
     /// Only their headers are read.
-    pub fn build(repo: &Repo, snapshots: &[SnapshotId]) -> Result<Catalog> {
-        let mut c = Catalog::default();
+    pub fn build(repo: &Repo, snapshots: &[SnapshotId]) -> Result<DeltaBases> {
+        let mut c = DeltaBases::default();
         for id in snapshots {
             let snap = repo.load_snapshot(id)?;
             for (path, node) in restore::list(repo, &snap.tree_id()?)? {
@@ -83,13 +84,5 @@ impl Catalog {
 
     pub fn get(&self, key: &TensorKey) -> Option<&[ChunkId]> {
         self.tensors.get(key).map(Vec::as_slice)
-    }
-
-    pub fn len(&self) -> usize {
-        self.tensors.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tensors.is_empty()
     }
 }
