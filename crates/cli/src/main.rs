@@ -108,6 +108,10 @@ pub enum Command {
     /// List, add or remove the stores that hold the vault's shards.
     #[command(subcommand)]
     Store(cmd::heal::StoreCommand),
+    /// The catalog that holds the chunk index (see --catalog): `catalog status` shows what it holds per
+    /// tenant, `catalog rebuild` reads it again from the index files on the stores.
+    #[command(subcommand)]
+    Catalog(cmd::catalog::CatalogCommand),
     /// Read every shard on every store and check its hash; --repair rebuilds what is missing or rotten.
     Scrub(cmd::heal::ScrubArgs),
     /// Rebuild shards that are missing (a lost store, a failed write) and copy metadata to every store.
@@ -200,6 +204,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Check(a) => cmd::vault::check(g, a),
         Command::Key(k) => cmd::vault::key(g, k),
         Command::Store(c) => cmd::heal::store(g, c),
+        Command::Catalog(c) => cmd::catalog::catalog(g, c),
         Command::Forget(a) => cmd::lifecycle::forget(g, a),
         Command::Tenant(c) => cmd::tenant::tenant(g, c),
         Command::Drill(a) => cmd::lifecycle::drill(g, a),

@@ -5,6 +5,7 @@
 mod common;
 
 mod backup_restore;
+mod catalog;
 mod copy_watch;
 mod crash;
 mod erasure;

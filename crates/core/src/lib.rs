@@ -35,7 +35,8 @@ pub mod synth;
 pub use error::{Error, Result};
 // The repository layer: the vault, its stores, its metadata.
 pub use repo::{
-    buckets, heal, hostname, now, tenants, BlobSource, InitOptions, OpenOptions, Repo, SnapshotList, DEFAULT_TENANT,
+    buckets, heal, hostname, now, tenants, BlobSource, IndexSummary, InitOptions, OpenOptions, Repo, SnapshotList,
+    DEFAULT_TENANT,
 };
 pub use store::StoreArg;
 

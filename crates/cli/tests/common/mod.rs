@@ -2,6 +2,7 @@
 
 pub mod garage;
 pub mod minidfs;
+pub mod postgres;
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;

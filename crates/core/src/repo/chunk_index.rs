@@ -9,6 +9,20 @@ use crate::format::index::Location;
 use crate::format::object::Kind;
 use crate::ids::{ChunkId, ObjectId};
 
+/// What a tenant's index holds, as the catalog counts it (`mvault catalog status`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct IndexSummary {
+    pub tenant: String,
+    /// The engine and where it keeps its data.
+    pub catalog: String,
+    pub index_files: u64,
+    pub chunks: u64,
+    /// Stored bytes after dedup and compression, before redundancy.
+    pub bytes: u64,
+    /// Index files that could not be read (their chunks count as absent).
+    pub unreadable: Vec<String>,
+}
+
 impl Repo {
     /// Bring the catalog up to the tenant's index files; the ones that cannot be read go to `index_errors`.
     pub(crate) fn load_index(&mut self) -> Result<()> {
@@ -52,6 +66,27 @@ impl Repo {
     /// as index files come and go, so asking costs one query whatever the vault holds.
     pub fn index_usage(&self) -> Result<(u64, u64)> {
         self.catalog.usage()
+    }
+
+    /// The tenant's index as the catalog holds it.
+    pub fn index_summary(&self) -> Result<IndexSummary> {
+        let (bytes, chunks) = self.index_usage()?;
+        Ok(IndexSummary {
+            tenant: self.tenant.clone(),
+            catalog: self.catalog.describe(),
+            index_files: self.index_names()?.len() as u64,
+            chunks,
+            bytes,
+            unreadable: self.index_errors.iter().map(|e| e.to_string()).collect(),
+        })
+    }
+
+    /// Forget what the catalog holds for this tenant and read every index file on the stores again
+    /// (`mvault catalog rebuild`): for a catalog lost, restored from an old backup, or suspected wrong.
+    pub fn rebuild_index(&mut self) -> Result<IndexSummary> {
+        self.catalog.clear()?;
+        self.load_index()?;
+        self.index_summary()
     }
 
     /// Which catalog answers this vault's lookups, for `check` and error messages.

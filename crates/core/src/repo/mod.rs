@@ -20,6 +20,7 @@ mod snapshots;
 pub mod tenants;
 
 pub use blobs::BlobSource;
+pub use chunk_index::IndexSummary;
 
 use crate::catalog::{Catalog, CatalogArg};
 use crate::crypto::{KdfParams, SecretKey, TenantKeys};

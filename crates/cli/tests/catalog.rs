@@ -1,0 +1,136 @@
+//! The catalog on a real PostgreSQL (Debian's server, started per test by common/postgres.rs): a vault whose
+//! chunk index lives there backs up, dedups and restores exactly; a dropped database is rebuilt from the
+//! stores with nothing lost; an outage is a clear error naming the catalog and loses nothing; and two server
+//! instances over one database are one index (tests/catalog/instances.sh).
+
+use crate::common::postgres::Postgres;
+use crate::common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn on_pg(pg: &Postgres, vault: &Path, args: &[&str]) -> Command {
+    let mut c = cmd(vault, args);
+    c.env("MVAULT_CATALOG", pg.url("mvault"));
+    c
+}
+
+fn pg_ok(pg: &Postgres, vault: &Path, args: &[&str]) -> String {
+    let o = on_pg(pg, vault, args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "mvault {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn pg_json(pg: &Postgres, vault: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&pg_ok(pg, vault, &all)).unwrap()
+}
+
+/// Chunks and bytes of the default tenant as `catalog status` reports them.
+fn usage(status: &serde_json::Value) -> (u64, u64) {
+    let t = status.as_array().unwrap().iter().find(|t| t["tenant"] == "default").unwrap();
+    (t["chunks"].as_u64().unwrap(), t["bytes"].as_u64().unwrap())
+}
+
+#[test]
+fn a_vault_on_postgres_dedups_restores_and_is_rebuilt_whole_after_its_database_is_dropped() {
+    let pgdir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(pgdir.path());
+    let d = tempfile::tempdir().unwrap();
+    let (vault, src) = (d.path().join("v"), d.path().join("src"));
+    sample_tree(&src);
+    write_random_file(&src.join("big.bin"), 6 << 20, 11);
+    pg_ok(&pg, &vault, &["init", "--chunk-size", "64KiB"]);
+    let first = pg_json(&pg, &vault, &["backup", src.to_str().unwrap()]);
+    assert!(first["summary"]["new_chunks"].as_u64().unwrap() > 50);
+    // The rows are in PostgreSQL, not in a cache file.
+    let rows: u64 = pg.psql("mvault", "SELECT count(*) FROM chunks").parse().unwrap();
+    assert!(rows >= first["summary"]["new_chunks"].as_u64().unwrap(), "{rows} rows");
+    write_random_file(&src.join("more.bin"), 1 << 20, 12);
+    let second = pg_json(&pg, &vault, &["backup", src.to_str().unwrap()]);
+    let new = second["summary"]["new_chunks"].as_u64().unwrap();
+    assert!(new > 0 && new <= 40, "only the new file's chunks are new: {new}");
+    let before = usage(&pg_json(&pg, &vault, &["catalog", "status"]));
+    // A recount from the index files alone (the memory engine reads them all) agrees with the counters.
+    let recount = json(&vault, &["--catalog", "memory", "catalog", "status"]);
+    assert_eq!(usage(&recount), before);
+
+    // The database is lost: a new empty one, and the catalog rebuilt from the stores.
+    pg.dropdb("mvault");
+    pg.createdb("mvault");
+    let rebuilt = pg_json(&pg, &vault, &["catalog", "rebuild"]);
+    assert_eq!(usage(&rebuilt), before, "the rebuilt catalog counts what was there");
+    // Restored elsewhere: a restore beside the source would change its parent directory, which the
+    // snapshots record, and the last backup below would then store new trees.
+    let outs = tempfile::tempdir().unwrap();
+    for snap in ["latest", &first["snapshot_id"].as_str().unwrap()[..8]] {
+        let out = outs.path().join(format!("out-{snap}"));
+        pg_ok(&pg, &vault, &["restore", snap, "--target", out.to_str().unwrap()]);
+    }
+    // compare fails on the first difference (type, content, mode, mtime, link target).
+    let same = mvault_core::dircmp::compare(&src, &restored(&outs.path().join("out-latest"), &src)).unwrap();
+    assert!(same.files >= 3, "{} files compared", same.files);
+    // Old chunks still dedup: the same files again store no data, only the tree of a parent directory
+    // whose mtime moved (the temporary directory's parent gains entries as other tests run).
+    // (Another host has no parent snapshot, so every file is read and looked up again.)
+    let again = pg_json(&pg, &vault, &["backup", "--host", "elsewhere", src.to_str().unwrap()]);
+    let s = &again["summary"];
+    assert!(s["files_read"].as_u64().unwrap() >= 7, "every file is read again: {again}");
+    assert!(s["new_bytes"].as_u64().unwrap() < 2048, "no data chunk is stored twice: {again}");
+    pg_ok(&pg, &vault, &["check"]);
+}
+
+#[test]
+fn a_postgres_outage_is_a_clear_error_naming_the_catalog_and_work_resumes_after_it() {
+    let pgdir = tempfile::tempdir().unwrap();
+    let mut pg = Postgres::start(pgdir.path());
+    let d = tempfile::tempdir().unwrap();
+    let (vault, src) = (d.path().join("v"), d.path().join("src"));
+    sample_tree(&src);
+    pg_ok(&pg, &vault, &["init"]);
+    pg_ok(&pg, &vault, &["backup", src.to_str().unwrap()]);
+    let snaps_before = pg_json(&pg, &vault, &["snapshots"]).as_array().unwrap().len();
+
+    pg.kill();
+    write_random_file(&src.join("during-outage.bin"), 2 << 20, 5);
+    let o = on_pg(&pg, &vault, &["backup", src.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "an outage passes by itself: exit 1, not 2 ({err})");
+    assert!(err.contains("the catalog (postgres") && err.lines().count() == 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    pg.run();
+    // Nothing half-written became a snapshot; the next backup stores the new file and everything checks.
+    assert_eq!(pg_json(&pg, &vault, &["snapshots"]).as_array().unwrap().len(), snaps_before);
+    let after = pg_json(&pg, &vault, &["backup", src.to_str().unwrap()]);
+    assert!(after["summary"]["new_chunks"].as_u64().unwrap() > 0);
+    pg_ok(&pg, &vault, &["check", "--read-data"]);
+    let out = d.path().join("out");
+    pg_ok(&pg, &vault, &["restore", "latest", "--target", out.to_str().unwrap()]);
+    let same = mvault_core::dircmp::compare(&src, &restored(&out, &src)).unwrap();
+    assert!(same.files >= 3, "{} files compared", same.files);
+}
+
+#[test]
+fn two_server_instances_over_one_postgres_are_one_index() {
+    let pgdir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(pgdir.path());
+    let path = format!("{}/../../tests/catalog/instances.sh", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(path)
+        .env("MVAULT_BIN", bin())
+        .env("MVAULT_CATALOG", pg.url("mvault"))
+        .env_remove("MVAULT_VAULT")
+        .env_remove("MVAULT_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(out.status.success(), "instances.sh failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("two instances share one catalog"), "{stdout}");
+}
