@@ -89,6 +89,10 @@ struct Encoded {
 }
 
 /// What the walker hands to the encoders.
+/// Chunks and bytes of new data the walker asks the catalog about at once.
+const LOOKUP_BATCH: usize = 1024;
+const LOOKUP_BYTES: usize = 16 << 20;
+
 struct Raw {
     id: ChunkId,
     blob_type: BlobType,
@@ -210,8 +214,12 @@ pub fn pieces(
 struct Walker<'a> {
     repo: &'a Repo,
     raw_tx: Sender<Raw>,
-    /// ChunkIds already sent to the pipeline in this session.
+    /// ChunkIds already sent to the pipeline (or queued for the lookup) in this session.
     pending: HashSet<ChunkId>,
+    /// New chunks waiting for one batched lookup in the catalog (one round trip per batch on PostgreSQL):
+    /// at most LOOKUP_BATCH of them or LOOKUP_BYTES of data.
+    queued: Vec<Raw>,
+    queued_bytes: usize,
     summary: Summary,
     progress: &'a Progress,
     warn: &'a (dyn Fn(&Error) + Sync),
@@ -230,10 +238,6 @@ struct Walker<'a> {
 struct Aborted;
 
 impl Walker<'_> {
-    fn known(&self, id: &ChunkId) -> bool {
-        self.pending.contains(id) || self.repo.has_chunk(id)
-    }
-
     fn submit(
         &mut self,
         id: ChunkId,
@@ -242,17 +246,44 @@ impl Walker<'_> {
         float: Option<FloatKind>,
         previous: Option<(Base, u8, Combine)>,
     ) -> Result<(), Aborted> {
-        if self.known(&id) {
+        if !self.pending.insert(id) {
             return Ok(());
         }
-        self.pending.insert(id);
         if let Some((_, depth, _)) = &previous {
             self.fresh_depth.insert(id, *depth);
         }
-        self.summary.new_chunks += 1;
-        self.summary.new_bytes += data.len() as u64;
         let base = previous.map(|(b, _, c)| (b, c));
-        self.raw_tx.send(Raw { id, blob_type, data, float, base }).map_err(|_| Aborted)
+        self.queued_bytes += data.len();
+        self.queued.push(Raw { id, blob_type, data, float, base });
+        if self.queued.len() >= LOOKUP_BATCH || self.queued_bytes >= LOOKUP_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Look the queued chunks up at once and send the ones the vault does not store to the encoders. A
+    /// catalog that cannot answer counts them as new: a duplicate blob, never a lost one.
+    fn flush(&mut self) -> Result<(), Aborted> {
+        let queued = std::mem::take(&mut self.queued);
+        self.queued_bytes = 0;
+        let ids: Vec<ChunkId> = queued.iter().map(|r| r.id).collect();
+        let stored = self.repo.lookup_many(&ids).unwrap_or_else(|_| vec![None; ids.len()]);
+        for (raw, stored) in queued.into_iter().zip(stored) {
+            if stored.is_some() {
+                self.fresh_depth.remove(&raw.id);
+                continue;
+            }
+            self.summary.new_chunks += 1;
+            self.summary.new_bytes += raw.data.len() as u64;
+            self.raw_tx.send(raw).map_err(|_| Aborted)?;
+        }
+        Ok(())
+    }
+
+    /// Whether every chunk of a file is stored, asked in one batch.
+    fn all_known(&self, chunks: &[ChunkId]) -> bool {
+        let asked: Vec<ChunkId> = chunks.iter().filter(|c| !self.pending.contains(c)).copied().collect();
+        self.repo.lookup_many(&asked).is_ok_and(|found| found.iter().all(Option::is_some))
     }
 
     /// The previous version of piece `piece` of tensor `key` (`len` bytes of `float` elements), how to predict
@@ -386,7 +417,7 @@ impl Walker<'_> {
                         && p.mtime_sec == md.mtime()
                         && p.mtime_nsec as i64 == md.mtime_nsec()
                         && p.inode == md.ino()
-                        && chunks.iter().all(|c| self.known(c));
+                        && self.all_known(chunks);
                     if unchanged {
                         self.progress.bytes.fetch_add(md.size(), Ordering::Relaxed);
                         return Ok(Some(Self::node_from_meta(name, &md, NodeKind::File { chunks: chunks.clone() })));
@@ -766,6 +797,8 @@ pub fn backup(
             repo: repo_ref,
             raw_tx,
             pending: HashSet::new(),
+            queued: Vec::new(),
+            queued_bytes: 0,
             summary: Summary::default(),
             progress,
             warn,
@@ -775,7 +808,7 @@ pub fn backup(
             fresh: HashMap::new(),
             fresh_depth: HashMap::new(),
         };
-        let root = w.virtual_dir(&virt, parent_root);
+        let root = w.virtual_dir(&virt, parent_root).and_then(|r| w.flush().map(|()| r));
         let summary = std::mem::take(&mut w.summary);
         drop(w);
         let mut written = Ok(Vec::new());

@@ -106,8 +106,10 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
                 match n.kind {
                     NodeKind::Dir { subtree } => stack.push((subtree, child)),
                     NodeKind::File { chunks } => {
-                        for c in chunks {
-                            if referenced.insert(c) && repo.lookup(&c)?.is_none() {
+                        // One batched lookup per file for the chunks not seen yet.
+                        let fresh: Vec<ChunkId> = chunks.into_iter().filter(|c| referenced.insert(*c)).collect();
+                        for (c, found) in fresh.iter().zip(repo.lookup_many(&fresh)?) {
+                            if found.is_none() {
                                 r.errors.push(format!("{sid}: file {child}: chunk {c} is in no index"));
                             }
                         }
