@@ -56,6 +56,13 @@ fn a_vault_on_postgres_dedups_restores_and_is_rebuilt_whole_after_its_database_i
     let new = second["summary"]["new_chunks"].as_u64().unwrap();
     assert!(new > 0 && new <= 40, "only the new file's chunks are new: {new}");
     let before = usage(&pg_json(&pg, &vault, &["catalog", "status"]));
+    // The vault is bound to this database: a writer given another catalog refuses before any pack, saying
+    // what to pass; reading is fine.
+    let refused = fails(&vault, &["backup", src.to_str().unwrap()], 2);
+    let bound = format!("postgres://127.0.0.1:{}/mvault", pg.port);
+    assert!(refused.contains(&bound) && refused.contains("--catalog"), "{refused}");
+    assert_eq!(usage(&pg_json(&pg, &vault, &["catalog", "status"])), before, "the refused backup stored nothing");
+    ok(&vault, &["snapshots"]);
     // A recount from the index files alone (the memory engine reads them all) agrees with the counters.
     let recount = json(&vault, &["--catalog", "memory", "catalog", "status"]);
     assert_eq!(usage(&recount), before);
@@ -97,6 +104,9 @@ fn a_postgres_outage_is_a_clear_error_naming_the_catalog_and_work_resumes_after_
     let snaps_before = pg_json(&pg, &vault, &["snapshots"]).as_array().unwrap().len();
 
     pg.kill();
+    // The recovery drill needs the stores and a key alone, no catalog.
+    let drill = json(&vault, &["drill"]);
+    assert!(drill["files"].as_u64().unwrap() >= 3, "{drill}");
     write_random_file(&src.join("during-outage.bin"), 2 << 20, 5);
     let o = on_pg(&pg, &vault, &["backup", src.to_str().unwrap()]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

@@ -14,16 +14,31 @@ pub enum CatalogCommand {
     /// any time (the stores are the source of truth); needed only for a catalog lost, restored from an old
     /// backup, or suspected wrong. A new empty PostgreSQL database fills itself at first use anyway.
     Rebuild,
+    /// Bind the vault to the catalog given with --catalog (a PostgreSQL database), so that commands given
+    /// another one refuse to change the index; with the embedded catalog, unbind it. Recorded in the config.
+    Bind,
 }
 
 pub fn catalog(global: &Global, c: CatalogCommand) -> Result<i32> {
-    let base = open(global)?;
+    let mut base = open(global)?;
+    if let CatalogCommand::Bind = c {
+        let bound = base.bind_catalog(&global.catalog)?;
+        if global.json {
+            ui::print_json(&serde_json::json!({ "catalog": bound }));
+        } else {
+            match bound {
+                Some(b) => println!("the vault is bound to the catalog {b}: writers must use it"),
+                None => println!("the vault is bound to no shared catalog"),
+            }
+        }
+        return Ok(0);
+    }
     let mut summaries: Vec<IndexSummary> = Vec::new();
     for name in base.tenant_names()? {
         let mut repo = base.for_tenant(&name)?;
         summaries.push(match c {
-            CatalogCommand::Status => repo.index_summary()?,
             CatalogCommand::Rebuild => repo.rebuild_index()?,
+            _ => repo.index_summary()?,
         });
     }
     let unreadable = summaries.iter().any(|s| !s.unreadable.is_empty());

@@ -55,6 +55,15 @@ impl std::fmt::Display for CatalogArg {
 }
 
 impl CatalogArg {
+    /// The name a vault's config records when it is bound to this catalog: only a shared one is bound
+    /// (`postgres://HOST:PORT/DB`, without user or password); the embedded and memory engines are not.
+    pub fn binding(&self) -> Option<String> {
+        match self {
+            CatalogArg::Postgres(url) => Some(postgres::identity(url)),
+            _ => None,
+        }
+    }
+
     /// Open (and migrate) the engine for a vault.
     pub fn open(&self, vault_id: &str) -> Result<Arc<dyn Engine>> {
         Ok(match self {

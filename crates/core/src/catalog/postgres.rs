@@ -37,6 +37,22 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// Which database a URL names, whoever connects: `postgres://HOST:PORT/DB` (the vault config's binding).
+pub(crate) fn identity(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(cfg) => {
+            let host = match cfg.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+                None => "localhost".into(),
+            };
+            let port = cfg.get_ports().first().copied().unwrap_or(5432);
+            format!("postgres://{host}:{port}/{}", cfg.get_dbname().unwrap_or_default())
+        }
+        Err(_) => redact(url),
+    }
+}
+
 impl PostgresEngine {
     pub(crate) fn connect(url: &str) -> Result<PostgresEngine> {
         let shown = format!("postgres {}", redact(url));
@@ -186,12 +202,9 @@ impl Engine for PostgresEngine {
             // One writer per tenant at a time here, so two instances adding the same new chunk in two files
             // count it once.
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ns]).await?;
-            let count_new = tx
-                .prepare(
-                    "SELECT coalesce(sum(u.len), 0)::int8, count(*) FROM unnest($2::bytea[], $3::int8[]) AS u(chunk, len) \
-                     WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.ns = $1 AND c.chunk = u.chunk)",
-                )
-                .await?;
+            // The same shape as a lookup (an index probe per id), which the planner keeps whatever the
+            // table's statistics say; an anti-join against the table was planned as a scan of all of it.
+            let stored = tx.prepare("SELECT DISTINCT chunk FROM chunks WHERE ns = $1 AND chunk = ANY($2)").await?;
             let (mut bytes, mut chunks) = (0i64, 0i64);
             let insert = tx
                 .prepare(
@@ -211,12 +224,19 @@ impl Engine for PostgresEngine {
                 let wide = |k: usize| cols.iter().map(|c| c[k]).collect::<Vec<i64>>();
                 let base: Vec<Option<&[u8]>> = batch.iter().map(|(_, l)| l.base.as_ref().map(|b| &b.0[..])).collect();
                 let (t, c, i, o, len, raw) = (small(0), small(1), wide(2), wide(3), wide(4), wide(5));
-                let new = tx.query_one(&count_new, &[&ns, &chunk, &len]).await?;
-                (bytes, chunks) = (bytes + new.get::<_, i64>(0), chunks + new.get::<_, i64>(1));
+                let known: std::collections::HashSet<Vec<u8>> =
+                    tx.query(&stored, &[&ns, &chunk]).await?.iter().map(|r| r.get(0)).collect();
+                for (_, l) in batch.iter().filter(|(id, _)| !known.contains(&id.0[..])) {
+                    (bytes, chunks) = (bytes + l.length as i64, chunks + 1);
+                }
                 tx.execute(&insert, &[&ns, &file, &chunk, &pack, &t, &c, &i, &o, &len, &raw, &base]).await?;
             }
             add_usage(&tx, ns, bytes, chunks).await?;
             tx.commit().await?;
+            // A large ingest (a new catalog filling itself) leaves the planner's statistics far behind.
+            if entries.len() >= 100_000 {
+                client.batch_execute("ANALYZE chunks").await?;
+            }
             Ok(())
         })
     }

@@ -71,6 +71,10 @@ pub struct Config {
     pub chunker: ChunkerParams,
     pub pack_size: u64,
     pub stores: Vec<StoreSpec>,
+    /// The shared catalog the vault's index lives in (`postgres://HOST:PORT/DB`, never a user or password),
+    /// when it is bound to one: writers must use it. Absent for the embedded default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<String>,
 }
 
 fn mac(mk: &SecretKey, json: &[u8]) -> [u8; 32] {

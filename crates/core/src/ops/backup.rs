@@ -759,6 +759,8 @@ pub fn backup(
     }
     paths.sort();
     paths.dedup();
+    // Before any pack: a backup that could not record its index would only leave garbage.
+    repo.require_bound_catalog()?;
     let _lock = repo.lock(false, "backup", &|m| warn(&Error::Usage(m.to_string())))?;
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
     let parent = find_parent(repo, &host, &paths)?;

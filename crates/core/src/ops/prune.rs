@@ -257,6 +257,7 @@ pub(crate) fn repack_blobs(repo: &Repo, packs: &[PackId], keep: &mut HashMap<Chu
 
 pub fn prune(repo: &Repo, opts: &PruneOptions, report_stale: &dyn Fn(&str)) -> Result<PrunePlan> {
     let start = std::time::Instant::now();
+    repo.require_bound_catalog()?;
     let _lock = repo.lock(true, "prune", report_stale)?;
     if !opts.dry_run {
         repo.require_all_stores("prune")?;

@@ -109,13 +109,33 @@ impl Repo {
 
     /// Delete index files that a newer one replaced (prune, rekey), from the stores and the catalog.
     pub fn delete_index_files(&self, names: &[String]) -> Result<()> {
+        self.require_bound_catalog()?;
         for name in names {
             self.delete_meta(name)?;
         }
         self.catalog.drop_files(names)
     }
 
+    /// Refuse to change the index of a vault bound to a shared catalog from a session using another one:
+    /// the instances on that catalog would not see the change (a prune's deletions above all).
+    pub fn require_bound_catalog(&self) -> Result<()> {
+        match &self.catalog_refusal {
+            Some(why) => Err(Error::Usage(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Bind the vault to the catalog this session uses (a shared one), or unbind it (the embedded one):
+    /// recorded in the config on every store.
+    pub fn bind_catalog(&mut self, catalog: &crate::catalog::CatalogArg) -> Result<Option<String>> {
+        self.config.catalog = catalog.binding();
+        self.save_config()?;
+        self.catalog_refusal = None;
+        Ok(self.config.catalog.clone())
+    }
+
     fn write_index_object(&self, entries: &[(ChunkId, Location)]) -> Result<(String, u64)> {
+        self.require_bound_catalog()?;
         let path = format!("tenants/{}/index/{}", self.tenant, ObjectId::random());
         let bytes = self.seal_object(Kind::Index, &path, &index::encode(entries));
         self.write_meta(&path, &bytes)?;

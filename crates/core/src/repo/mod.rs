@@ -81,6 +81,9 @@ pub struct Repo {
     /// Index files that could not be read; their chunks are treated as absent (a backup re-stores them).
     pub index_errors: Vec<Error>,
     pub(crate) packs: crate::repo::packs::PackCache,
+    /// Why this session may not change the index, when the vault is bound to a shared catalog other than
+    /// the one it was opened with (`Repo::require_bound_catalog`).
+    pub(crate) catalog_refusal: Option<String>,
     /// Stores that failed an operation in this session, with the failure that took each down: they count as
     /// down until the command ends, and a later refusal to use one says why.
     pub(crate) down: Mutex<HashMap<usize, String>>,
@@ -108,6 +111,17 @@ pub fn now() -> std::time::SystemTime {
 
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(now()).to_string()
+}
+
+/// Why a session opened with `given` may not change the index of a vault bound to another catalog.
+fn refusal(config: &Config, given: &CatalogArg) -> Option<String> {
+    let bound = config.catalog.as_ref()?;
+    (given.binding().as_ref() != Some(bound)).then(|| {
+        format!(
+            "this vault's index lives in the catalog {bound}, and this command was given --catalog {given}: pass \
+             --catalog (or MVAULT_CATALOG) with that database's URL, or `mvault catalog bind` another"
+        )
+    })
 }
 
 /// How `Repo::open_with` opens a vault. The library's default catalog is memory (nothing written outside
@@ -163,6 +177,7 @@ impl Repo {
             chunker: opts.chunker,
             pack_size: opts.pack_size,
             stores: args.iter().enumerate().map(|(i, a)| a.to_spec(format!("s{i}"))).collect(),
+            catalog: opts.catalog.binding(),
         };
         config.validate()?;
         if (opts.k as usize + opts.m as usize) > stores.len() {
@@ -184,6 +199,7 @@ impl Repo {
             tenant: DEFAULT_TENANT.into(),
             keys: BTreeMap::from([(1, TenantKeys::derive(1, &secret.tk, &secret.id_seed))]),
             catalog: Catalog::new(opts.catalog.open(&vault_id.to_hex())?, &vault_id.to_hex(), DEFAULT_TENANT)?,
+            catalog_refusal: None,
             index_errors: vec![],
             packs: Default::default(),
             down: Mutex::default(),
@@ -267,6 +283,7 @@ impl Repo {
             tenant: DEFAULT_TENANT.into(),
             keys: BTreeMap::new(),
             catalog: Catalog::new(opts.catalog.open(&config.vault_id)?, &config.vault_id, DEFAULT_TENANT)?,
+            catalog_refusal: refusal(&config, &opts.catalog),
             index_errors: vec![],
             packs: Default::default(),
             down: Mutex::default(),
@@ -302,6 +319,7 @@ impl Repo {
             tenant: tenant.to_string(),
             keys: BTreeMap::new(),
             catalog: self.catalog.for_tenant(&self.config.vault_id, tenant)?,
+            catalog_refusal: self.catalog_refusal.clone(),
             index_errors: vec![],
             packs: Default::default(),
             down: Mutex::new(self.down.lock().expect("down set").clone()),
