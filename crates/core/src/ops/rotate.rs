@@ -117,6 +117,9 @@ impl Repo {
     pub fn rekey(&mut self, new_version: bool, rewrite: bool, report_stale: &dyn Fn(&str)) -> Result<RekeyReport> {
         let start = std::time::Instant::now();
         self.require_all_stores("tenant rekey")?;
+        if rewrite {
+            self.require_bound_catalog()?;
+        }
         let mut report = RekeyReport { tenant: self.tenant.clone(), ..Default::default() };
         if new_version {
             let current = self.current_keys().version;
