@@ -15,6 +15,10 @@ pub fn open(global: &Global) -> Result<Repo> {
     let opts = mvault_core::OpenOptions { catalog: global.catalog.clone(), ..Default::default() };
     let repo = Repo::open_with(&loc, &pw, &opts)?;
     if !global.quiet {
+        let catalog = repo.catalog_name();
+        if catalog.starts_with("memory (the embedded catalog") {
+            eprintln!("mvault: warning: {catalog}; set MVAULT_CACHE_DIR to a writable directory to keep one");
+        }
         for e in &repo.index_errors {
             eprintln!("mvault: warning: {e} (its chunks count as absent; run `mvault check`)");
         }

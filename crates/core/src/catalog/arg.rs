@@ -68,7 +68,13 @@ impl CatalogArg {
     pub fn open(&self, vault_id: &str) -> Result<Arc<dyn Engine>> {
         Ok(match self {
             CatalogArg::Memory => Arc::new(memory::MemoryEngine::default()),
-            CatalogArg::Embedded => Arc::new(sqlite::SqliteEngine::open(&cache_dir()?.join(vault_id))?),
+            // A user without a writable cache directory (a service account, another user's HOME) still works:
+            // with every index file read into memory, as before the catalog, and says so.
+            CatalogArg::Embedded => match cache_dir().and_then(|dir| sqlite::SqliteEngine::open(&dir.join(vault_id))) {
+                Ok(engine) => Arc::new(engine),
+                Err(e @ (Error::Io { .. } | Error::Usage(_))) => Arc::new(memory::MemoryEngine::instead_of(e)),
+                Err(e) => return Err(e),
+            },
             CatalogArg::Sqlite(path) => Arc::new(sqlite::SqliteEngine::open_file(path)?),
             CatalogArg::Postgres(url) => Arc::new(postgres::PostgresEngine::connect(url)?),
         })

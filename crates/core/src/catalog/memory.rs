@@ -12,6 +12,14 @@ use std::sync::RwLock;
 #[derive(Default)]
 pub(crate) struct MemoryEngine {
     spaces: RwLock<Vec<Space>>,
+    /// Why the embedded catalog was not used, when this engine stands in for it.
+    instead: Option<String>,
+}
+
+impl MemoryEngine {
+    pub(crate) fn instead_of(why: crate::error::Error) -> MemoryEngine {
+        MemoryEngine { instead: Some(why.to_string()), ..Default::default() }
+    }
 }
 
 struct Space {
@@ -80,6 +88,9 @@ impl Engine for MemoryEngine {
     }
 
     fn describe(&self) -> String {
-        "memory (every index file read by this process)".into()
+        match &self.instead {
+            Some(why) => format!("memory (the embedded catalog could not be used: {why})"),
+            None => "memory (every index file read by this process)".into(),
+        }
     }
 }

@@ -160,7 +160,20 @@ mod tests {
             chunker: ChunkerParams::default(),
             pack_size: 16 << 20,
             stores: vec![StoreSpec::new("s0".into(), "fs:/x".into(), "d0".into(), 1)],
+            catalog: None,
         }
+    }
+
+    #[test]
+    fn a_binding_is_written_only_when_there_is_one() {
+        let mk = SecretKey::random();
+        let plain = sample();
+        let json = String::from_utf8_lossy(&plain.to_bytes(&mk)).into_owned();
+        assert!(!json.contains("catalog"), "an unbound config is byte-for-byte what it was before bindings");
+        let bound = Config { catalog: Some("postgres://db:5432/mv".into()), ..plain };
+        let (back, mac) = Config::parse(&bound.to_bytes(&mk)).unwrap();
+        mac.verify(&mk).unwrap();
+        assert_eq!(back.catalog.as_deref(), Some("postgres://db:5432/mv"));
     }
 
     #[test]

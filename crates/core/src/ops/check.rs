@@ -45,10 +45,25 @@ impl CheckReport {
 
 pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckReport> {
     let mut r = CheckReport::default();
-    for e in &repo.index_errors {
-        r.errors.push(e.to_string());
+    // Every index file is read and authenticated again, whatever the catalog already holds (it may have
+    // ingested a file before the file was damaged), and every entry must be in the catalog.
+    let index_names = repo.index_names()?;
+    r.index_files = index_names.len() as u64;
+    for name in &index_names {
+        match repo.read_index_file(name) {
+            Ok(entries) => {
+                let ids: Vec<ChunkId> = entries.iter().map(|(id, _)| *id).collect();
+                let missing = repo.lookup_many(&ids)?.iter().filter(|l| l.is_none()).count();
+                if missing > 0 {
+                    r.errors.push(format!(
+                        "{name}: {missing} of its chunks are not in the catalog ({}): run `mvault catalog rebuild`",
+                        repo.catalog_name()
+                    ));
+                }
+            }
+            Err(e) => r.errors.push(e.to_string()),
+        }
     }
-    r.index_files = repo.index_names()?.len() as u64;
 
     let (snaps, bad) = repo.snapshots()?;
     r.errors.extend(bad.iter().map(|e| e.to_string()));
