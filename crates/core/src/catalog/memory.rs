@@ -1,12 +1,12 @@
 //! The memory engine: the whole index in a HashMap, filled by each process from every index file, as every
 //! process did before the catalog. Nothing persists, so it needs no cache directory; its cost grows with the
-//! vault (about 250 bytes per chunk), which the scale benchmark shows beside the databases.
+//! vault (about 300 bytes per chunk: the location, and which file names it), which the scale benchmark shows beside the databases.
 
 use super::Engine;
 use crate::error::Result;
 use crate::format::index::Location;
 use crate::ids::ChunkId;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 #[derive(Default)]
@@ -22,11 +22,16 @@ impl MemoryEngine {
     }
 }
 
+#[derive(Default)]
 struct Space {
     vault: String,
     tenant: String,
-    files: BTreeSet<String>,
-    index: HashMap<ChunkId, Location>,
+    /// Each index file's number and the chunks it names, so that dropping it forgets exactly its entries.
+    files: HashMap<String, (u32, Vec<ChunkId>)>,
+    next_file: u32,
+    /// Each chunk's location in every file that names it (one, but during a prune), newest last.
+    index: HashMap<ChunkId, Vec<(u32, Location)>>,
+    bytes: u64,
 }
 
 impl Engine for MemoryEngine {
@@ -35,54 +40,71 @@ impl Engine for MemoryEngine {
         if let Some(found) = spaces.iter().position(|s| s.vault == vault && s.tenant == tenant) {
             return Ok(found as i64);
         }
-        let (vault, tenant) = (vault.to_string(), tenant.to_string());
-        spaces.push(Space { vault, tenant, files: BTreeSet::new(), index: HashMap::new() });
+        spaces.push(Space { vault: vault.to_string(), tenant: tenant.to_string(), ..Default::default() });
         Ok(spaces.len() as i64 - 1)
     }
 
     fn files(&self, ns: i64) -> Result<Vec<String>> {
-        Ok(self.spaces.read().expect("memory catalog")[ns as usize].files.iter().cloned().collect())
+        Ok(self.spaces.read().expect("memory catalog")[ns as usize].files.keys().cloned().collect())
     }
 
     fn add_file(&self, ns: i64, name: &str, entries: &[(ChunkId, Location)]) -> Result<()> {
         let space = &mut self.spaces.write().expect("memory catalog")[ns as usize];
-        if space.files.insert(name.to_string()) {
-            space.index.extend(entries.iter().copied());
+        if space.files.contains_key(name) {
+            return Ok(());
         }
+        let file = space.next_file;
+        space.next_file += 1;
+        let mut named = Vec::with_capacity(entries.len());
+        for (id, location) in entries {
+            let slot = space.index.entry(*id).or_default();
+            if slot.is_empty() {
+                space.bytes += location.length as u64;
+            }
+            slot.push((file, *location));
+            named.push(*id);
+        }
+        space.files.insert(name.to_string(), (file, named));
         Ok(())
     }
 
-    /// Forgets the names only: which entries came from which file is not kept (that would cost another 32
-    /// bytes per chunk), so a dropped file's entries stay until the process ends, as they did before the
-    /// catalog (prune's callers read the index again after it, as the server does), unless no file is left.
     fn drop_files(&self, ns: i64, names: &[String]) -> Result<()> {
         let space = &mut self.spaces.write().expect("memory catalog")[ns as usize];
         for name in names {
-            space.files.remove(name);
-        }
-        // With no file left nothing can be named: a shredded tenant's entries go at once.
-        if space.files.is_empty() {
-            space.index = HashMap::new();
+            let Some((file, named)) = space.files.remove(name) else { continue };
+            for id in named {
+                if let Some(slot) = space.index.get_mut(&id) {
+                    let length = slot.first().map(|(_, l)| l.length as u64).unwrap_or(0);
+                    slot.retain(|(f, _)| *f != file);
+                    if slot.is_empty() {
+                        space.bytes -= length;
+                        space.index.remove(&id);
+                    }
+                }
+            }
         }
         Ok(())
     }
 
     fn lookup(&self, ns: i64, ids: &[ChunkId]) -> Result<Vec<Option<Location>>> {
         let space = &self.spaces.read().expect("memory catalog")[ns as usize];
-        Ok(ids.iter().map(|id| space.index.get(id).copied()).collect())
+        Ok(ids.iter().map(|id| space.index.get(id).and_then(|slot| slot.last()).map(|(_, l)| *l)).collect())
     }
 
     fn usage(&self, ns: i64) -> Result<(u64, u64)> {
         let space = &self.spaces.read().expect("memory catalog")[ns as usize];
-        Ok((space.index.values().map(|l| l.length as u64).sum(), space.index.len() as u64))
+        Ok((space.bytes, space.index.len() as u64))
     }
 
     fn scan(&self, ns: i64, each: &mut dyn FnMut(ChunkId, Location) -> Result<()>) -> Result<()> {
         // A copy, so `each` may use the catalog (a check looks up each entry's delta base).
-        let entries: Vec<(ChunkId, Location)> =
-            self.spaces.read().expect("memory catalog")[ns as usize].index.iter().map(|(id, l)| (*id, *l)).collect();
-        for (id, l) in entries {
-            each(id, l)?;
+        let entries: Vec<(ChunkId, Location)> = self.spaces.read().expect("memory catalog")[ns as usize]
+            .index
+            .iter()
+            .filter_map(|(id, slot)| slot.last().map(|(_, l)| (*id, *l)))
+            .collect();
+        for (id, location) in entries {
+            each(id, location)?;
         }
         Ok(())
     }
