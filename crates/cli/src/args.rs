@@ -7,9 +7,9 @@ use mvault_server::registry;
 use std::path::PathBuf;
 
 /// Parse `K+M`.
-pub fn parse_ec(s: &str) -> Result<(u8, u8)> {
-    let bad = || Error::Usage(format!("--ec {s:?}: expected K+M such as 4+2"));
-    let (k, m) = s.split_once('+').ok_or_else(bad)?;
+pub fn parse_ec(spec: &str) -> Result<(u8, u8)> {
+    let bad = || Error::Usage(format!("--ec {spec:?}: expected K+M such as 4+2"));
+    let (k, m) = spec.split_once('+').ok_or_else(bad)?;
     let (k, m): (u8, u8) = (k.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
     if k == 0 || k as usize + m as usize > 64 {
         return Err(bad());
@@ -83,11 +83,11 @@ pub struct ThrottleArgs {
     pub limit: Option<String>,
 }
 
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| Error::Usage(format!("{s:?} is not a size such as 50MiB")))?;
+    let n: f64 = num.parse().map_err(|_| Error::Usage(format!("{text:?} is not a size such as 50MiB")))?;
     let mult = match unit.trim().to_ascii_lowercase().trim_end_matches("/s") {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -96,7 +96,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
         "mib" => 1048576.0,
         "g" | "gb" => 1e9,
         "gib" => 1073741824.0,
-        _ => return Err(Error::Usage(format!("{s:?}: unknown unit (use B, KiB, MiB, GiB, KB, MB, GB)"))),
+        _ => return Err(Error::Usage(format!("{text:?}: unknown unit (use B, KiB, MiB, GiB, KB, MB, GB)"))),
     };
     Ok((n * mult) as u64)
 }

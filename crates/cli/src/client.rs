@@ -151,15 +151,21 @@ impl Client {
         serde_json::from_slice(&b).map_err(|e| Error::malformed(path, e.to_string()))
     }
 
-    pub fn post(&self, path: &str, v: &Value) -> Result<Value> {
-        let b =
-            self.call(reqwest::Method::POST, path, Some(("application/json", serde_json::to_vec(v).expect("json"))))?;
+    pub fn post(&self, path: &str, value: &Value) -> Result<Value> {
+        let b = self.call(
+            reqwest::Method::POST,
+            path,
+            Some(("application/json", serde_json::to_vec(value).expect("json"))),
+        )?;
         serde_json::from_slice(&b).map_err(|e| Error::malformed(path, e.to_string()))
     }
 
-    pub fn put(&self, path: &str, v: &Value) -> Result<Value> {
-        let b =
-            self.call(reqwest::Method::PUT, path, Some(("application/json", serde_json::to_vec(v).expect("json"))))?;
+    pub fn put(&self, path: &str, value: &Value) -> Result<Value> {
+        let b = self.call(
+            reqwest::Method::PUT,
+            path,
+            Some(("application/json", serde_json::to_vec(value).expect("json"))),
+        )?;
         serde_json::from_slice(&b).map_err(|e| Error::malformed(path, e.to_string()))
     }
 
@@ -205,13 +211,13 @@ struct Batch<'c> {
 }
 
 impl Batch<'_> {
-    fn add(&mut self, t: BlobType, float: Option<FloatKind>, id: ChunkId, data: Vec<u8>) -> Result<()> {
+    fn add(&mut self, blob_type: BlobType, float: Option<FloatKind>, id: ChunkId, data: Vec<u8>) -> Result<()> {
         self.report.chunks_read += 1;
         if self.done.contains(&id) || self.pending.iter().any(|p| p.2 == id) {
             return Ok(());
         }
         self.bytes += data.len();
-        self.pending.push((t, float, id, data));
+        self.pending.push((blob_type, float, id, data));
         if self.bytes >= BATCH_BYTES {
             self.flush()?;
         }
@@ -317,9 +323,9 @@ impl RemoteWalker<'_> {
         Ok(id)
     }
 
-    fn virtual_dir(&mut self, v: &Virtual) -> Result<ChunkId> {
+    fn virtual_dir(&mut self, dir: &Virtual) -> Result<ChunkId> {
         let mut nodes = Vec::new();
-        for (name, e) in &v.children {
+        for (name, e) in &dir.children {
             match e {
                 VEntry::Real(path) => nodes.extend(self.entry(name, path)?),
                 VEntry::Dir(path, sub) => {

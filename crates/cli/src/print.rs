@@ -58,13 +58,13 @@ pub fn mode_string(kind: &NodeKind, mode: u32) -> String {
 
 /// List a snapshot's tree from any blob source (the vault, or a server).
 pub fn print_ls(
-    g: &Global,
+    global: &Global,
     src: &dyn mvault_core::BlobSource,
     root: &mvault_core::ids::ChunkId,
-    a: LsArgs,
+    args: LsArgs,
 ) -> Result<i32> {
     let entries = restore::list(src, root)?;
-    let prefix = a.path.as_deref().map(|p| p.trim_end_matches('/').as_bytes().to_vec());
+    let prefix = args.path.as_deref().map(|p| p.trim_end_matches('/').as_bytes().to_vec());
     let under = |p: &[u8]| match &prefix {
         None => true,
         Some(x) => p == x.as_slice() || (p.starts_with(x) && p.get(x.len()) == Some(&b'/')),
@@ -76,7 +76,7 @@ pub fn print_ls(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(n.mtime_sec.max(0) as u64),
         )
         .to_string();
-        if g.json {
+        if global.json {
             let kind = match &n.kind {
                 NodeKind::Dir { .. } => "dir",
                 NodeKind::File { .. } => "file",
@@ -95,56 +95,56 @@ pub fn print_ls(
             println!("{} {:>12} {} {}{}", mode_string(&n.kind, n.mode), n.size, &t[..19].replace('T', " "), p, link);
         }
     }
-    if g.json {
+    if global.json {
         ui::print_json(&out);
     }
     if prefix.is_some() && !entries.iter().any(|(p, _)| under(p)) {
-        return Err(Error::not_found(format!("{} in snapshot {}", a.path.unwrap_or_default(), a.snapshot)));
+        return Err(Error::not_found(format!("{} in snapshot {}", args.path.unwrap_or_default(), args.snapshot)));
     }
     Ok(0)
 }
 
 /// Restore a snapshot from any blob source (the vault, or a server), with progress and the same report.
 pub fn restore_from(
-    g: &Global,
+    global: &Global,
     src: &dyn mvault_core::BlobSource,
     id: &mvault_core::ids::SnapshotId,
     snap: &mvault_core::format::snapshot::Snapshot,
-    a: RestoreArgs,
+    args: RestoreArgs,
 ) -> Result<i32> {
     let total = snap.summary.bytes;
     let opts = RestoreOptions {
-        target: a.target.clone(),
-        include: a.include,
-        verify: a.verify,
+        target: args.target.clone(),
+        include: args.include,
+        verify: args.verify,
         threads: 0,
-        sparse: a.sparse,
-        no_sync: a.no_sync,
+        sparse: args.sparse,
+        no_sync: args.no_sync,
     };
     let progress = restore::Progress::default();
     let pb = ui::bar(
         Some(total),
         "{spinner} restoring [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        g.quiet || g.json,
+        global.quiet || global.json,
     );
     let summary = ui::with_progress(
         &pb,
         |pb| pb.set_position(progress.bytes.load(Ordering::Relaxed)),
         || restore::restore(src, &snap.tree_id()?, &opts, &progress),
     )?;
-    if g.json {
-        ui::print_json(&json!({ "snapshot_id": id.to_hex(), "target": a.target, "summary": summary }));
+    if global.json {
+        ui::print_json(&json!({ "snapshot_id": id.to_hex(), "target": args.target, "summary": summary }));
     } else {
         println!(
             "restored snapshot {} to {}: {} files ({}), {} dirs, {} symlinks in {:.1}s{}",
             &id.to_hex()[..8],
-            a.target.display(),
+            args.target.display(),
             summary.files,
             ui::size(summary.bytes),
             summary.dirs,
             summary.symlinks,
             summary.seconds,
-            if a.verify { "; every file verified" } else { "" }
+            if args.verify { "; every file verified" } else { "" }
         );
     }
     Ok(0)
@@ -160,22 +160,22 @@ pub fn ratio(bytes: u64, stored: f64) -> String {
 
 /// Compare two snapshots read from any blob source (the vault, or a server) and print the report.
 pub fn print_diff(
-    g: &Global,
+    global: &Global,
     repo: &dyn mvault_core::BlobSource,
     sa: &mvault_core::format::snapshot::Snapshot,
     sb: &mvault_core::format::snapshot::Snapshot,
-    a: DiffArgs,
+    args: DiffArgs,
 ) -> Result<i32> {
     // Snapshots of one directory each (checkpoints step-1/, step-2/) compare relative to that directory.
     let bases = match (sa.paths.as_slice(), sb.paths.as_slice()) {
         ([pa], [pb]) if pa != pb => Some((pa.as_str(), pb.as_str())),
         _ => None,
     };
-    let r = diff::diff(repo, &sa.tree_id()?, &sb.tree_id()?, bases, a.tensors)?;
-    if let (Some((pa, pb)), false) = (bases, g.json) {
+    let r = diff::diff(repo, &sa.tree_id()?, &sb.tree_id()?, bases, args.tensors)?;
+    if let (Some((pa, pb)), false) = (bases, global.json) {
         println!("comparing {pa} with {pb}");
     }
-    if g.json {
+    if global.json {
         ui::print_json(&r);
         return Ok(0);
     }
@@ -184,7 +184,7 @@ pub fn print_diff(
             println!("{mark}    {p}");
         }
     }
-    if a.tensors && !r.tensors.is_empty() {
+    if args.tensors && !r.tensors.is_empty() {
         println!();
         println!("{:<9} {:<56} {:>6} {:>14} {:>10}", "tensor", "name", "dtype", "max |change|", "changed");
         for t in &r.tensors {
@@ -213,41 +213,41 @@ pub fn print_diff(
         r.removed.len(),
         r.modified.len(),
         r.unchanged_files,
-        a.snapshot_a,
+        args.snapshot_a,
         ui::size(r.a_only_bytes),
-        a.snapshot_b,
+        args.snapshot_b,
         ui::size(r.b_only_bytes)
     );
     Ok(0)
 }
 
-pub fn print_token(global: &Global, v: &Value) {
+pub fn print_token(global: &Global, value: &Value) {
     if global.json {
-        ui::print_json(v);
-    } else if let Some(key) = v["access_key_id"].as_str().filter(|_| v.get("secret_access_key").is_some()) {
+        ui::print_json(value);
+    } else if let Some(key) = value["access_key_id"].as_str().filter(|_| value.get("secret_access_key").is_some()) {
         println!("AWS_ACCESS_KEY_ID={key}");
-        println!("AWS_SECRET_ACCESS_KEY={}", v["secret_access_key"].as_str().unwrap_or_default());
+        println!("AWS_SECRET_ACCESS_KEY={}", value["secret_access_key"].as_str().unwrap_or_default());
         eprintln!(
             "S3 key ({} of {}): the secret is shown once, keep it safe",
-            v["role"].as_str().unwrap_or_default(),
-            v["tenant"].as_str().unwrap_or_default()
+            value["role"].as_str().unwrap_or_default(),
+            value["tenant"].as_str().unwrap_or_default()
         );
     } else {
-        println!("{}", v["token"].as_str().unwrap_or_default());
+        println!("{}", value["token"].as_str().unwrap_or_default());
         eprintln!(
             "token {} ({} of {}): shown once, keep it safe; use it as MVAULT_TOKEN",
-            v["id"].as_str().unwrap_or_default(),
-            v["role"].as_str().unwrap_or_default(),
-            v["tenant"].as_str().unwrap_or("the system")
+            value["id"].as_str().unwrap_or_default(),
+            value["role"].as_str().unwrap_or_default(),
+            value["tenant"].as_str().unwrap_or("the system")
         );
     }
 }
 
-pub fn print_list(global: &Global, v: &Value) {
+pub fn print_list(global: &Global, value: &Value) {
     if global.json {
-        ui::print_json(v);
+        ui::print_json(value);
     } else {
-        for item in v.as_array().into_iter().flatten() {
+        for item in value.as_array().into_iter().flatten() {
             println!("{item}");
         }
     }
@@ -289,19 +289,19 @@ pub fn report_verify(global: &Global, rep: &Value) -> i32 {
     }
 }
 
-pub fn print_bucket_snapshot(global: &Global, v: &Value) {
+pub fn print_bucket_snapshot(global: &Global, value: &Value) {
     if global.json {
-        ui::print_json(v);
+        ui::print_json(value);
         return;
     }
     println!(
         "snapshot {} of bucket {}: {} objects, {} bytes",
-        v["id"].as_str().unwrap_or_default(),
-        v["bucket"].as_str().unwrap_or_default(),
-        v["objects"],
-        v["bytes"]
+        value["id"].as_str().unwrap_or_default(),
+        value["bucket"].as_str().unwrap_or_default(),
+        value["objects"],
+        value["bytes"]
     );
-    for k in v["skipped"].as_array().into_iter().flatten() {
+    for k in value["skipped"].as_array().into_iter().flatten() {
         eprintln!("mvault: warning: key {k} cannot be a path in a file tree; left out of the snapshot");
     }
 }

@@ -47,8 +47,8 @@ pub fn new_passphrase(file: Option<&Path>) -> Result<Vec<u8>> {
     ))
 }
 
-pub fn check_not_empty(p: &[u8]) -> Result<()> {
-    if p.is_empty() {
+pub fn check_not_empty(passphrase: &[u8]) -> Result<()> {
+    if passphrase.is_empty() {
         return Err(Error::Usage("an empty passphrase is not allowed".into()));
     }
     Ok(())
@@ -91,10 +91,10 @@ pub fn with_progress<T>(pb: &ProgressBar, update: impl Fn(&ProgressBar) + Sync, 
     })
 }
 
-pub fn size(n: u64) -> String {
-    indicatif::HumanBytes(n).to_string()
+pub fn size(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
 }
 
-pub fn print_json(v: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(v).expect("json output serializes"));
+pub fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("json output serializes"));
 }

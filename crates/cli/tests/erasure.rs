@@ -12,8 +12,8 @@ struct EcVault {
 }
 
 impl EcVault {
-    fn store(&self, i: usize) -> PathBuf {
-        self.root.join(format!("s{i}"))
+    fn store(&self, index: usize) -> PathBuf {
+        self.root.join(format!("s{index}"))
     }
     fn vault(&self) -> PathBuf {
         self.store(0)
@@ -60,11 +60,11 @@ fn restore_identical(vault: &Path, src: &Path, target: &Path) {
     std::fs::remove_dir_all(target).unwrap();
 }
 
-fn hide(p: &Path) {
-    std::fs::rename(p, p.with_extension("away")).unwrap();
+fn hide(path: &Path) {
+    std::fs::rename(path, path.with_extension("away")).unwrap();
 }
-fn unhide(p: &Path) {
-    std::fs::rename(p.with_extension("away"), p).unwrap();
+fn unhide(path: &Path) {
+    std::fs::rename(path.with_extension("away"), path).unwrap();
 }
 
 #[test]

@@ -173,10 +173,10 @@ fn unreadable_source_file_is_named_and_the_rest_is_saved() {
     dircmp::compare(&src, &r).unwrap();
 }
 
-fn chown_tree(p: &Path, uid: u32) {
-    std::os::unix::fs::lchown(p, Some(uid), Some(uid)).unwrap();
-    if std::fs::symlink_metadata(p).unwrap().is_dir() {
-        for e in std::fs::read_dir(p).unwrap().flatten() {
+fn chown_tree(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+    if std::fs::symlink_metadata(path).unwrap().is_dir() {
+        for e in std::fs::read_dir(path).unwrap().flatten() {
             chown_tree(&e.path(), uid);
         }
     }

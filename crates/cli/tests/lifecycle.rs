@@ -10,12 +10,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-fn at(y: i64, m: u32, d: u32, h: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(days_from_civil(y, m, d) as u64 * 86_400 + h * 3600)
+fn at(year: i64, month: u32, day: u32, hour: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(days_from_civil(year, month, day) as u64 * 86_400 + hour * 3600)
 }
 
-fn stamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+fn stamp(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// A vault made in-process with cheap Argon2 settings, so hundreds of snapshots are quick to make.
@@ -24,11 +24,11 @@ fn quick_vault(dir: &Path) -> Repo {
     Repo::init(dir.to_str().unwrap(), PASS.as_bytes(), &opts).unwrap()
 }
 
-fn snap_at(repo: &mut Repo, src: &Path, t: SystemTime, locked_until: Option<SystemTime>) {
-    std::fs::write(src.join("stamp.txt"), stamp(t)).unwrap();
+fn snap_at(repo: &mut Repo, src: &Path, time: SystemTime, locked_until: Option<SystemTime>) {
+    std::fs::write(src.join("stamp.txt"), stamp(time)).unwrap();
     let opts = BackupOptions {
         paths: vec![src.to_path_buf()],
-        time: Some(t),
+        time: Some(time),
         locked_until: locked_until.map(stamp),
         ..Default::default()
     };

@@ -10,8 +10,8 @@ use crate::common::*;
 /// Exit code and peak RSS of a child, both from the kernel's wait4 (std's own wait would not give the rusage).
 #[allow(clippy::zombie_processes)]
 #[allow(unsafe_code)] // test only: std has no wait with rusage
-fn peak_rss_mib(mut c: std::process::Command) -> (i32, u64) {
-    let child = c.stdout(std::process::Stdio::null()).spawn().unwrap();
+fn peak_rss_mib(mut command: std::process::Command) -> (i32, u64) {
+    let child = command.stdout(std::process::Stdio::null()).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: rusage is plain integers, for which all-zero bytes are a valid value.

@@ -25,8 +25,8 @@ fn data() -> &'static Path {
     })
 }
 
-fn stored(v: &serde_json::Value) -> f64 {
-    v["summary"]["bytes_stored"].as_u64().unwrap() as f64
+fn stored(value: &serde_json::Value) -> f64 {
+    value["summary"]["bytes_stored"].as_u64().unwrap() as f64
 }
 
 /// Restore `snap` and compare every file under `original`, at any depth, byte for byte.

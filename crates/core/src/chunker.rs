@@ -12,8 +12,8 @@ pub struct Chunker<R: Read> {
 }
 
 impl<R: Read> Chunker<R> {
-    pub fn new(source: R, p: ChunkerParams) -> Self {
-        Chunker { inner: fastcdc::v2020::StreamCDC::new(source, p.min, p.avg, p.max) }
+    pub fn new(source: R, params: ChunkerParams) -> Self {
+        Chunker { inner: fastcdc::v2020::StreamCDC::new(source, params.min, params.avg, params.max) }
     }
 }
 
@@ -23,26 +23,29 @@ impl<R: Read> Chunker<R> {
 /// backup of 1,000 files of 4 KiB spent 5 s in the kernel that way). Larger sources stream.
 pub fn plain_chunks<'a, R: Read + 'a>(
     mut source: R,
-    p: ChunkerParams,
+    params: ChunkerParams,
 ) -> Box<dyn Iterator<Item = std::io::Result<Vec<u8>>> + 'a> {
     let mut head = Vec::new();
     let mut next = [0u8; 1];
     // Up to `max` bytes, then one more to learn whether the source ends there (reading `max + 1` at once
     // would grow the buffer to twice `max`).
-    let read = (&mut source).take(u64::from(p.max)).read_to_end(&mut head).and_then(|n| match n < p.max as usize {
-        true => Ok(0),
-        false => source.read(&mut next),
-    });
+    let read =
+        (&mut source).take(u64::from(params.max)).read_to_end(&mut head).and_then(|n| match n < params.max as usize {
+            true => Ok(0),
+            false => source.read(&mut next),
+        });
     match read {
         Err(e) => Box::new(std::iter::once(Err(e))),
-        Ok(0) => Box::new(cut_in_place(head, p).into_iter().map(Ok)),
-        Ok(_) => Box::new(Chunker::new(std::io::Cursor::new(head).chain(std::io::Cursor::new(next)).chain(source), p)),
+        Ok(0) => Box::new(cut_in_place(head, params).into_iter().map(Ok)),
+        Ok(_) => {
+            Box::new(Chunker::new(std::io::Cursor::new(head).chain(std::io::Cursor::new(next)).chain(source), params))
+        }
     }
 }
 
-fn cut_in_place(data: Vec<u8>, p: ChunkerParams) -> Vec<Vec<u8>> {
+fn cut_in_place(data: Vec<u8>, params: ChunkerParams) -> Vec<Vec<u8>> {
     let cuts: Vec<(usize, usize)> =
-        fastcdc::v2020::FastCDC::new(&data, p.min, p.avg, p.max).map(|c| (c.offset, c.length)).collect();
+        fastcdc::v2020::FastCDC::new(&data, params.min, params.avg, params.max).map(|c| (c.offset, c.length)).collect();
     if cuts.len() == 1 {
         return vec![data];
     }
@@ -94,7 +97,7 @@ struct Region {
 }
 
 impl<R: Read> TensorChunker<R> {
-    pub fn new(src: R, layout: &Layout, p: ChunkerParams) -> Self {
+    pub fn new(src: R, layout: &Layout, params: ChunkerParams) -> Self {
         let mut regions = std::collections::VecDeque::new();
         let mut pos = 0;
         let other = |left| Region { left, first: None, unit: 1, float: None, tensor: None };
@@ -116,14 +119,14 @@ impl<R: Read> TensorChunker<R> {
         if layout.file_len > pos {
             regions.push_back(other(layout.file_len - pos));
         }
-        TensorChunker { src, regions, avg: p.avg as u64, tail: false }
+        TensorChunker { src, regions, avg: params.avg as u64, tail: false }
     }
 
     /// Cut `len` bytes read from `src` that are bytes `start..start + len` of a file with this layout (a
     /// multipart part): pieces fall on the same boundaries as when the whole file is cut, except at the
     /// window's two ends, so the pieces wholly inside the window are the whole file's.
-    pub fn window(src: R, layout: &Layout, p: ChunkerParams, start: u64, len: u64) -> Self {
-        let mut c = Self::new(src, layout, p);
+    pub fn window(src: R, layout: &Layout, params: ChunkerParams, start: u64, len: u64) -> Self {
+        let mut c = Self::new(src, layout, params);
         let mut skip = start;
         while let Some(r) = c.regions.front_mut() {
             if skip < r.left {
@@ -188,12 +191,12 @@ impl<R: Read> Iterator for TensorChunker<R> {
     }
 }
 
-/// `n` bytes of `src`, read into a buffer that is not zeroed first (`read_to_end` fills spare capacity
+/// `len` bytes of `src`, read into a buffer that is not zeroed first (`read_to_end` fills spare capacity
 /// directly): zeroing every piece before the read overwrote it was a twentieth of a model backup's CPU.
-fn read_exactly(src: &mut impl Read, n: u64) -> std::io::Result<Vec<u8>> {
-    let mut data = Vec::with_capacity(n as usize);
-    src.take(n).read_to_end(&mut data)?;
-    if (data.len() as u64) < n {
+fn read_exactly(src: &mut impl Read, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(len as usize);
+    src.take(len).read_to_end(&mut data)?;
+    if (data.len() as u64) < len {
         return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file is shorter than its layout"));
     }
     Ok(data)

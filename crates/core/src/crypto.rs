@@ -24,8 +24,8 @@ pub fn random32() -> [u8; 32] {
 pub struct SecretKey([u8; 32]);
 
 impl std::fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretKey(..)")
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        out.write_str("SecretKey(..)")
     }
 }
 
@@ -33,8 +33,8 @@ impl SecretKey {
     pub fn random() -> Self {
         SecretKey(random32())
     }
-    pub fn from_bytes(b: [u8; 32]) -> Self {
-        SecretKey(b)
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        SecretKey(bytes)
     }
     pub fn expose(&self) -> &[u8; 32] {
         &self.0

@@ -9,11 +9,11 @@
 //! - Beside them the naive product of all availabilities: the chance that no store at all is down, which is
 //!   what a system without redundancy has, and what redundancy improves on.
 
-/// P(exactly j of the events happen) for j in 0..=n, for independent events with probabilities `p`.
-pub fn poisson_binomial(p: &[f64]) -> Vec<f64> {
-    let mut dist = vec![0.0; p.len() + 1];
+/// P(exactly j of the events happen) for j in 0..=n, for independent events with probabilities `probabilities`.
+pub fn poisson_binomial(probabilities: &[f64]) -> Vec<f64> {
+    let mut dist = vec![0.0; probabilities.len() + 1];
     dist[0] = 1.0;
-    for (i, &pi) in p.iter().enumerate() {
+    for (i, &pi) in probabilities.iter().enumerate() {
         for j in (0..=i + 1).rev() {
             let stay = dist[j] * (1.0 - pi);
             let come = if j > 0 { dist[j - 1] * pi } else { 0.0 };
@@ -23,15 +23,15 @@ pub fn poisson_binomial(p: &[f64]) -> Vec<f64> {
     dist
 }
 
-/// P(at least `k` stores up), given each store's probability of being up.
-pub fn availability(up: &[f64], k: usize) -> f64 {
-    poisson_binomial(up).iter().skip(k).sum::<f64>().min(1.0)
+/// P(at least `needed` stores up), given each store's probability of being up.
+pub fn availability(up: &[f64], needed: usize) -> f64 {
+    poisson_binomial(up).iter().skip(needed).sum::<f64>().min(1.0)
 }
 
-/// P(more than `m` of the stores fail), given each store's failure probability. Summed from the tail so tiny
+/// P(more than `tolerated` of the stores fail), given each store's failure probability. Summed from the tail so tiny
 /// probabilities keep their precision (1 - P(at most m) would round them to zero).
-pub fn more_than_fail(fail: &[f64], m: usize) -> f64 {
-    poisson_binomial(fail).iter().skip(m + 1).sum::<f64>().min(1.0)
+pub fn more_than_fail(fail: &[f64], tolerated: usize) -> f64 {
+    poisson_binomial(fail).iter().skip(tolerated + 1).sum::<f64>().min(1.0)
 }
 
 /// The naive series product: the probability that every store is up.
@@ -56,9 +56,9 @@ pub struct Durability {
     pub mttdl_years: f64,
 }
 
-/// Yearly durability of one pack whose `k + m` shards sit on stores with these annual failure rates.
-pub fn yearly(afr: &[f64], k: usize, repair_days: f64) -> Durability {
-    let m = afr.len().saturating_sub(k);
+/// Yearly durability of one pack whose `needed + m` shards sit on stores with these annual failure rates.
+pub fn yearly(afr: &[f64], needed: usize, repair_days: f64) -> Durability {
+    let m = afr.len().saturating_sub(needed);
     let window_failure: Vec<f64> = afr.iter().map(|a| -(-a * repair_days / 365.0).exp_m1()).collect();
     let loss_per_window = more_than_fail(&window_failure, m);
     let windows = 365.0 / repair_days;
@@ -66,15 +66,15 @@ pub fn yearly(afr: &[f64], k: usize, repair_days: f64) -> Durability {
     let loss_per_year = -(windows * (-loss_per_window).ln_1p()).exp_m1();
     let nines = if loss_per_year > 0.0 { -loss_per_year.log10() } else { f64::INFINITY };
     let mttdl_years = if loss_per_window > 0.0 { repair_days / 365.0 / loss_per_window } else { f64::INFINITY };
-    Durability { k, m, repair_days, window_failure, loss_per_window, loss_per_year, nines, mttdl_years }
+    Durability { k: needed, m, repair_days, window_failure, loss_per_window, loss_per_year, nines, mttdl_years }
 }
 
 /// Nines of a probability close to 1, e.g. 0.999 -> 3.
-pub fn nines_of(p: f64) -> f64 {
-    if p >= 1.0 {
+pub fn nines_of(probability: f64) -> f64 {
+    if probability >= 1.0 {
         f64::INFINITY
     } else {
-        -(1.0 - p).log10()
+        -(1.0 - probability).log10()
     }
 }
 

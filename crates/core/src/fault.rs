@@ -22,10 +22,10 @@ struct Plan {
 }
 
 /// `NAME` or `NAME@N` (N counted from 1).
-fn parse_target(v: &str) -> (String, u64) {
-    match v.rsplit_once('@') {
+fn parse_target(target: &str) -> (String, u64) {
+    match target.rsplit_once('@') {
         Some((name, n)) => (name.to_string(), n.parse().unwrap_or(1).max(1)),
-        None => (v.to_string(), 1),
+        None => (target.to_string(), 1),
     }
 }
 

@@ -27,27 +27,27 @@ fn score(pack: &PackId, store: &StoreSpec) -> f64 {
     -(store.weight.max(1) as f64) / u.ln()
 }
 
-/// Store indices for the `n` shards of `pack` (shard i goes to the i-th): stores in rank order, skipping any
+/// Store indices for the `count` shards of `pack` (shard i goes to the i-th): stores in rank order, skipping any
 /// whose failure domain already holds its fair share, ceil(n / domains), of the pack's shards. With at least
-/// `n` domains every shard lands in its own domain; with fewer, shards spread as evenly as they can. The cap
+/// `count` domains every shard lands in its own domain; with fewer, shards spread as evenly as they can. The cap
 /// rarely binds otherwise, so each store's share of packs follows its weight.
-pub fn place(pack: &PackId, stores: &[StoreSpec], n: usize) -> Vec<usize> {
+pub fn place(pack: &PackId, stores: &[StoreSpec], count: usize) -> Vec<usize> {
     let mut ranked: Vec<usize> = (0..stores.len()).collect();
     ranked.sort_by(|&a, &b| score(pack, &stores[b]).total_cmp(&score(pack, &stores[a])));
     let domains: std::collections::HashSet<&str> = stores.iter().map(|s| s.domain.as_str()).collect();
-    let cap = n.div_ceil(domains.len().max(1));
+    let cap = count.div_ceil(domains.len().max(1));
     let mut per_domain: HashMap<&str, usize> = HashMap::new();
-    let mut picked = Vec::with_capacity(n);
+    let mut picked = Vec::with_capacity(count);
     for &i in &ranked {
         let d = per_domain.entry(stores[i].domain.as_str()).or_default();
-        if picked.len() < n && *d < cap {
+        if picked.len() < count && *d < cap {
             *d += 1;
             picked.push(i);
         }
     }
     // Uneven domains can leave the cap unfillable: top up by rank.
     for &i in &ranked {
-        if picked.len() < n && !picked.contains(&i) {
+        if picked.len() < count && !picked.contains(&i) {
             picked.push(i);
         }
     }
@@ -55,8 +55,8 @@ pub fn place(pack: &PackId, stores: &[StoreSpec], n: usize) -> Vec<usize> {
 }
 
 /// How many shards a pack can lose given where they sit: the smallest number of domains whose loss takes
-/// more than `m` shards, minus one, counted in shards per domain.
-pub fn domain_tolerance(stores: &[StoreSpec], placement: &[usize], m: usize) -> usize {
+/// more than `parity_shards` shards, minus one, counted in shards per domain.
+pub fn domain_tolerance(stores: &[StoreSpec], placement: &[usize], parity_shards: usize) -> usize {
     let mut per_domain: HashMap<&str, usize> = HashMap::new();
     for &i in placement {
         *per_domain.entry(stores[i].domain.as_str()).or_default() += 1;
@@ -67,7 +67,7 @@ pub fn domain_tolerance(stores: &[StoreSpec], placement: &[usize], m: usize) -> 
     let mut lost = 0;
     let mut domains = 0;
     for c in counts {
-        if lost + c > m {
+        if lost + c > parity_shards {
             break;
         }
         lost += c;
@@ -76,26 +76,26 @@ pub fn domain_tolerance(stores: &[StoreSpec], placement: &[usize], m: usize) -> 
     domains
 }
 
-/// Bytes per shard for a pack of `pack_len` bytes cut into `k` data shards.
-pub fn shard_len(pack_len: usize, k: u8) -> usize {
-    if k == 1 {
+/// Bytes per shard for a pack of `pack_len` bytes cut into `data_shards` data shards.
+pub fn shard_len(pack_len: usize, data_shards: u8) -> usize {
+    if data_shards == 1 {
         return pack_len;
     }
-    let l = pack_len.div_ceil(k as usize).max(2);
+    let l = pack_len.div_ceil(data_shards as usize).max(2);
     l + (l & 1)
 }
 
-/// Cut a pack into `k + m` shard payloads.
-/// Replicas (`k = 1`) are the pack itself, borrowed: writing them copies nothing.
-pub fn split(pack: &[u8], k: u8, m: u8) -> Result<Vec<Cow<'_, [u8]>>> {
-    if k == 0 {
+/// Cut a pack into `data_shards + parity_shards` shard payloads.
+/// Replicas (`data_shards = 1`) are the pack itself, borrowed: writing them copies nothing.
+pub fn split(pack: &[u8], data_shards: u8, parity_shards: u8) -> Result<Vec<Cow<'_, [u8]>>> {
+    if data_shards == 0 {
         return Err(Error::Usage("k must be at least 1".into()));
     }
-    if k == 1 {
-        return Ok((0..=m).map(|_| Cow::Borrowed(pack)).collect());
+    if data_shards == 1 {
+        return Ok((0..=parity_shards).map(|_| Cow::Borrowed(pack)).collect());
     }
-    let len = shard_len(pack.len(), k);
-    let mut shards: Vec<Vec<u8>> = (0..k as usize)
+    let len = shard_len(pack.len(), data_shards);
+    let mut shards: Vec<Vec<u8>> = (0..data_shards as usize)
         .map(|i| {
             let start = (i * len).min(pack.len());
             let end = ((i + 1) * len).min(pack.len());
@@ -104,34 +104,37 @@ pub fn split(pack: &[u8], k: u8, m: u8) -> Result<Vec<Cow<'_, [u8]>>> {
             s
         })
         .collect();
-    if m > 0 {
-        let recovery = reed_solomon_simd::encode(k as usize, m as usize, &shards)
-            .map_err(|e| Error::Usage(format!("erasure coding k={k} m={m}: {e}")))?;
+    if parity_shards > 0 {
+        let recovery = reed_solomon_simd::encode(data_shards as usize, parity_shards as usize, &shards)
+            .map_err(|e| Error::Usage(format!("erasure coding k={data_shards} m={parity_shards}: {e}")))?;
         shards.extend(recovery);
     }
     Ok(shards.into_iter().map(Cow::Owned).collect())
 }
 
-/// Rebuild a pack from any `k` of its shards (`shards[i]` is shard i, if at hand).
-pub fn join(k: u8, m: u8, pack_len: usize, shards: &[Option<&[u8]>]) -> Result<Vec<u8>> {
+/// Rebuild a pack from any `data_shards` of its shards (`shards[i]` is shard i, if at hand).
+pub fn join(data_shards: u8, parity_shards: u8, pack_len: usize, shards: &[Option<&[u8]>]) -> Result<Vec<u8>> {
     let have = shards.iter().filter(|s| s.is_some()).count();
-    if have < k as usize {
-        return Err(Error::corrupt("pack", format!("only {have} good shards of the {k} needed to rebuild it")));
+    if have < data_shards as usize {
+        return Err(Error::corrupt(
+            "pack",
+            format!("only {have} good shards of the {data_shards} needed to rebuild it"),
+        ));
     }
-    if k == 1 {
+    if data_shards == 1 {
         let s = shards.iter().flatten().next().expect("one shard present");
         return Ok(s[..pack_len.min(s.len())].to_vec());
     }
-    let len = shard_len(pack_len, k);
-    let data = &shards[..k as usize];
+    let len = shard_len(pack_len, data_shards);
+    let data = &shards[..data_shards as usize];
     let mut restored = std::collections::BTreeMap::new();
     if data.iter().any(|s| s.is_none()) {
         let originals = data.iter().enumerate().filter_map(|(i, s)| s.map(|s| (i, s)));
-        let recovery = shards[k as usize..].iter().enumerate().filter_map(|(i, s)| s.map(|s| (i, s)));
-        restored = reed_solomon_simd::decode(k as usize, m as usize, originals, recovery)
+        let recovery = shards[data_shards as usize..].iter().enumerate().filter_map(|(i, s)| s.map(|s| (i, s)));
+        restored = reed_solomon_simd::decode(data_shards as usize, parity_shards as usize, originals, recovery)
             .map_err(|e| Error::corrupt("pack", format!("Reed-Solomon decode: {e}")))?;
     }
-    let mut out = Vec::with_capacity(len * k as usize);
+    let mut out = Vec::with_capacity(len * data_shards as usize);
     for (i, s) in data.iter().enumerate() {
         out.extend_from_slice(s.unwrap_or_else(|| &restored[&i]));
     }
@@ -152,32 +155,36 @@ pub fn cell_range(cell: u64, shard_len: u64) -> (u64, u64) {
 }
 
 /// Restore one cell of every data shard missing from `have` (shard index and that cell's bytes, all of one
-/// even length), from any `k` of them. Unverified: the caller checks what it takes (a blob's AEAD tag
+/// even length), from any `data_shards` of them. Unverified: the caller checks what it takes (a blob's AEAD tag
 /// does). Each thread keeps its decoder, so the many decodes of a degraded restore reuse one working space.
-pub fn decode_cell(k: u8, m: u8, have: &[(usize, &[u8])]) -> Result<Vec<(usize, Vec<u8>)>> {
+pub fn decode_cell(data_shards: u8, parity_shards: u8, have: &[(usize, &[u8])]) -> Result<Vec<(usize, Vec<u8>)>> {
     thread_local! {
         static DECODER: std::cell::RefCell<Option<ReedSolomonDecoder>> = const { std::cell::RefCell::new(None) };
     }
-    let (k, m) = (k as usize, m as usize);
+    let (data_shards, parity_shards) = (data_shards as usize, parity_shards as usize);
     let len = have.first().map_or(0, |h| h.1.len());
-    if have.len() < k || have.iter().any(|h| h.1.len() != len) {
+    if have.len() < data_shards || have.iter().any(|h| h.1.len() != len) {
         return Err(Error::corrupt(
             "pack",
-            format!("cannot decode from {} shards, {k} of one length needed", have.len()),
+            format!("cannot decode from {} shards, {data_shards} of one length needed", have.len()),
         ));
     }
     let rs_err = |e: reed_solomon_simd::Error| Error::corrupt("pack", format!("Reed-Solomon decode: {e}"));
     DECODER.with_borrow_mut(|slot| {
         let decoder = match slot {
             Some(d) => {
-                d.reset(k, m, len).map_err(rs_err)?;
+                d.reset(data_shards, parity_shards, len).map_err(rs_err)?;
                 d
             }
-            None => slot.insert(ReedSolomonDecoder::new(k, m, len).map_err(rs_err)?),
+            None => slot.insert(ReedSolomonDecoder::new(data_shards, parity_shards, len).map_err(rs_err)?),
         };
-        for &(i, b) in &have[..k] {
-            if i < k { decoder.add_original_shard(i, b) } else { decoder.add_recovery_shard(i - k, b) }
-                .map_err(rs_err)?;
+        for &(i, b) in &have[..data_shards] {
+            if i < data_shards {
+                decoder.add_original_shard(i, b)
+            } else {
+                decoder.add_recovery_shard(i - data_shards, b)
+            }
+            .map_err(rs_err)?;
         }
         let result = decoder.decode().map_err(rs_err)?;
         Ok(result.restored_original_iter().map(|(i, b)| (i, b.to_vec())).collect())
@@ -187,19 +194,24 @@ pub fn decode_cell(k: u8, m: u8, have: &[(usize, &[u8])]) -> Result<Vec<(usize, 
 /// A rebuilt shard: its index and payload.
 pub type Rebuilt = (usize, Vec<u8>);
 
-/// Rebuild the shards `want` (data or parity) from any `k` of `shards` (`shards[i]` is shard i's payload,
+/// Rebuild the shards `want` (data or parity) from any `data_shards` of `shards` (`shards[i]` is shard i's payload,
 /// if at hand; all of one length), cell by cell so the working set stays in cache.
-pub fn rebuild_shards(k: u8, m: u8, shards: &[Option<&[u8]>], want: &[usize]) -> Result<Vec<Rebuilt>> {
-    let (ku, n) = (k as usize, k as usize + m as usize);
+pub fn rebuild_shards(
+    data_shards: u8,
+    parity_shards: u8,
+    shards: &[Option<&[u8]>],
+    want: &[usize],
+) -> Result<Vec<Rebuilt>> {
+    let (ku, n) = (data_shards as usize, data_shards as usize + parity_shards as usize);
     let present: Vec<usize> = (0..n).filter(|&i| shards.get(i).is_some_and(|s| s.is_some())).collect();
     if present.len() < ku || want.iter().any(|&w| w >= n) {
         return Err(Error::corrupt(
             "pack",
-            format!("only {} good shards of the {k} needed to rebuild it", present.len()),
+            format!("only {} good shards of the {data_shards} needed to rebuild it", present.len()),
         ));
     }
     let len = shards[present[0]].expect("present").len();
-    if k == 1 {
+    if data_shards == 1 {
         return Ok(want.iter().map(|&w| (w, shards[present[0]].expect("present").to_vec())).collect());
     }
     let mut out: Vec<Rebuilt> = want.iter().map(|&w| (w, Vec::with_capacity(len))).collect();
@@ -209,7 +221,11 @@ pub fn rebuild_shards(k: u8, m: u8, shards: &[Option<&[u8]>], want: &[usize]) ->
         let r = start as usize..(start + clen) as usize;
         let have: Vec<(usize, &[u8])> =
             present.iter().take(ku).map(|&i| (i, &shards[i].expect("present")[r.clone()])).collect();
-        let restored = if present[..ku].iter().all(|&i| i < ku) { Vec::new() } else { decode_cell(k, m, &have)? };
+        let restored = if present[..ku].iter().all(|&i| i < ku) {
+            Vec::new()
+        } else {
+            decode_cell(data_shards, parity_shards, &have)?
+        };
         let data = |i: usize| -> &[u8] {
             match shards[i] {
                 Some(s) => &s[r.clone()],
@@ -217,8 +233,8 @@ pub fn rebuild_shards(k: u8, m: u8, shards: &[Option<&[u8]>], want: &[usize]) ->
             }
         };
         let parity = if need_parity {
-            reed_solomon_simd::encode(ku, m as usize, (0..ku).map(data))
-                .map_err(|e| Error::Usage(format!("erasure coding k={k} m={m}: {e}")))?
+            reed_solomon_simd::encode(ku, parity_shards as usize, (0..ku).map(data))
+                .map_err(|e| Error::Usage(format!("erasure coding k={data_shards} m={parity_shards}: {e}")))?
         } else {
             Vec::new()
         };
@@ -230,11 +246,11 @@ pub fn rebuild_shards(k: u8, m: u8, shards: &[Option<&[u8]>], want: &[usize]) ->
 }
 
 /// The pieces of data shards that hold pack bytes `offset..offset+len`: (shard, offset in shard, length).
-pub fn data_ranges(offset: u64, len: u64, pack_len: u64, k: u8) -> Vec<(usize, u64, u64)> {
-    if k == 1 {
+pub fn data_ranges(offset: u64, len: u64, pack_len: u64, data_shards: u8) -> Vec<(usize, u64, u64)> {
+    if data_shards == 1 {
         return vec![(0, offset, len)];
     }
-    let sl = shard_len(pack_len as usize, k) as u64;
+    let sl = shard_len(pack_len as usize, data_shards) as u64;
     let mut out = Vec::new();
     let (mut pos, end) = (offset, offset + len);
     while pos < end {
@@ -252,8 +268,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn stores(n: usize, domains: usize) -> Vec<StoreSpec> {
-        (0..n).map(|i| StoreSpec::new(format!("s{i}"), String::new(), format!("d{}", i % domains), 1)).collect()
+    fn stores(count: usize, domains: usize) -> Vec<StoreSpec> {
+        (0..count).map(|i| StoreSpec::new(format!("s{i}"), String::new(), format!("d{}", i % domains), 1)).collect()
     }
 
     #[test]

@@ -18,12 +18,12 @@ pub struct Speeds {
     pub sample_bytes: usize,
 }
 
-/// Repeat `f` over `bytes` for at least `min_secs`; bytes per second.
-fn rate(bytes: usize, min_secs: f64, mut f: impl FnMut()) -> f64 {
+/// Repeat `work` over `bytes` for at least `min_secs`; bytes per second.
+fn rate(bytes: usize, min_secs: f64, mut work: impl FnMut()) -> f64 {
     let start = Instant::now();
     let mut n = 0u64;
     while n == 0 || start.elapsed().as_secs_f64() < min_secs {
-        f();
+        work();
         n += 1;
     }
     (bytes as u64 * n) as f64 / start.elapsed().as_secs_f64()

@@ -121,16 +121,16 @@ impl App {
         Ok(rec)
     }
 
-    fn run(self: &Arc<Self>, r: Req, f: impl FnOnce(&Principal) -> Result<Reply, ApiError>) -> Response {
+    fn run(self: &Arc<Self>, request: Req, work: impl FnOnce(&Principal) -> Result<Reply, ApiError>) -> Response {
         let start = Instant::now();
         let mut rec = audit::Record {
-            action: r.name.into(),
-            target: r.target.clone(),
-            client: r.client.ip().to_string(),
-            bytes: r.bytes_in,
+            action: request.name.into(),
+            target: request.target.clone(),
+            client: request.client.ip().to_string(),
+            bytes: request.bytes_in,
             ..Default::default()
         };
-        let result = match self.authenticate(&r.headers) {
+        let result = match self.authenticate(&request.headers) {
             Err((why, id)) => {
                 rec.token = id;
                 rec.detail = why.to_string();
@@ -140,15 +140,15 @@ impl App {
                 rec.token = Some(token.id.clone());
                 rec.tenant = token.tenant.clone();
                 let p = Principal { token };
-                if !p.token.role.may(r.action) {
+                if !p.token.role.may(request.action) {
                     Err(ApiError::new(
                         StatusCode::FORBIDDEN,
-                        format!("a {} token may not {}", p.token.role, r.name.replace('.', " ")),
+                        format!("a {} token may not {}", p.token.role, request.name.replace('.', " ")),
                     ))
-                } else if let Err(l) = self.admit(&p, r.bytes_in) {
+                } else if let Err(l) = self.admit(&p, request.bytes_in) {
                     Err(l)
                 } else {
-                    f(&p)
+                    work(&p)
                 }
             }
         };
@@ -184,13 +184,13 @@ impl App {
         };
         rec.result = status.as_u16();
         self.audit.append(rec);
-        self.metrics.observe(r.name, status.as_u16(), r.bytes_in, bytes_out, start.elapsed().as_secs_f64());
+        self.metrics.observe(request.name, status.as_u16(), request.bytes_in, bytes_out, start.elapsed().as_secs_f64());
         response
     }
 
     /// The token's tenant's rate limits: one request, and the request's body bytes.
-    fn admit(&self, p: &Principal, bytes: u64) -> Result<(), ApiError> {
-        self.throttle(&p.token, 1.0, bytes)?.map_err(limited)
+    fn admit(&self, principal: &Principal, bytes: u64) -> Result<(), ApiError> {
+        self.throttle(&principal.token, 1.0, bytes)?.map_err(limited)
     }
 
     /// Charge `requests` requests and `bytes` bytes to a token's rate limits (the HTTP API and the S3
@@ -212,13 +212,13 @@ impl App {
     }
 
     /// The tenant a data request is about: always the token's own.
-    fn own_tenant(&self, p: &Principal) -> Result<Arc<crate::Tenant>, ApiError> {
-        Ok(self.tenant(p.tenant()?)?)
+    fn own_tenant(&self, principal: &Principal) -> Result<Arc<crate::Tenant>, ApiError> {
+        Ok(self.tenant(principal.tenant()?)?)
     }
 
     /// Charge `bytes` (sent or received) to the token's bytes_per_second.
-    fn admit_bytes(&self, p: &Principal, bytes: u64) -> Result<(), ApiError> {
-        self.throttle(&p.token, 0.0, bytes)?.map_err(limited)
+    fn admit_bytes(&self, principal: &Principal, bytes: u64) -> Result<(), ApiError> {
+        self.throttle(&principal.token, 0.0, bytes)?.map_err(limited)
     }
 }
 
@@ -234,14 +234,14 @@ fn quota_exceeded(limit: &str, quota: u64, usage: u64, requested: u64, what: Str
     }
 }
 
-fn limited(l: crate::limits::Limited) -> ApiError {
+fn limited(limited: crate::limits::Limited) -> ApiError {
     ApiError {
         status: StatusCode::TOO_MANY_REQUESTS,
         body: json!({
-            "error": format!("rate limit {} of {} exceeded; retry in {:.1} s", l.limit, l.rate, l.retry_after),
-            "limit": l.limit, "rate": l.rate, "retry_after": l.retry_after,
+            "error": format!("rate limit {} of {} exceeded; retry in {:.1} s", limited.limit, limited.rate, limited.retry_after),
+            "limit": limited.limit, "rate": limited.rate, "retry_after": limited.retry_after,
         }),
-        retry_after: Some(l.retry_after),
+        retry_after: Some(limited.retry_after),
     }
 }
 
@@ -251,13 +251,13 @@ type Client = ConnectInfo<SocketAddr>;
 /// Run a request on a blocking thread (the core is synchronous, and may block on stores).
 async fn blocking(
     app: Arc<App>,
-    r: Req,
-    f: impl FnOnce(&App, &Principal) -> Result<Reply, ApiError> + Send + 'static,
+    request: Req,
+    work: impl FnOnce(&App, &Principal) -> Result<Reply, ApiError> + Send + 'static,
 ) -> Response {
     let app2 = app.clone();
-    let (name, target, client) = (r.name, r.target.clone(), r.client);
+    let (name, target, client) = (request.name, request.target.clone(), request.client);
     let audit = app.clone();
-    tokio::task::spawn_blocking(move || app2.run(r, |p| f(&app, p))).await.unwrap_or_else(|_| {
+    tokio::task::spawn_blocking(move || app2.run(request, |p| work(&app, p))).await.unwrap_or_else(|_| {
         // A handler that panicked still leaves its trace.
         audit.audit.append(audit::Record {
             action: name.into(),
@@ -283,18 +283,18 @@ fn req(
     action: Action,
     target: impl Into<String>,
     headers: HeaderMap,
-    c: Client,
+    client: Client,
     bytes_in: u64,
 ) -> Req {
-    Req { name, action, target: target.into(), headers, client: c.0, bytes_in }
+    Req { name, action, target: target.into(), headers, client: client.0, bytes_in }
 }
 
 fn chunk_id(text: &str) -> Result<ChunkId, ApiError> {
     ChunkId::from_hex(text).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no blob {text:?}")))
 }
 
-fn json_body<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(b).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("request body: {e}")))
+fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("request body: {e}")))
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -325,8 +325,8 @@ pub fn router(app: Arc<App>) -> Router {
 
 // ---- operator: metrics, tenants, audit ----
 
-async fn metrics(State(app): St, h: HeaderMap, c: Client) -> Response {
-    blocking(app, req("metrics", Action::System, "/metrics", h, c, 0), |app, _| {
+async fn metrics(State(app): St, headers: HeaderMap, client: Client) -> Response {
+    blocking(app, req("metrics", Action::System, "/metrics", headers, client, 0), |app, _| {
         let mut s = String::new();
         app.metrics.render(&mut s);
         app.render_gauges(&mut s);
@@ -335,8 +335,8 @@ async fn metrics(State(app): St, h: HeaderMap, c: Client) -> Response {
     .await
 }
 
-async fn tenants_list(State(app): St, h: HeaderMap, c: Client) -> Response {
-    blocking(app, req("tenant.list", Action::System, "tenants", h, c, 0), |app, _| {
+async fn tenants_list(State(app): St, headers: HeaderMap, client: Client) -> Response {
+    blocking(app, req("tenant.list", Action::System, "tenants", headers, client, 0), |app, _| {
         let mut out = Vec::new();
         for rec in registry::list(&app.sys)? {
             let usage = app.tenant(&rec.name).and_then(|t| t.usage()).unwrap_or_default();
@@ -354,9 +354,9 @@ struct TenantCreate {
     limits: registry::Limits,
 }
 
-async fn tenants_create(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+async fn tenants_create(State(app): St, headers: HeaderMap, client: Client, body: Bytes) -> Response {
     let n = body.len() as u64;
-    blocking(app, req("tenant.create", Action::System, "tenants", h, c, n), move |app, _| {
+    blocking(app, req("tenant.create", Action::System, "tenants", headers, client, n), move |app, _| {
         let tc: TenantCreate = json_body(&body)?;
         let rec = registry::create(&app.base, &app.sys, &tc.name, tc.limits)?;
         Ok(Reply::Json(json!(rec)))
@@ -372,12 +372,12 @@ struct ShredQuery {
 
 async fn tenants_delete(
     State(app): St,
-    h: HeaderMap,
-    c: Client,
+    headers: HeaderMap,
+    client: Client,
     Path(name): Path<String>,
     Query(q): Query<ShredQuery>,
 ) -> Response {
-    blocking(app, req("tenant.delete", Action::System, format!("tenant {name}"), h, c, 0), move |app, _| {
+    blocking(app, req("tenant.delete", Action::System, format!("tenant {name}"), headers, client, 0), move |app, _| {
         if !q.shred {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -394,9 +394,15 @@ async fn tenants_delete(
     .await
 }
 
-async fn tenants_limits(State(app): St, h: HeaderMap, c: Client, Path(name): Path<String>, body: Bytes) -> Response {
+async fn tenants_limits(
+    State(app): St,
+    headers: HeaderMap,
+    client: Client,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
     let n = body.len() as u64;
-    blocking(app, req("tenant.limits", Action::System, format!("tenant {name}"), h, c, n), move |app, _| {
+    blocking(app, req("tenant.limits", Action::System, format!("tenant {name}"), headers, client, n), move |app, _| {
         let limits: registry::Limits = json_body(&body)?;
         let mut rec = registry::load(&app.sys, &name)?;
         rec.limits = limits;
@@ -414,8 +420,8 @@ struct AuditQuery {
     tenant: Option<String>,
 }
 
-async fn audit_show(State(app): St, h: HeaderMap, c: Client, Query(q): Query<AuditQuery>) -> Response {
-    blocking(app, req("audit.show", Action::System, "audit", h, c, 0), move |app, _| {
+async fn audit_show(State(app): St, headers: HeaderMap, client: Client, Query(q): Query<AuditQuery>) -> Response {
+    blocking(app, req("audit.show", Action::System, "audit", headers, client, 0), move |app, _| {
         app.audit.flush(&app.sys)?;
         let recs = audit::show(&app.sys, q.tenant.as_deref())?;
         Ok(Reply::Json(json!(recs
@@ -426,8 +432,8 @@ async fn audit_show(State(app): St, h: HeaderMap, c: Client, Query(q): Query<Aud
     .await
 }
 
-async fn audit_verify(State(app): St, h: HeaderMap, c: Client) -> Response {
-    blocking(app, req("audit.verify", Action::System, "audit", h, c, 0), |app, _| {
+async fn audit_verify(State(app): St, headers: HeaderMap, client: Client) -> Response {
+    blocking(app, req("audit.verify", Action::System, "audit", headers, client, 0), |app, _| {
         app.audit.flush(&app.sys)?;
         Ok(Reply::Json(json!(audit::verify(&app.sys)?)))
     })
@@ -449,9 +455,9 @@ struct TokenCreate {
     s3: bool,
 }
 
-async fn tokens_create(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+async fn tokens_create(State(app): St, headers: HeaderMap, client: Client, body: Bytes) -> Response {
     let n = body.len() as u64;
-    blocking(app, req("token.create", Action::Tokens, "tokens", h, c, n), move |app, p| {
+    blocking(app, req("token.create", Action::Tokens, "tokens", headers, client, n), move |app, p| {
         let mut tc: TokenCreate = json_body(&body)?;
         if p.token.role == Role::Admin {
             let own = p.tenant()?;
@@ -473,8 +479,8 @@ async fn tokens_create(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> 
     .await
 }
 
-async fn tokens_list(State(app): St, h: HeaderMap, c: Client) -> Response {
-    blocking(app, req("token.list", Action::Tokens, "tokens", h, c, 0), |app, p| {
+async fn tokens_list(State(app): St, headers: HeaderMap, client: Client) -> Response {
+    blocking(app, req("token.list", Action::Tokens, "tokens", headers, client, 0), |app, p| {
         let all = auth::list(&app.sys)?;
         let mine = all.iter().filter(|t| p.token.role == Role::Operator || t.tenant == p.token.tenant);
         Ok(Reply::Json(Value::Array(mine.map(TokenRecord::public).collect())))
@@ -482,8 +488,8 @@ async fn tokens_list(State(app): St, h: HeaderMap, c: Client) -> Response {
     .await
 }
 
-async fn tokens_revoke(State(app): St, h: HeaderMap, c: Client, Path(id): Path<String>) -> Response {
-    blocking(app, req("token.revoke", Action::Tokens, format!("token {id}"), h, c, 0), move |app, p| {
+async fn tokens_revoke(State(app): St, headers: HeaderMap, client: Client, Path(id): Path<String>) -> Response {
+    blocking(app, req("token.revoke", Action::Tokens, format!("token {id}"), headers, client, 0), move |app, p| {
         let mut rec = auth::load(&app.sys, &id)?;
         if p.token.role != Role::Operator && rec.tenant != p.token.tenant {
             return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no token {id}")));
@@ -498,8 +504,8 @@ async fn tokens_revoke(State(app): St, h: HeaderMap, c: Client, Path(id): Path<S
 
 // ---- tenant data ----
 
-async fn tenant_info(State(app): St, h: HeaderMap, c: Client) -> Response {
-    blocking(app, req("tenant.info", Action::TenantInfo, "tenant", h, c, 0), |app, p| {
+async fn tenant_info(State(app): St, headers: HeaderMap, client: Client) -> Response {
+    blocking(app, req("tenant.info", Action::TenantInfo, "tenant", headers, client, 0), |app, p| {
         let t = app.own_tenant(p)?;
         let rec = t.record.lock().expect("record").clone();
         Ok(Reply::Json(json!({ "name": rec.name, "limits": rec.limits, "usage": t.usage()? })))
@@ -507,8 +513,8 @@ async fn tenant_info(State(app): St, h: HeaderMap, c: Client) -> Response {
     .await
 }
 
-async fn tenant_id_key(State(app): St, h: HeaderMap, c: Client) -> Response {
-    blocking(app, req("tenant.id-key", Action::TenantInfo, "tenant id key", h, c, 0), |app, p| {
+async fn tenant_id_key(State(app): St, headers: HeaderMap, client: Client) -> Response {
+    blocking(app, req("tenant.id-key", Action::TenantInfo, "tenant id key", headers, client, 0), |app, p| {
         let t = app.own_tenant(p)?;
         let repo = t.repo.read().expect("tenant repo");
         Ok(Reply::Json(
@@ -525,9 +531,9 @@ struct Ids {
 
 /// Which of the given ids this tenant lacks. Only the caller's tenant's index is consulted, so the
 /// answer says nothing about any other tenant's data.
-async fn chunks_missing(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+async fn chunks_missing(State(app): St, headers: HeaderMap, client: Client, body: Bytes) -> Response {
     let n = body.len() as u64;
-    blocking(app, req("chunks.missing", Action::Append, "chunks", h, c, n), move |app, p| {
+    blocking(app, req("chunks.missing", Action::Append, "chunks", headers, client, n), move |app, p| {
         let ids: Ids = json_body(&body)?;
         let t = app.own_tenant(p)?;
         let repo = t.repo.read().expect("tenant repo");
@@ -548,9 +554,9 @@ async fn chunks_missing(State(app): St, h: HeaderMap, c: Client, body: Bytes) ->
     .await
 }
 
-async fn chunks_stat(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+async fn chunks_stat(State(app): St, headers: HeaderMap, client: Client, body: Bytes) -> Response {
     let n = body.len() as u64;
-    blocking(app, req("chunks.stat", Action::ReadData, "chunks", h, c, n), move |app, p| {
+    blocking(app, req("chunks.stat", Action::ReadData, "chunks", headers, client, n), move |app, p| {
         let ids: Ids = json_body(&body)?;
         let t = app.own_tenant(p)?;
         let repo = t.repo.read().expect("tenant repo");
@@ -567,9 +573,9 @@ async fn chunks_stat(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Re
 
 /// Store a batch of blobs. The quota is checked against the batch's encoded size before anything is
 /// written; over it, nothing of the batch is kept (507).
-async fn chunks_upload(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+async fn chunks_upload(State(app): St, headers: HeaderMap, client: Client, body: Bytes) -> Response {
     let n = body.len() as u64;
-    blocking(app, req("chunks.upload", Action::Append, "chunks", h, c, n), move |app, p| {
+    blocking(app, req("chunks.upload", Action::Append, "chunks", headers, client, n), move |app, p| {
         let items = frames::parse(&body)?;
         let received = items.len();
         let t = app.own_tenant(p)?;
@@ -597,8 +603,8 @@ async fn chunks_upload(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> 
     .await
 }
 
-async fn blob_get(State(app): St, h: HeaderMap, c: Client, Path(id): Path<String>) -> Response {
-    blocking(app, req("blob.read", Action::ReadData, format!("blob {id}"), h, c, 0), move |app, p| {
+async fn blob_get(State(app): St, headers: HeaderMap, client: Client, Path(id): Path<String>) -> Response {
+    blocking(app, req("blob.read", Action::ReadData, format!("blob {id}"), headers, client, 0), move |app, p| {
         let id = chunk_id(&id)?;
         let t = app.own_tenant(p)?;
         let repo = t.repo.read().expect("tenant repo");
@@ -612,14 +618,14 @@ async fn blob_get(State(app): St, h: HeaderMap, c: Client, Path(id): Path<String
     .await
 }
 
-fn snapshot_json(id: &mvault_core::ids::SnapshotId, s: &Snapshot) -> Value {
-    let mut v = json!(s);
+fn snapshot_json(id: &mvault_core::ids::SnapshotId, snapshot: &Snapshot) -> Value {
+    let mut v = json!(snapshot);
     v["id"] = json!(id.to_hex());
     v
 }
 
-async fn snapshots_list(State(app): St, h: HeaderMap, c: Client) -> Response {
-    blocking(app, req("snapshot.list", Action::ListSnapshots, "snapshots", h, c, 0), |app, p| {
+async fn snapshots_list(State(app): St, headers: HeaderMap, client: Client) -> Response {
+    blocking(app, req("snapshot.list", Action::ListSnapshots, "snapshots", headers, client, 0), |app, p| {
         let t = app.own_tenant(p)?;
         let (list, _) = t.repo.read().expect("tenant repo").snapshots()?;
         Ok(Reply::Json(Value::Array(list.iter().map(|(id, s)| snapshot_json(id, s)).collect())))
@@ -627,19 +633,23 @@ async fn snapshots_list(State(app): St, h: HeaderMap, c: Client) -> Response {
     .await
 }
 
-async fn snapshot_get(State(app): St, h: HeaderMap, c: Client, Path(spec): Path<String>) -> Response {
-    blocking(app, req("snapshot.get", Action::ListSnapshots, format!("snapshot {spec}"), h, c, 0), move |app, p| {
-        let t = app.own_tenant(p)?;
-        let (id, s) = t.repo.read().expect("tenant repo").find_snapshot(&spec)?;
-        Ok(Reply::Json(snapshot_json(&id, &s)))
-    })
+async fn snapshot_get(State(app): St, headers: HeaderMap, client: Client, Path(spec): Path<String>) -> Response {
+    blocking(
+        app,
+        req("snapshot.get", Action::ListSnapshots, format!("snapshot {spec}"), headers, client, 0),
+        move |app, p| {
+            let t = app.own_tenant(p)?;
+            let (id, s) = t.repo.read().expect("tenant repo").find_snapshot(&spec)?;
+            Ok(Reply::Json(snapshot_json(&id, &s)))
+        },
+    )
     .await
 }
 
 /// Add a snapshot whose tree the client uploaded. Every blob it references must be in this tenant.
-async fn snapshots_create(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+async fn snapshots_create(State(app): St, headers: HeaderMap, client: Client, body: Bytes) -> Response {
     let n = body.len() as u64;
-    blocking(app, req("snapshot.create", Action::Append, "snapshots", h, c, n), move |app, p| {
+    blocking(app, req("snapshot.create", Action::Append, "snapshots", headers, client, n), move |app, p| {
         let mut snap: Snapshot = json_body(&body)?;
         let t = app.own_tenant(p)?;
         let _one_writer = t.writes.lock().expect("tenant writes");
@@ -679,9 +689,9 @@ async fn snapshots_create(State(app): St, h: HeaderMap, c: Client, body: Bytes) 
     .await
 }
 
-async fn snapshots_forget(State(app): St, h: HeaderMap, c: Client, body: Bytes) -> Response {
+async fn snapshots_forget(State(app): St, headers: HeaderMap, client: Client, body: Bytes) -> Response {
     let n = body.len() as u64;
-    blocking(app, req("snapshot.forget", Action::Forget, "snapshots", h, c, n), move |app, p| {
+    blocking(app, req("snapshot.forget", Action::Forget, "snapshots", headers, client, n), move |app, p| {
         let ids: Ids = json_body(&body)?;
         let t = app.own_tenant(p)?;
         let repo = t.repo.read().expect("tenant repo");
@@ -704,14 +714,24 @@ struct BucketSnapshot {
 }
 
 /// Freeze one of the tenant's S3 buckets as a snapshot (`mvault snapshot-bucket` over a server).
-async fn bucket_snapshot(State(app): St, h: HeaderMap, c: Client, Path(bucket): Path<String>, body: Bytes) -> Response {
+async fn bucket_snapshot(
+    State(app): St,
+    headers: HeaderMap,
+    client: Client,
+    Path(bucket): Path<String>,
+    body: Bytes,
+) -> Response {
     let n = body.len() as u64;
-    blocking(app, req("bucket.snapshot", Action::Append, format!("bucket {bucket}"), h, c, n), move |app, p| {
-        let b: BucketSnapshot = if body.is_empty() { Default::default() } else { json_body(&body)? };
-        let t = app.own_tenant(p)?;
-        // As an upload: the vault's shared lock while the snapshot's trees are written and it is saved.
-        let _lock = app.base.lock(false, "server bucket snapshot", &|_| {})?;
-        Ok(Reply::Json(json!(t.snapshot_bucket(&bucket, &b.tags)?)))
-    })
+    blocking(
+        app,
+        req("bucket.snapshot", Action::Append, format!("bucket {bucket}"), headers, client, n),
+        move |app, p| {
+            let b: BucketSnapshot = if body.is_empty() { Default::default() } else { json_body(&body)? };
+            let t = app.own_tenant(p)?;
+            // As an upload: the vault's shared lock while the snapshot's trees are written and it is saved.
+            let _lock = app.base.lock(false, "server bucket snapshot", &|_| {})?;
+            Ok(Reply::Json(json!(t.snapshot_bucket(&bucket, &b.tags)?)))
+        },
+    )
     .await
 }

@@ -41,8 +41,8 @@ impl std::str::FromStr for Role {
 }
 
 impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        out.write_str(match self {
             Role::Admin => "admin",
             Role::Writer => "writer",
             Role::Reader => "reader",
@@ -73,14 +73,14 @@ pub enum Action {
 
 impl Role {
     /// The role table of docs/API.md.
-    pub fn may(self, a: Action) -> bool {
+    pub fn may(self, action: Action) -> bool {
         use Action::*;
         match self {
-            Role::Operator => matches!(a, System | Tokens),
-            Role::Admin => !matches!(a, System),
-            Role::Writer => matches!(a, TenantInfo | ListSnapshots | ReadData | Append | Forget),
-            Role::Reader => matches!(a, TenantInfo | ListSnapshots | ReadData),
-            Role::Appender => matches!(a, TenantInfo | ListSnapshots | Append),
+            Role::Operator => matches!(action, System | Tokens),
+            Role::Admin => !matches!(action, System),
+            Role::Writer => matches!(action, TenantInfo | ListSnapshots | ReadData | Append | Forget),
+            Role::Reader => matches!(action, TenantInfo | ListSnapshots | ReadData),
+            Role::Appender => matches!(action, TenantInfo | ListSnapshots | Append),
         }
     }
 }
@@ -264,8 +264,8 @@ pub enum Refused {
 }
 
 impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        out.write_str(match self {
             Refused::Missing => "no bearer token",
             Refused::Malformed => "malformed token",
             Refused::Unknown => "unknown token id",

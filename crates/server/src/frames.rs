@@ -12,8 +12,8 @@ const FRAME_HEADER: usize = 1 + 1 + 32 + 4;
 /// Largest blob accepted in one frame (chunks are at most a few MiB; tensors are cut below this).
 pub const MAX_BLOB: usize = 64 << 20;
 
-fn float_code(f: Option<FloatKind>) -> u8 {
-    match f {
+fn float_code(float: Option<FloatKind>) -> u8 {
+    match float {
         None => 0,
         Some(FloatKind::Bf16) => 1,
         Some(FloatKind::F16) => 2,

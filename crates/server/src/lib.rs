@@ -141,8 +141,8 @@ impl App {
         Some(t)
     }
 
-    fn remember_token(&self, t: auth::TokenRecord) {
-        self.tokens.lock().expect("tokens").insert(t.id.clone(), (t, Instant::now()));
+    fn remember_token(&self, token: auth::TokenRecord) {
+        self.tokens.lock().expect("tokens").insert(token.id.clone(), (token, Instant::now()));
     }
 
     /// Gauges computed at scrape time: per-tenant usage and store health.

@@ -12,17 +12,17 @@ struct Bucket {
 }
 
 impl Bucket {
-    /// Take `n` units at `rate` per second (burst: one second's worth, at least `n`); on refusal, the
+    /// Take `amount` units at `rate` per second (burst: one second's worth, at least `amount`); on refusal, the
     /// seconds until they would be there.
-    fn take(&mut self, n: f64, rate: f64, now: Instant) -> Result<(), f64> {
-        let burst = rate.max(n);
+    fn take(&mut self, amount: f64, rate: f64, now: Instant) -> Result<(), f64> {
+        let burst = rate.max(amount);
         self.level = (self.level + now.duration_since(self.at).as_secs_f64() * rate).min(burst);
         self.at = now;
-        if self.level >= n {
-            self.level -= n;
+        if self.level >= amount {
+            self.level -= amount;
             Ok(())
         } else {
-            Err((n - self.level) / rate)
+            Err((amount - self.level) / rate)
         }
     }
 }
@@ -41,13 +41,13 @@ pub struct Limited {
 }
 
 impl RateLimiter {
-    /// Admit `n` units of `kind` ("requests" or "bytes") for a token at `rate` per second.
-    pub fn admit(&self, token: &str, kind: &'static str, n: f64, rate: Option<f64>) -> Result<(), Limited> {
+    /// Admit `amount` units of `kind` ("requests" or "bytes") for a token at `rate` per second.
+    pub fn admit(&self, token: &str, kind: &'static str, amount: f64, rate: Option<f64>) -> Result<(), Limited> {
         let Some(rate) = rate.filter(|r| *r > 0.0) else { return Ok(()) };
         let now = Instant::now();
         let mut b = self.buckets.lock().expect("rate buckets");
-        let bucket = b.entry((token.to_string(), kind)).or_insert(Bucket { level: rate.max(n), at: now });
-        bucket.take(n, rate, now).map_err(|retry_after| Limited {
+        let bucket = b.entry((token.to_string(), kind)).or_insert(Bucket { level: rate.max(amount), at: now });
+        bucket.take(amount, rate, now).map_err(|retry_after| Limited {
             limit: if kind == "requests" { "requests_per_second" } else { "bytes_per_second" },
             rate,
             retry_after,

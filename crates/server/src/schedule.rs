@@ -178,8 +178,8 @@ impl Job {
         }
     }
 
-    fn name(&self, i: usize) -> String {
-        format!("{}-{i}", self.kind.name())
+    fn name(&self, index: usize) -> String {
+        format!("{}-{index}", self.kind.name())
     }
 }
 

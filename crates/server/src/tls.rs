@@ -9,8 +9,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-fn tls_err(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Usage(format!("TLS {what} {}: {e}", path.display()))
+fn tls_err(what: &str, path: &Path, err: impl std::fmt::Display) -> Error {
+    Error::Usage(format!("TLS {what} {}: {err}", path.display()))
 }
 
 /// The server's rustls config and the certificate file clients should trust.

@@ -19,9 +19,9 @@ pub enum CatalogCommand {
     Bind,
 }
 
-pub fn catalog(global: &Global, c: CatalogCommand) -> Result<i32> {
+pub fn catalog(global: &Global, command: CatalogCommand) -> Result<i32> {
     let mut base = open(global)?;
-    if let CatalogCommand::Bind = c {
+    if let CatalogCommand::Bind = command {
         let bound = base.bind_catalog(&global.catalog)?;
         if global.json {
             ui::print_json(&serde_json::json!({ "catalog": bound }));
@@ -36,7 +36,7 @@ pub fn catalog(global: &Global, c: CatalogCommand) -> Result<i32> {
     let mut summaries: Vec<IndexSummary> = Vec::new();
     for name in base.tenant_names()? {
         let mut repo = base.for_tenant(&name)?;
-        summaries.push(match c {
+        summaries.push(match command {
             CatalogCommand::Rebuild => repo.rebuild_index()?,
             _ => repo.index_summary()?,
         });

@@ -97,9 +97,9 @@ fn write_model(dir: &Path, finetune: bool) -> Result<()> {
     Ok(())
 }
 
-fn dir_size(p: &Path) -> u64 {
+fn dir_size(path: &Path) -> u64 {
     let mut n = 0;
-    if let Ok(rd) = std::fs::read_dir(p) {
+    if let Ok(rd) = std::fs::read_dir(path) {
         for e in rd.flatten() {
             match e.file_type() {
                 Ok(t) if t.is_dir() => n += dir_size(&e.path()),

@@ -58,9 +58,9 @@ pub struct DurabilityArgs {
     pub mttr: humantime::Duration,
 }
 
-pub fn store(global: &Global, c: StoreCommand) -> Result<i32> {
+pub fn store(global: &Global, command: StoreCommand) -> Result<i32> {
     let mut repo = open(global)?;
-    match c {
+    match command {
         StoreCommand::List => {
             if global.json {
                 ui::print_json(&repo.config.stores);
@@ -174,16 +174,19 @@ pub fn rebalance(global: &Global, args: ThrottleArgs) -> Result<i32> {
     heal_run(global, "rebalance", |p| repo.rebalance(l, p))
 }
 
-fn days(d: &humantime::Duration) -> f64 {
-    d.as_secs_f64() / 86400.0
+fn days(duration: &humantime::Duration) -> f64 {
+    duration.as_secs_f64() / 86400.0
 }
 
-fn print_durability(d: &durability::Durability, availability: f64, naive: f64, stores: usize) {
-    println!("layout {}+{} over {} stores, repair window {:.2} days", d.k, d.m, stores, d.repair_days);
+fn print_durability(durability: &durability::Durability, availability: f64, naive: f64, stores: usize) {
+    println!(
+        "layout {}+{} over {} stores, repair window {:.2} days",
+        durability.k, durability.m, stores, durability.repair_days
+    );
     println!(
         "  availability  P(at least {} of {} stores up)   {:.12}  ({:.1} nines)",
-        d.k,
-        d.k + d.m,
+        durability.k,
+        durability.k + durability.m,
         availability,
         durability::nines_of(availability)
     );
@@ -194,9 +197,9 @@ fn print_durability(d: &durability::Durability, availability: f64, naive: f64, s
     );
     println!(
         "  yearly durability                           {:.1} nines  (loss per year {:.3e})",
-        d.nines, d.loss_per_year
+        durability.nines, durability.loss_per_year
     );
-    println!("  mean time to data loss                      {:.3e} years", d.mttdl_years);
+    println!("  mean time to data loss                      {:.3e} years", durability.mttdl_years);
 }
 
 pub fn status(global: &Global, args: StatusArgs) -> Result<i32> {
@@ -230,12 +233,12 @@ pub fn status(global: &Global, args: StatusArgs) -> Result<i32> {
     Ok(if st.unreadable_packs > 0 { 1 } else { 0 })
 }
 
-fn per_store(values: &[f64], n: usize, default: f64, what: &str) -> Result<Vec<f64>> {
+fn per_store(values: &[f64], count: usize, default: f64, what: &str) -> Result<Vec<f64>> {
     match values.len() {
-        0 => Ok(vec![default; n]),
-        1 => Ok(vec![values[0]; n]),
-        l if l == n => Ok(values.to_vec()),
-        l => Err(Error::Usage(format!("{l} values of --{what} for {n} stores: give one, or one per store"))),
+        0 => Ok(vec![default; count]),
+        1 => Ok(vec![values[0]; count]),
+        l if l == count => Ok(values.to_vec()),
+        l => Err(Error::Usage(format!("{l} values of --{what} for {count} stores: give one, or one per store"))),
     }
 }
 

@@ -109,19 +109,19 @@ pub fn forget(global: &Global, args: ForgetArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn print_plan(p: &prune::PrunePlan) {
-    let verb = if p.dry_run { "would" } else { "did" };
+fn print_plan(plan: &prune::PrunePlan) {
+    let verb = if plan.dry_run { "would" } else { "did" };
     println!(
         "prune ({verb}): {} packs; delete {} unused and {} unindexed, repack {} ({} live moved); {} of blobs and {} of shards freed; {} index files replaced; {:.1}s",
-        p.packs,
-        p.packs_to_delete,
-        p.packs_unindexed,
-        p.packs_to_repack,
-        ui::size(p.live_bytes_repacked),
-        ui::size(p.bytes_freed),
-        ui::size(p.stored_bytes_freed),
-        p.index_files_replaced,
-        p.seconds
+        plan.packs,
+        plan.packs_to_delete,
+        plan.packs_unindexed,
+        plan.packs_to_repack,
+        ui::size(plan.live_bytes_repacked),
+        ui::size(plan.bytes_freed),
+        ui::size(plan.stored_bytes_freed),
+        plan.index_files_replaced,
+        plan.seconds
     );
 }
 
@@ -270,12 +270,12 @@ fn step_of(name: &str) -> Option<u64> {
     None
 }
 
-/// The newest modification time of anything under `p`.
-fn newest_mtime(p: &std::path::Path) -> std::io::Result<std::time::SystemTime> {
-    let md = std::fs::symlink_metadata(p)?;
+/// The newest modification time of anything under `path`.
+fn newest_mtime(path: &std::path::Path) -> std::io::Result<std::time::SystemTime> {
+    let md = std::fs::symlink_metadata(path)?;
     let mut newest = md.modified()?;
     if md.is_dir() {
-        for e in std::fs::read_dir(p)? {
+        for e in std::fs::read_dir(path)? {
             newest = newest.max(newest_mtime(&e?.path())?);
         }
     }

@@ -11,10 +11,10 @@ use mvault_core::{Error, Result};
 use mvault_server::audit;
 use serde_json::{json, Value};
 
-fn snapshot_of(v: &Value) -> Result<(SnapshotId, Snapshot)> {
-    let id = SnapshotId::from_hex(v["id"].as_str().unwrap_or_default())?;
-    let s: Snapshot =
-        serde_json::from_value(v.clone()).map_err(|e| Error::malformed("snapshot from the server", e.to_string()))?;
+fn snapshot_of(value: &Value) -> Result<(SnapshotId, Snapshot)> {
+    let id = SnapshotId::from_hex(value["id"].as_str().unwrap_or_default())?;
+    let s: Snapshot = serde_json::from_value(value.clone())
+        .map_err(|e| Error::malformed("snapshot from the server", e.to_string()))?;
     Ok((id, s))
 }
 

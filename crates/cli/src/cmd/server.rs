@@ -86,10 +86,10 @@ pub fn server(global: &Global, args: ServerArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn token_local(global: &Global, c: TokenCommand) -> Result<i32> {
+pub fn token_local(global: &Global, command: TokenCommand) -> Result<i32> {
     let repo = open(global)?;
     let sys = repo.system()?;
-    match c {
+    match command {
         TokenCommand::Create { role, tenant, ttl, label, s3 } => {
             let role: Role = role.parse()?;
             if let Some(t) = &tenant {
@@ -114,10 +114,10 @@ pub fn token_local(global: &Global, c: TokenCommand) -> Result<i32> {
     Ok(0)
 }
 
-pub fn audit_local(global: &Global, c: AuditCommand) -> Result<i32> {
+pub fn audit_local(global: &Global, command: AuditCommand) -> Result<i32> {
     let repo = open(global)?;
     let sys = repo.system()?;
-    match c {
+    match command {
         AuditCommand::Show { tenant } => {
             print_audit(global, &audit::show(&sys, tenant.as_deref())?);
             Ok(0)

@@ -9,12 +9,12 @@ use mvault_core::{Error, Result};
 use mvault_server::registry;
 use serde_json::json;
 
-pub fn tenant(global: &Global, c: TenantCommand) -> Result<i32> {
-    match c {
+pub fn tenant(global: &Global, command: TenantCommand) -> Result<i32> {
+    match command {
         TenantCommand::Rekey { .. } => {}
         other => return tenant_local(global, other),
     }
-    match c {
+    match command {
         TenantCommand::Rekey { tenant, rewrite, resume } => {
             let base = open(global)?;
             let mut repo = if tenant == base.tenant { base } else { base.for_tenant(&tenant)? };
@@ -33,10 +33,10 @@ pub fn tenant(global: &Global, c: TenantCommand) -> Result<i32> {
     }
 }
 
-pub fn tenant_local(global: &Global, c: TenantCommand) -> Result<i32> {
+pub fn tenant_local(global: &Global, command: TenantCommand) -> Result<i32> {
     let repo = open(global)?;
     let sys = repo.system()?;
-    let v = match c {
+    let v = match command {
         TenantCommand::Create { name, limits } => {
             let rec = registry::create(&repo, &sys, &name, limits.limits()?)?;
             audit_local_action(&sys, "tenant.create", &format!("tenant {name}"), Some(&name))?;

@@ -145,12 +145,12 @@ pub fn init(global: &Global, args: InitArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn parse_lock_until(a: &BackupArgs) -> Result<Option<String>> {
-    if let Some(d) = a.lock_for {
+fn parse_lock_until(args: &BackupArgs) -> Result<Option<String>> {
+    if let Some(d) = args.lock_for {
         let t = mvault_core::now() + *d;
         return Ok(Some(humantime::format_rfc3339_seconds(t).to_string()));
     }
-    if let Some(s) = &a.lock_until {
+    if let Some(s) = &args.lock_until {
         let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.clone() };
         let t = humantime::parse_rfc3339_weak(&full).map_err(|e| Error::Usage(format!("--lock-until {s:?}: {e}")))?;
         return Ok(Some(humantime::format_rfc3339_seconds(t).to_string()));
@@ -336,27 +336,27 @@ pub fn check(global: &Global, args: CheckArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn key(global: &Global, k: KeyCommand) -> Result<i32> {
+pub fn key(global: &Global, key_command: KeyCommand) -> Result<i32> {
     let mut repo = open(global)?;
-    match k {
+    match key_command {
         KeyCommand::List => {
             let keys = repo.key_files()?;
             if global.json {
                 let v: Vec<_> = keys
                     .iter()
-                    .map(|k| json!({ "id": k.id, "current": k.id == repo.key_id, "created": k.created, "host": k.host, "user": k.user }))
+                    .map(|key_file| json!({ "id": key_file.id, "current": key_file.id == repo.key_id, "created": key_file.created, "host": key_file.host, "user": key_file.user }))
                     .collect();
                 ui::print_json(&v);
             } else {
                 println!("  {:<32} {:<22} {:<12} host", "id", "created", "user");
-                for k in &keys {
+                for key_file in &keys {
                     println!(
                         "{} {:<32} {:<22} {:<12} {}",
-                        if k.id == repo.key_id { "*" } else { " " },
-                        k.id,
-                        k.created,
-                        k.user,
-                        k.host
+                        if key_file.id == repo.key_id { "*" } else { " " },
+                        key_file.id,
+                        key_file.created,
+                        key_file.user,
+                        key_file.host
                     );
                 }
             }

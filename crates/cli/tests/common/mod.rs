@@ -76,8 +76,8 @@ pub fn fill(buf: &mut [u8], seed: u64) {
     }
 }
 
-pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; n];
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
     fill(&mut v, seed);
     v
 }
@@ -118,9 +118,9 @@ pub fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().blocks() * 512
 }
 
-pub fn set_mtime(p: &Path, secs: i64, nsec: u32) {
+pub fn set_mtime(path: &Path, secs: i64, nsec: u32) {
     let t = filetime::FileTime::from_unix_time(secs, nsec);
-    filetime::set_symlink_file_times(p, t, t).unwrap();
+    filetime::set_symlink_file_times(path, t, t).unwrap();
 }
 
 /// A small tree with every kind of entry the vault must keep exactly.
@@ -149,9 +149,9 @@ pub fn restored(target: &Path, original: &Path) -> PathBuf {
     target.join(original.strip_prefix("/").unwrap())
 }
 
-pub fn dir_size(p: &Path) -> u64 {
+pub fn dir_size(path: &Path) -> u64 {
     let mut n = 0;
-    for e in std::fs::read_dir(p).unwrap().flatten() {
+    for e in std::fs::read_dir(path).unwrap().flatten() {
         let t = e.file_type().unwrap();
         if t.is_dir() {
             n += dir_size(&e.path());
@@ -180,11 +180,11 @@ pub fn objects(vault: &Path, part: &str) -> Vec<PathBuf> {
     out
 }
 
-pub fn flip_byte(p: &Path, offset: usize) {
-    let mut b = std::fs::read(p).unwrap();
+pub fn flip_byte(path: &Path, offset: usize) {
+    let mut b = std::fs::read(path).unwrap();
     let i = offset.min(b.len() - 1);
     b[i] ^= 0x01;
-    std::fs::write(p, b).unwrap();
+    std::fs::write(path, b).unwrap();
 }
 
 /// A process stopped at a named fault point (`MVAULT_TEST_PAUSE`, crates/core/src/fault.rs) in the middle of
@@ -194,13 +194,13 @@ pub struct Paused {
     pub child: std::process::Child,
 }
 
-/// Spawn `c` and return once it has reached the `pass`-th pass of `point` and waits there. Fails the test if the
+/// Spawn `command` and return once it has reached the `pass`-th pass of `point` and waits there. Fails the test if the
 /// process ends first (the point was never reached: the data is too small for the pass asked for).
-pub fn spawn_paused(mut c: Command, point: &str, pass: u64, scratch: &Path) -> Paused {
+pub fn spawn_paused(mut command: Command, point: &str, pass: u64, scratch: &Path) -> Paused {
     let file = scratch.join(format!("paused-{point}-{pass}-{}", std::process::id()));
     let _ = std::fs::remove_file(&file);
-    c.env("MVAULT_TEST_PAUSE", format!("{point}@{pass}")).env("MVAULT_TEST_PAUSE_FILE", &file);
-    let mut child = c.spawn().expect("spawn mvault");
+    command.env("MVAULT_TEST_PAUSE", format!("{point}@{pass}")).env("MVAULT_TEST_PAUSE_FILE", &file);
+    let mut child = command.spawn().expect("spawn mvault");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
     while !file.exists() {
         if let Some(status) = child.try_wait().unwrap() {

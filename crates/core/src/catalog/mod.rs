@@ -143,8 +143,15 @@ pub(crate) fn corrupt(engine: &str, what: &str) -> Error {
 }
 
 /// A location as the catalog's columns hold it: blob type, codec, index, offset, length, raw length.
-pub(crate) fn columns(l: &Location) -> [i64; 6] {
-    [l.blob_type as i64, l.codec as i64, l.index as i64, l.offset as i64, l.length as i64, l.raw_length as i64]
+pub(crate) fn columns(location: &Location) -> [i64; 6] {
+    [
+        location.blob_type as i64,
+        location.codec as i64,
+        location.index as i64,
+        location.offset as i64,
+        location.length as i64,
+        location.raw_length as i64,
+    ]
 }
 
 /// A location from its columns; a row that does not make one is corruption of the catalog.

@@ -109,28 +109,28 @@ enum Failure {
 }
 
 impl From<tokio_postgres::Error> for Failure {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Failure::Db(e)
+    fn from(err: tokio_postgres::Error) -> Self {
+        Failure::Db(err)
     }
 }
 
 impl From<deadpool_postgres::PoolError> for Failure {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        Failure::Pool(e)
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        Failure::Pool(err)
     }
 }
 
 impl From<crate::error::Error> for Failure {
-    fn from(e: crate::error::Error) -> Self {
-        Failure::Other(e)
+    fn from(err: crate::error::Error) -> Self {
+        Failure::Other(err)
     }
 }
 
 /// The server's own message when there is one ("relation ... does not exist"), else the driver's.
-fn db_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
+fn db_message(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
+        None => err.to_string(),
     }
 }
 

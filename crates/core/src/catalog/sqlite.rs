@@ -249,7 +249,7 @@ fn add_usage(tx: &rusqlite::Transaction<'_>, ns: i64, bytes: i64, chunks: i64) -
 
 type Row = (Vec<u8>, [i64; 6], Option<Vec<u8>>);
 
-fn row_location(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    let cols = [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?];
-    Ok((r.get(0)?, cols, r.get(7)?))
+fn row_location(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let cols = [row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?];
+    Ok((row.get(0)?, cols, row.get(7)?))
 }

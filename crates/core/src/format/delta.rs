@@ -90,20 +90,20 @@ pub fn parse_header<'a>(enc: &'a [u8], object: &str) -> Result<(Header, &'a [u8]
     }
 }
 
-fn zigzag32(d: u32) -> u32 {
-    (d << 1) ^ ((d as i32) >> 31) as u32
+fn zigzag32(delta: u32) -> u32 {
+    (delta << 1) ^ ((delta as i32) >> 31) as u32
 }
 
-fn unzigzag32(z: u32) -> u32 {
-    (z >> 1) ^ (z & 1).wrapping_neg()
+fn unzigzag32(zigzag: u32) -> u32 {
+    (zigzag >> 1) ^ (zigzag & 1).wrapping_neg()
 }
 
-fn zigzag16(d: u16) -> u16 {
-    (d << 1) ^ ((d as i16) >> 15) as u16
+fn zigzag16(delta: u16) -> u16 {
+    (delta << 1) ^ ((delta as i16) >> 15) as u16
 }
 
-fn unzigzag16(z: u16) -> u16 {
-    (z >> 1) ^ (z & 1).wrapping_neg()
+fn unzigzag16(zigzag: u16) -> u16 {
+    (zigzag >> 1) ^ (zigzag & 1).wrapping_neg()
 }
 
 /// What the inner codec stores for `plain` given `base_plain` (checked by the caller to fit `combine`).

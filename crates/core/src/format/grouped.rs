@@ -16,8 +16,8 @@ use super::{huffman, rans};
 use crate::error::{Error, Result};
 use crate::format::FloatKind;
 
-fn transform_id(k: FloatKind) -> u8 {
-    match k {
+fn transform_id(kind: FloatKind) -> u8 {
+    match kind {
         FloatKind::Bf16 => 1,
         FloatKind::F16 => 2,
         FloatKind::F32 => 3,
@@ -255,9 +255,10 @@ mod tests {
     use crate::synth::{bf16_bytes, f32_bytes, weights_f32};
     use proptest::prelude::*;
 
-    fn f16_bytes(v: &[f32]) -> Vec<u8> {
+    fn f16_bytes(values: &[f32]) -> Vec<u8> {
         // Truncating conversion, good enough for test data: sign, rebased 5-bit exponent, top 10 mantissa bits.
-        v.iter()
+        values
+            .iter()
             .flat_map(|f| {
                 let b = f.to_bits();
                 let e = (((b >> 23) & 0xff) as i32 - 127 + 15).clamp(0, 31) as u32;

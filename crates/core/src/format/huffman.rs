@@ -78,15 +78,15 @@ pub fn coded_size(hist: &[u64; 256], lengths: &[u8; 256]) -> u64 {
     HEADER as u64 + bits / 8 + STREAMS as u64
 }
 
-/// Whether to prefer this coder to rANS for a plane of `n` symbols: only with two symbols or more (a one-
+/// Whether to prefer this coder to rANS for a plane of `total` symbols: only with two symbols or more (a one-
 /// symbol plane is rANS's bare table) and when it costs at most 1% of the plane beyond the entropy
 /// `rans_bytes` (rANS's own estimate). Returns the code lengths to use.
-pub fn worth_it(hist: &[u64; 256], n: usize, rans_bytes: f64) -> Option<[u8; 256]> {
+pub fn worth_it(hist: &[u64; 256], total: usize, rans_bytes: f64) -> Option<[u8; 256]> {
     if hist.iter().filter(|&&c| c > 0).count() < 2 {
         return None;
     }
     let lengths = code_lengths(hist);
-    (coded_size(hist, &lengths) as f64 <= rans_bytes + n as f64 / 100.0).then_some(lengths)
+    (coded_size(hist, &lengths) as f64 <= rans_bytes + total as f64 / 100.0).then_some(lengths)
 }
 
 /// Canonical codes, bit-reversed for least-significant-bit-first output: `code | length << 16` per symbol.
@@ -212,11 +212,11 @@ fn pair_codes(codes: &[u32; 256]) -> Option<Box<[u32; 4096]>> {
     Some(pairs)
 }
 
-/// The pair table's index for the two symbols in the low 16 bits of `v`: their low six bits, first symbol
+/// The pair table's index for the two symbols in the low 16 bits of `pair`: their low six bits, first symbol
 /// lowest.
 #[inline(always)]
-fn pair_index(v: u32) -> usize {
-    ((v & 0x3f) | ((v >> 2) & 0xfc0)) as usize
+fn pair_index(pair: u32) -> usize {
+    ((pair & 0x3f) | ((pair >> 2) & 0xfc0)) as usize
 }
 
 thread_local! {
@@ -256,8 +256,8 @@ impl BitWriter {
     }
 }
 
-/// Decode a plane codec 3 stream of `n` symbols into `out` (resized to `n`).
-pub fn decode_into(enc: &[u8], n: usize, object: &str, out: &mut Vec<u8>) -> Result<()> {
+/// Decode a plane codec 3 stream of `len` symbols into `out` (resized to `len`).
+pub fn decode_into(enc: &[u8], symbols: usize, object: &str, out: &mut Vec<u8>) -> Result<()> {
     let bad = |why: &str| Error::corrupt(object, format!("huffman plane: {why}"));
     if enc.len() < HEADER {
         return Err(bad("header truncated"));
@@ -284,11 +284,11 @@ pub fn decode_into(enc: &[u8], n: usize, object: &str, out: &mut Vec<u8>) -> Res
     }
 
     // Each stream fills its run of the output. The reused buffer is not cleared: every byte is written.
-    let run = n.div_ceil(STREAMS).max(1);
-    out.resize(n + PER_LOOKUP, 0);
+    let run = symbols.div_ceil(STREAMS).max(1);
+    out.resize(symbols + PER_LOOKUP, 0);
     let mut pos = [0usize; STREAMS];
-    let mut at: [usize; STREAMS] = std::array::from_fn(|i| (i * run).min(n));
-    let end: [usize; STREAMS] = std::array::from_fn(|i| ((i + 1) * run).min(n));
+    let mut at: [usize; STREAMS] = std::array::from_fn(|i| (i * run).min(symbols));
+    let end: [usize; STREAMS] = std::array::from_fn(|i| ((i + 1) * run).min(symbols));
 
     // The fast loop: all four streams step together, one lookup (up to four symbols) each, for as many
     // rounds as every stream can surely take without writing past its run or reading past its bytes.
@@ -339,7 +339,7 @@ pub fn decode_into(enc: &[u8], n: usize, object: &str, out: &mut Vec<u8>) -> Res
             return Err(bad(&format!("stream {i} pads with nonzero bits")));
         }
     }
-    out.truncate(n);
+    out.truncate(symbols);
     Ok(())
 }
 

@@ -22,8 +22,8 @@ pub enum BlobType {
 }
 
 impl BlobType {
-    pub fn from_u8(v: u8) -> Option<Self> {
-        match v {
+    pub fn from_u8(byte: u8) -> Option<Self> {
+        match byte {
             0 => Some(BlobType::Data),
             1 => Some(BlobType::Tree),
             _ => None,
@@ -43,8 +43,8 @@ pub enum Codec {
 }
 
 impl Codec {
-    pub fn from_u8(v: u8) -> Option<Self> {
-        match v {
+    pub fn from_u8(byte: u8) -> Option<Self> {
+        match byte {
             0 => Some(Codec::None),
             1 => Some(Codec::Zstd),
             2 => Some(Codec::Grouped),
@@ -74,13 +74,13 @@ pub struct BlobContext<'a> {
 }
 
 impl BlobContext<'_> {
-    fn blob_aad(&self, index: u32, t: BlobType, codec: Codec, id: &ChunkId) -> Vec<u8> {
+    fn blob_aad(&self, index: u32, blob_type: BlobType, codec: Codec, id: &ChunkId) -> Vec<u8> {
         let mut w = super::aad("mvault/v1/blob", self.vault);
         w.bytes16(self.tenant.as_bytes())
             .u32(self.key_version)
             .bytes(&self.pack.0)
             .u32(index)
-            .u8(t as u8)
+            .u8(blob_type as u8)
             .u8(codec as u8)
             .bytes(&id.0);
         w.into_vec()
@@ -141,14 +141,26 @@ impl PackBuilder {
     }
 
     /// Encrypt and append one encoded blob; returns its table entry.
-    pub fn add(&mut self, t: BlobType, codec: Codec, id: ChunkId, encoded: &[u8], raw_length: u32) -> BlobEntry {
+    pub fn add(
+        &mut self,
+        blob_type: BlobType,
+        codec: Codec,
+        id: ChunkId,
+        encoded: &[u8],
+        raw_length: u32,
+    ) -> BlobEntry {
         let index = self.entries.len() as u32;
         let ctx =
             BlobContext { vault: &self.vault, tenant: &self.tenant, key_version: self.key_version, pack: &self.id };
         let offset = self.buf.len();
-        self.key.seal_append(counter_nonce(index as u64), &ctx.blob_aad(index, t, codec, &id), encoded, &mut self.buf);
+        self.key.seal_append(
+            counter_nonce(index as u64),
+            &ctx.blob_aad(index, blob_type, codec, &id),
+            encoded,
+            &mut self.buf,
+        );
         let length = (self.buf.len() - offset) as u32;
-        let e = BlobEntry { blob_type: t, codec, id, offset: offset as u32, length, raw_length };
+        let e = BlobEntry { blob_type, codec, id, offset: offset as u32, length, raw_length };
         self.entries.push(e);
         e
     }
@@ -263,11 +275,16 @@ pub fn open_blob(
     key: &AeadKey,
     ctx: &BlobContext,
     index: u32,
-    e: &BlobEntry,
+    entry: &BlobEntry,
     ciphertext: impl Into<Vec<u8>>,
     object: &str,
 ) -> Result<Vec<u8>> {
-    key.open(counter_nonce(index as u64), &ctx.blob_aad(index, e.blob_type, e.codec, &e.id), ciphertext, object)
+    key.open(
+        counter_nonce(index as u64),
+        &ctx.blob_aad(index, entry.blob_type, entry.codec, &entry.id),
+        ciphertext,
+        object,
+    )
 }
 
 /// zstd with one context per thread, kept: making a context for every blob (`zstd::bulk::compress` and

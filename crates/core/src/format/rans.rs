@@ -31,18 +31,18 @@ const SCALE_V1: u32 = 14;
 const M_V1: u32 = 1 << SCALE_V1;
 const L_V1: u32 = 1 << 23;
 
-/// Frequencies summing to `m`, every symbol present in `hist` (which must not be empty) getting at least 1.
-fn normalise(hist: &[u64; 256], n: u64, m: u32) -> [u32; 256] {
+/// Frequencies summing to `target`, every symbol present in `hist` (which must not be empty) getting at least 1.
+fn normalise(hist: &[u64; 256], count: u64, target: u32) -> [u32; 256] {
     let mut f = [0u32; 256];
     let mut total = 0i64;
     for s in 0..256 {
         if hist[s] > 0 {
-            f[s] = ((hist[s] as u128 * m as u128 / n as u128) as u32).max(1);
+            f[s] = ((hist[s] as u128 * target as u128 / count as u128) as u32).max(1);
             total += f[s] as i64;
         }
     }
     // Give or take the rounding difference from the symbols that can best afford it.
-    let mut diff = m as i64 - total;
+    let mut diff = target as i64 - total;
     while diff != 0 {
         let mut order: Vec<usize> = (0..256).filter(|&s| f[s] > 0).collect();
         order.sort_by_key(|&s| std::cmp::Reverse(f[s]));
@@ -62,13 +62,13 @@ fn normalise(hist: &[u64; 256], n: u64, m: u32) -> [u32; 256] {
     f
 }
 
-/// The cost in bytes of coding `n` symbols with this histogram (the order-0 entropy), for choosing a codec
+/// The cost in bytes of coding `total` symbols with this histogram (the order-0 entropy), for choosing a codec
 /// without coding.
-pub fn estimate(hist: &[u64; 256], n: u64) -> f64 {
-    if n == 0 {
+pub fn estimate(hist: &[u64; 256], total: u64) -> f64 {
+    if total == 0 {
         return 0.0;
     }
-    let bits: f64 = hist.iter().filter(|&&c| c > 0).map(|&c| c as f64 * (n as f64 / c as f64).log2()).sum();
+    let bits: f64 = hist.iter().filter(|&&c| c > 0).map(|&c| c as f64 * (total as f64 / c as f64).log2()).sum();
     bits / 8.0
 }
 
@@ -114,9 +114,9 @@ struct EncSymbol {
 }
 
 impl EncSymbol {
-    fn new(start: u32, freq: u32, scale: u32, l: u32, renorm_bits: u32) -> Self {
+    fn new(start: u32, freq: u32, scale: u32, lower: u32, renorm_bits: u32) -> Self {
         let m = 1 << scale;
-        let x_max = ((l >> scale) << renorm_bits).wrapping_mul(freq);
+        let x_max = ((lower >> scale) << renorm_bits).wrapping_mul(freq);
         let cmpl = m - freq.min(m);
         if freq < 2 {
             // q = x - 1 for freq 1 (and unused for symbols that never occur).
@@ -133,10 +133,10 @@ impl EncSymbol {
 
     /// Encode into a state that is already below `x_max`.
     #[inline(always)]
-    fn put(&self, x: u32) -> u32 {
+    fn put(&self, state: u32) -> u32 {
         // x / freq by multiplying with a precomputed reciprocal: a division per symbol would dominate.
-        let q = (((x as u64) * self.rcp as u64) >> 32) as u32 >> self.shift;
-        x.wrapping_add(self.bias).wrapping_add(q.wrapping_mul(self.cmpl))
+        let q = (((state as u64) * self.rcp as u64) >> 32) as u32 >> self.shift;
+        state.wrapping_add(self.bias).wrapping_add(q.wrapping_mul(self.cmpl))
     }
 }
 
@@ -150,16 +150,20 @@ fn write_table(freq: &[u32; 256], out: &mut Vec<u8>) {
     }
 }
 
-fn encoder_table(freq: &[u32; 256], scale: u32, l: u32, renorm_bits: u32) -> Box<[EncSymbol; 256]> {
+fn encoder_table(freq: &[u32; 256], scale: u32, lower: u32, renorm_bits: u32) -> Box<[EncSymbol; 256]> {
     let mut start = [0u32; 256];
     for s in 1..256 {
         start[s] = start[s - 1] + freq[s - 1];
     }
-    Box::new(std::array::from_fn(|s| EncSymbol::new(start[s], freq[s], scale, l, renorm_bits)))
+    Box::new(std::array::from_fn(|s| EncSymbol::new(start[s], freq[s], scale, lower, renorm_bits)))
 }
 
-/// Read a table summing to `m`: each present symbol's frequency and start, and the bytes after it.
-fn read_table<'a>(enc: &'a [u8], m: u32, bad: &dyn Fn(&str) -> Error) -> Result<([u32; 256], [u32; 256], &'a [u8])> {
+/// Read a table summing to `scale_total`: each present symbol's frequency and start, and the bytes after it.
+fn read_table<'a>(
+    enc: &'a [u8],
+    scale_total: u32,
+    bad: &dyn Fn(&str) -> Error,
+) -> Result<([u32; 256], [u32; 256], &'a [u8])> {
     let count = enc.get(..2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize).ok_or_else(|| bad("no table"))?;
     if count == 0 || count > 256 {
         return Err(bad("symbol count out of range"));
@@ -169,14 +173,14 @@ fn read_table<'a>(enc: &'a [u8], m: u32, bad: &dyn Fn(&str) -> Error) -> Result<
     let mut acc = 0u32;
     for e in table.chunks_exact(3) {
         let (s, f) = (e[0] as usize, u16::from_le_bytes([e[1], e[2]]) as u32);
-        if f == 0 || freq[s] != 0 || acc + f > m {
+        if f == 0 || freq[s] != 0 || acc + f > scale_total {
             return Err(bad("bad frequency table"));
         }
         freq[s] = f;
         start[s] = acc;
         acc += f;
     }
-    if acc != m {
+    if acc != scale_total {
         return Err(bad("frequencies do not sum to the table's scale"));
     }
     Ok((freq, start, &enc[2 + 3 * count..]))
@@ -208,11 +212,11 @@ pub fn encode(data: &[u8], hist: &[u64; 256]) -> Vec<u8> {
     let mut w = 0usize;
     let mut x = [L; LANES];
     #[inline(always)]
-    fn step(e: &EncSymbol, x: &mut u32, block: &mut [u16; BLOCK], w: &mut usize) {
-        let shed = *x >= e.x_max;
-        block[*w & (BLOCK - 1)] = *x as u16;
-        *w += shed as usize;
-        *x = e.put(if shed { *x >> 16 } else { *x });
+    fn step(symbol: &EncSymbol, state: &mut u32, block: &mut [u16; BLOCK], at: &mut usize) {
+        let shed = *state >= symbol.x_max;
+        block[*at & (BLOCK - 1)] = *state as u16;
+        *at += shed as usize;
+        *state = symbol.put(if shed { *state >> 16 } else { *state });
     }
     let whole = data.len() / LANES * LANES;
     for i in (whole..data.len()).rev() {
@@ -241,18 +245,18 @@ pub fn encode(data: &[u8], hist: &[u64; 256]) -> Vec<u8> {
     out
 }
 
-/// Decode `n` symbols of plane codec 2; `object` names the blob in errors.
-pub fn decode(enc: &[u8], n: usize, object: &str) -> Result<Vec<u8>> {
+/// Decode `len` symbols of plane codec 2; `object` names the blob in errors.
+pub fn decode(enc: &[u8], len: usize, object: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    decode_into(enc, n, object, &mut out)?;
+    decode_into(enc, len, object, &mut out)?;
     Ok(out)
 }
 
-/// [`decode`] into `out` (resized to `n`), so a caller decoding plane after plane reuses one buffer.
-pub fn decode_into(enc: &[u8], n: usize, object: &str, out: &mut Vec<u8>) -> Result<()> {
+/// [`decode`] into `out` (resized to `len`), so a caller decoding plane after plane reuses one buffer.
+pub fn decode_into(enc: &[u8], len: usize, object: &str, out: &mut Vec<u8>) -> Result<()> {
     let bad = |why: &str| Error::corrupt(object, format!("rANS plane: {why}"));
     out.clear();
-    if n == 0 && enc == [0, 0] {
+    if len == 0 && enc == [0, 0] {
         return Ok(());
     }
     let (freq, start, stream) = read_table(enc, M, &bad)?;
@@ -260,7 +264,7 @@ pub fn decode_into(enc: &[u8], n: usize, object: &str, out: &mut Vec<u8>) -> Res
         if !stream.is_empty() {
             return Err(bad("bytes after a one-symbol table"));
         }
-        out.resize(n, only as u8);
+        out.resize(len, only as u8);
         return Ok(());
     }
     // One u32 per slot: symbol (bits 0-7), slot - start (bits 8-19), frequency (bits 20-31, below 2^12 as
@@ -287,21 +291,21 @@ pub fn decode_into(enc: &[u8], n: usize, object: &str, out: &mut Vec<u8>) -> Res
     let total = words.len() / 2;
     // Word `i`, or zero past the end (a corrupt stream's extra reads, caught by the final position check).
     #[inline(always)]
-    fn word(words: &[u8], i: usize) -> u32 {
-        words.get(2 * i..2 * i + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as u32)
+    fn word(words: &[u8], index: usize) -> u32 {
+        words.get(2 * index..2 * index + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as u32)
     }
 
     // A group of four symbols: every lane decodes (independent work), then the lanes that dropped below L take
     // the next words in lane order. Only the read position is shared, and it only needs the four flags.
     #[inline(always)]
-    fn group(slots: &[u32; M as usize], x: &mut [u32; LANES], words: &[u8], pos: &mut usize) -> [u8; LANES] {
+    fn group(slots: &[u32; M as usize], states: &mut [u32; LANES], words: &[u8], pos: &mut usize) -> [u8; LANES] {
         let mut syms = [0u8; LANES];
         for k in 0..LANES {
-            let e = slots[(x[k] & (M - 1)) as usize];
-            x[k] = (e >> 20) * (x[k] >> SCALE) + (e >> 8 & 0xfff);
+            let e = slots[(states[k] & (M - 1)) as usize];
+            states[k] = (e >> 20) * (states[k] >> SCALE) + (e >> 8 & 0xfff);
             syms[k] = e as u8;
         }
-        for xk in x.iter_mut() {
+        for xk in states.iter_mut() {
             let take = *xk < L;
             let renormed = (*xk << 16) | word(words, *pos);
             *xk = if take { renormed } else { *xk };
@@ -310,7 +314,7 @@ pub fn decode_into(enc: &[u8], n: usize, object: &str, out: &mut Vec<u8>) -> Res
         syms
     }
     let mut pos = 0usize;
-    out.resize(n, 0);
+    out.resize(len, 0);
     let mut groups = out.chunks_exact_mut(LANES);
     for g in &mut groups {
         g.copy_from_slice(&group(&slots, &mut x, words, &mut pos));
@@ -331,10 +335,10 @@ pub fn decode_into(enc: &[u8], n: usize, object: &str, out: &mut Vec<u8>) -> Res
     Ok(())
 }
 
-/// Decode `n` symbols of plane codec 1 (two states, byte-wise renormalisation; see FORMAT.md).
-pub fn decode_v1(enc: &[u8], n: usize, object: &str) -> Result<Vec<u8>> {
+/// Decode `len` symbols of plane codec 1 (two states, byte-wise renormalisation; see FORMAT.md).
+pub fn decode_v1(enc: &[u8], len: usize, object: &str) -> Result<Vec<u8>> {
     let bad = |why: &str| Error::corrupt(object, format!("rANS plane: {why}"));
-    if n == 0 && enc == [0, 0] {
+    if len == 0 && enc == [0, 0] {
         return Ok(Vec::new());
     }
     let (freq, start, stream) = read_table(enc, M_V1, &bad)?;
@@ -358,7 +362,7 @@ pub fn decode_v1(enc: &[u8], n: usize, object: &str) -> Result<Vec<u8>> {
         }
         Some(s)
     };
-    let mut out = vec![0u8; n];
+    let mut out = vec![0u8; len];
     let mut pairs = out.chunks_exact_mut(2);
     for p in &mut pairs {
         p[0] = step(&mut x[0]).ok_or_else(|| bad("stream ends early"))?;

@@ -19,12 +19,19 @@ pub struct ShardHeader {
 }
 
 impl ShardHeader {
-    pub fn new(pack_id: PackId, index: u8, k: u8, m: u8, pack_length: u64, payload: &[u8]) -> Self {
+    pub fn new(
+        pack_id: PackId,
+        index: u8,
+        data_shards: u8,
+        parity_shards: u8,
+        pack_length: u64,
+        payload: &[u8],
+    ) -> Self {
         ShardHeader {
             pack_id,
             index,
-            k,
-            m,
+            k: data_shards,
+            m: parity_shards,
             pack_length,
             shard_length: payload.len() as u64,
             hash: *blake3::hash(payload).as_bytes(),

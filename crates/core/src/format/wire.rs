@@ -24,12 +24,12 @@ impl<'a> Reader<'a> {
         self.buf.len() - self.pos
     }
 
-    pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if n > self.remaining() {
-            return Err(self.err(format!("truncated: need {n} bytes, {} left", self.remaining())));
+    pub fn take(&mut self, len: usize) -> Result<&'a [u8]> {
+        if len > self.remaining() {
+            return Err(self.err(format!("truncated: need {len} bytes, {} left", self.remaining())));
         }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
+        let s = &self.buf[self.pos..self.pos + len];
+        self.pos += len;
         Ok(s)
     }
 
@@ -110,34 +110,34 @@ impl Writer {
         w.buf.push(version);
         w
     }
-    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
-        self.buf.extend_from_slice(b);
+    pub fn bytes(&mut self, data: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(data);
         self
     }
-    pub fn u8(&mut self, v: u8) -> &mut Self {
-        self.buf.push(v);
+    pub fn u8(&mut self, value: u8) -> &mut Self {
+        self.buf.push(value);
         self
     }
-    pub fn u16(&mut self, v: u16) -> &mut Self {
-        self.bytes(&v.to_le_bytes())
+    pub fn u16(&mut self, value: u16) -> &mut Self {
+        self.bytes(&value.to_le_bytes())
     }
-    pub fn u32(&mut self, v: u32) -> &mut Self {
-        self.bytes(&v.to_le_bytes())
+    pub fn u32(&mut self, value: u32) -> &mut Self {
+        self.bytes(&value.to_le_bytes())
     }
-    pub fn u64(&mut self, v: u64) -> &mut Self {
-        self.bytes(&v.to_le_bytes())
+    pub fn u64(&mut self, value: u64) -> &mut Self {
+        self.bytes(&value.to_le_bytes())
     }
-    pub fn i64(&mut self, v: i64) -> &mut Self {
-        self.bytes(&v.to_le_bytes())
+    pub fn i64(&mut self, value: i64) -> &mut Self {
+        self.bytes(&value.to_le_bytes())
     }
     /// Length-prefixed (u16) bytes; callers guarantee the length fits (names, targets, tenants).
-    pub fn bytes16(&mut self, b: &[u8]) -> &mut Self {
-        let n = u16::try_from(b.len()).expect("bytes16 field longer than 65535 bytes");
-        self.u16(n).bytes(b)
+    pub fn bytes16(&mut self, data: &[u8]) -> &mut Self {
+        let n = u16::try_from(data.len()).expect("bytes16 field longer than 65535 bytes");
+        self.u16(n).bytes(data)
     }
-    pub fn bytes32(&mut self, b: &[u8]) -> &mut Self {
-        let n = u32::try_from(b.len()).expect("bytes32 field longer than 4 GiB");
-        self.u32(n).bytes(b)
+    pub fn bytes32(&mut self, data: &[u8]) -> &mut Self {
+        let n = u32::try_from(data.len()).expect("bytes32 field longer than 4 GiB");
+        self.u32(n).bytes(data)
     }
     pub fn into_vec(self) -> Vec<u8> {
         self.buf

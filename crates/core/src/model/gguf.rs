@@ -13,8 +13,8 @@ const MAX_DIMS: u32 = 4;
 
 /// (name, elements per block, bytes per block) of the ggml types we know. A tensor of any other type makes the
 /// file malformed for us (it is then stored as plain bytes).
-fn ggml_type(t: u32) -> Option<(&'static str, u64, u64)> {
-    Some(match t {
+fn ggml_type(type_id: u32) -> Option<(&'static str, u64, u64)> {
+    Some(match type_id {
         0 => ("F32", 1, 4),
         1 => ("F16", 1, 2),
         2 => ("Q4_0", 32, 18),
@@ -52,19 +52,19 @@ impl<'a, S: Source + ?Sized> Cursor<'a, S> {
         Error::malformed("gguf", format!("at byte {}: {why}", self.pos))
     }
 
-    fn take(&mut self, n: u64) -> Result<Vec<u8>> {
-        if self.src.len().saturating_sub(self.pos) < n {
-            return Err(self.bad(format!("{n} bytes needed, the file ends first")));
+    fn take(&mut self, len: u64) -> Result<Vec<u8>> {
+        if self.src.len().saturating_sub(self.pos) < len {
+            return Err(self.bad(format!("{len} bytes needed, the file ends first")));
         }
-        let in_buf = self.pos >= self.buf_start && self.pos + n <= self.buf_start + self.buf.len() as u64;
+        let in_buf = self.pos >= self.buf_start && self.pos + len <= self.buf_start + self.buf.len() as u64;
         if !in_buf {
-            let want = n.max(1 << 16).min(self.src.len() - self.pos);
+            let want = len.max(1 << 16).min(self.src.len() - self.pos);
             self.buf = super::read_range(self.src, "gguf", self.pos, want)?;
             self.buf_start = self.pos;
         }
         let s = (self.pos - self.buf_start) as usize;
-        self.pos += n;
-        Ok(self.buf[s..s + n as usize].to_vec())
+        self.pos += len;
+        Ok(self.buf[s..s + len as usize].to_vec())
     }
 
     fn u32(&mut self) -> Result<u32> {
@@ -205,9 +205,9 @@ pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn s(out: &mut Vec<u8>, v: &str) {
-        out.extend((v.len() as u64).to_le_bytes());
-        out.extend(v.as_bytes());
+    fn s(out: &mut Vec<u8>, text: &str) {
+        out.extend((text.len() as u64).to_le_bytes());
+        out.extend(text.as_bytes());
     }
 
     /// A small valid GGUF v3: an alignment key, a string array, and two tensors (F32 [8], Q8_0 [32, 2]).

@@ -70,17 +70,17 @@ impl Source for Head<'_> {
     }
 }
 
-/// Read up to `n` more bytes into `head` (fewer only at the end of the stream).
-fn read_more(r: &mut impl Read, head: &mut Vec<u8>, n: usize) -> std::io::Result<()> {
-    r.take(n as u64).read_to_end(head).map(|_| ())
+/// Read up to `len` more bytes into `head` (fewer only at the end of the stream).
+fn read_more(reader: &mut impl Read, head: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+    reader.take(len as u64).read_to_end(head).map(|_| ())
 }
 
 /// The start of a body of `len` bytes that the model parsers need: a safetensors header (its length is in
 /// the first 8 bytes) or a GGUF header (of unknown length: up to `HEAD_MAX`). Anything else needs only the
 /// first 8 bytes, so a plain object (or a multipart part) holds no more than that.
-fn read_model_head(r: &mut impl Read, key: &str, len: u64) -> std::io::Result<Vec<u8>> {
+fn read_model_head(reader: &mut impl Read, key: &str, len: u64) -> std::io::Result<Vec<u8>> {
     let mut head = Vec::new();
-    read_more(r, &mut head, 8.min(len as usize))?;
+    read_more(reader, &mut head, 8.min(len as usize))?;
     if head.len() < 8 {
         return Ok(head);
     }
@@ -92,7 +92,7 @@ fn read_model_head(r: &mut impl Read, key: &str, len: u64) -> std::io::Result<Ve
     } else {
         0
     };
-    read_more(r, &mut head, want.min((len - 8) as usize))?;
+    read_more(reader, &mut head, want.min((len - 8) as usize))?;
     Ok(head)
 }
 
@@ -339,13 +339,15 @@ impl<'a> Packer<'a> {
 
     /// Encode a small blob here and add it (trees; bodies are encoded on their own threads). The caller
     /// has checked that the tenant lacks it.
-    pub(crate) fn add_blob(&mut self, t: BlobType, id: ChunkId, data: &[u8]) -> Result<()> {
+    pub(crate) fn add_blob(&mut self, blob_type: BlobType, id: ChunkId, data: &[u8]) -> Result<()> {
         let (codec, encoded) = pack::encode_as(data, ZSTD_LEVEL, None);
-        self.add(Encoded { t, id, codec, encoded, raw_len: data.len() as u32 }, &mut |_| Ok(()))
+        self.add(Encoded { t: blob_type, id, codec, encoded, raw_len: data.len() as u32 }, &mut |_| Ok(()))
     }
 
-    fn add(&mut self, e: Encoded, admit: &mut Admit) -> Result<()> {
-        if let Some(full) = self.packing.add(e.t, e.codec, e.id, &e.encoded, e.raw_len, None) {
+    fn add(&mut self, encoded: Encoded, admit: &mut Admit) -> Result<()> {
+        if let Some(full) =
+            self.packing.add(encoded.t, encoded.codec, encoded.id, &encoded.encoded, encoded.raw_len, None)
+        {
             self.write(full, admit)?;
         }
         Ok(())

@@ -111,13 +111,13 @@ pub fn snapshot_bucket(
 
 fn write_dir(
     repo: &Repo,
-    d: &Dir,
+    dir: &Dir,
     packer: &mut crate::objects::Packer,
     seen: &mut HashSet<ChunkId>,
     summary: &mut Summary,
 ) -> Result<ChunkId> {
-    let mut nodes: Vec<Node> = Vec::with_capacity(d.dirs.len() + d.files.len());
-    for (name, sub) in &d.dirs {
+    let mut nodes: Vec<Node> = Vec::with_capacity(dir.dirs.len() + dir.files.len());
+    for (name, sub) in &dir.dirs {
         let subtree = write_dir(repo, sub, packer, seen, summary)?;
         summary.dirs += 1;
         nodes.push(Node {
@@ -131,7 +131,7 @@ fn write_dir(
             inode: 0,
         });
     }
-    nodes.extend(d.files.values().cloned());
+    nodes.extend(dir.files.values().cloned());
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     let bytes = tree::encode(&nodes);
     let id = repo.current_keys().chunk_id(&bytes);
@@ -145,13 +145,13 @@ fn write_dir(
 mod tests {
     use super::*;
 
-    fn v(id: &str, tree: Option<&str>, t: u64) -> Version {
+    fn v(id: &str, tree: Option<&str>, time_ms: u64) -> Version {
         Version {
             id: id.into(),
             tree: tree.map(String::from),
             size: 1,
             etag: "e".into(),
-            time_ms: t,
+            time_ms,
             content_type: None,
             metadata: BTreeMap::new(),
             upload: None,
@@ -238,10 +238,10 @@ mod tests {
         (repo, st)
     }
 
-    /// A small safetensors file: one BF16 tensor of `n` elements.
-    fn safetensors(n: usize, seed: u64) -> Vec<u8> {
-        let data = crate::synth::bf16_bytes(&crate::synth::weights_f32(n, seed, 0.02));
-        let header = format!(r#"{{"w":{{"dtype":"BF16","shape":[{n}],"data_offsets":[0,{}]}}}}"#, data.len());
+    /// A small safetensors file: one BF16 tensor of `len` elements.
+    fn safetensors(len: usize, seed: u64) -> Vec<u8> {
+        let data = crate::synth::bf16_bytes(&crate::synth::weights_f32(len, seed, 0.02));
+        let header = format!(r#"{{"w":{{"dtype":"BF16","shape":[{len}],"data_offsets":[0,{}]}}}}"#, data.len());
         let mut out = (header.len() as u64).to_le_bytes().to_vec();
         out.extend(header.as_bytes());
         out.extend(data);

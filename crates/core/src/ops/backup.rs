@@ -192,20 +192,20 @@ pub fn node_from_meta(name: &[u8], md: &std::fs::Metadata, kind: NodeKind) -> No
 /// to parse is cut by content, with a warning.
 pub fn pieces(
     path: &Path,
-    f: std::fs::File,
+    file: std::fs::File,
     params: crate::format::config::ChunkerParams,
     warn: &dyn Fn(&Error),
 ) -> (Option<crate::model::Layout>, Box<dyn Iterator<Item = std::io::Result<Piece>>>) {
-    match model::detect(path, &f) {
+    match model::detect(path, &file) {
         Detected::Model(l) => {
-            let chunker = TensorChunker::new(std::io::BufReader::with_capacity(1 << 20, f), &l, params);
+            let chunker = TensorChunker::new(std::io::BufReader::with_capacity(1 << 20, file), &l, params);
             (Some(l), Box::new(chunker))
         }
         other => {
             if let Detected::Malformed(e) = other {
                 warn(&Error::Usage(format!("{}: {e}; stored as a plain file", path.display())));
             }
-            let plain = plain_chunks(f, params);
+            let plain = plain_chunks(file, params);
             (None, Box::new(plain.map(|c| c.map(|data| Piece { data, float: None, tensor: None }))))
         }
     }
@@ -524,10 +524,10 @@ impl Walker<'_> {
         Ok(id)
     }
 
-    fn virtual_dir(&mut self, v: &Virtual, parent: Option<Vec<Node>>) -> Result<ChunkId, Aborted> {
+    fn virtual_dir(&mut self, dir: &Virtual, parent: Option<Vec<Node>>) -> Result<ChunkId, Aborted> {
         let parent: HashMap<&[u8], &Node> = parent.iter().flatten().map(|n| (n.name.as_slice(), n)).collect();
         let mut nodes = Vec::new();
-        for (name, e) in &v.children {
+        for (name, e) in &dir.children {
             let p = parent.get(name.as_slice()).copied();
             let node = match e {
                 VEntry::Real(path) => self.entry(name, path, p)?,
@@ -610,14 +610,14 @@ fn keep_delta_or_whole(
 }
 
 /// A piece read earlier in this backup, read again from its file, if it still holds the same bytes.
-fn read_fresh(repo: &Repo, f: &FreshPiece) -> Result<Vec<u8>> {
+fn read_fresh(repo: &Repo, piece: &FreshPiece) -> Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
-    let mut plain = vec![0u8; f.len];
-    std::fs::File::open(&f.path)
-        .and_then(|file| file.read_exact_at(&mut plain, f.offset))
-        .map_err(|e| Error::io("read", &*f.path, e))?;
-    if repo.current_keys().chunk_id(&plain) != f.id {
-        return Err(Error::Usage(format!("{} changed during the backup", f.path.display())));
+    let mut plain = vec![0u8; piece.len];
+    std::fs::File::open(&piece.path)
+        .and_then(|file| file.read_exact_at(&mut plain, piece.offset))
+        .map_err(|e| Error::io("read", &*piece.path, e))?;
+    if repo.current_keys().chunk_id(&plain) != piece.id {
+        return Err(Error::Usage(format!("{} changed during the backup", piece.path.display())));
     }
     Ok(plain)
 }

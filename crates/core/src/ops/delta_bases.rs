@@ -43,8 +43,8 @@ pub struct DeltaBases {
     tensors: HashMap<TensorKey, Vec<ChunkId>>,
 }
 
-fn is_model_name(p: &str) -> bool {
-    let ext = Path::new(p).extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+fn is_model_name(path: &str) -> bool {
+    let ext = Path::new(path).extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
     matches!(ext.as_str(), "safetensors" | "gguf" | "pt" | "pth" | "ckpt" | "bin")
 }
 

@@ -75,15 +75,15 @@ impl<'a> VaultFile<'a> {
         Ok(VaultFile { repo, chunks, len, cache: RefCell::new(None), error: RefCell::new(None) })
     }
 
-    /// Chunk `i`, kept until another is read (consecutive reads mostly fall in the same chunk).
-    fn chunk(&self, i: usize) -> Result<Rc<Vec<u8>>> {
+    /// Chunk `index`, kept until another is read (consecutive reads mostly fall in the same chunk).
+    fn chunk(&self, index: usize) -> Result<Rc<Vec<u8>>> {
         if let Some((j, data)) = &*self.cache.borrow() {
-            if *j == i {
+            if *j == index {
                 return Ok(data.clone());
             }
         }
-        let data = Rc::new(self.repo.read_blob(&self.chunks[i].1)?);
-        *self.cache.borrow_mut() = Some((i, data.clone()));
+        let data = Rc::new(self.repo.read_blob(&self.chunks[index].1)?);
+        *self.cache.borrow_mut() = Some((index, data.clone()));
         Ok(data)
     }
 
@@ -141,8 +141,8 @@ fn files(repo: &dyn BlobSource, root: &ChunkId, base: Option<&str>) -> Result<BT
         .collect())
 }
 
-fn same_content(a: &Node, b: &Node) -> bool {
-    match (&a.kind, &b.kind) {
+fn same_content(left: &Node, right: &Node) -> bool {
+    match (&left.kind, &right.kind) {
         (NodeKind::File { chunks: x }, NodeKind::File { chunks: y }) => x == y,
         (x, y) => x == y,
     }
@@ -222,8 +222,8 @@ fn compare(fa: &VaultFile, ta: &TensorInfo, fb: &VaultFile, tb: &TensorInfo) -> 
 fn tensor_diff(
     repo: &dyn BlobSource,
     path: &str,
-    a: Option<&Node>,
-    b: Option<&Node>,
+    older: Option<&Node>,
+    newer: Option<&Node>,
     out: &mut Vec<TensorChange>,
 ) -> Result<()> {
     let open = |n: Option<&Node>| -> Result<Option<VaultFile>> {
@@ -232,7 +232,7 @@ fn tensor_diff(
             _ => Ok(None),
         }
     };
-    let (fa, fb) = (open(a)?, open(b)?);
+    let (fa, fb) = (open(older)?, open(newer)?);
     let la = fa.as_ref().map(|f| layout_of(f, path)).transpose()?.flatten();
     let lb = fb.as_ref().map(|f| layout_of(f, path)).transpose()?.flatten();
     if la.is_none() && lb.is_none() {
@@ -290,12 +290,12 @@ fn chunk_set(files: &BTreeMap<String, Node>) -> HashSet<ChunkId> {
 /// each snapshot was made of), so `step-1/` and `step-2/` checkpoints compare file by file.
 pub fn diff(
     repo: &dyn BlobSource,
-    a: &ChunkId,
-    b: &ChunkId,
+    older: &ChunkId,
+    newer: &ChunkId,
     bases: Option<(&str, &str)>,
     tensors: bool,
 ) -> Result<DiffReport> {
-    let (fa, fb) = (files(repo, a, bases.map(|x| x.0))?, files(repo, b, bases.map(|x| x.1))?);
+    let (fa, fb) = (files(repo, older, bases.map(|x| x.0))?, files(repo, newer, bases.map(|x| x.1))?);
     let mut r = DiffReport::default();
     for (path, na) in &fa {
         match fb.get(path) {

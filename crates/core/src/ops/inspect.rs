@@ -65,7 +65,7 @@ impl Meter {
         &mut self,
         data: &[u8],
         float: Option<crate::format::FloatKind>,
-        t: Option<&mut TensorReport>,
+        report: Option<&mut TensorReport>,
     ) -> Result<u64> {
         let start = Instant::now();
         let (codec, enc) = pack::encode_as(data, LEVEL, float);
@@ -77,11 +77,11 @@ impl Meter {
         if back != data {
             return Err(Error::corrupt("inspect", "a piece did not decode to its own bytes"));
         }
-        if let Some(t) = t {
+        if let Some(report) = report {
             match codec {
-                Codec::Grouped => t.grouped += 1,
-                Codec::Zstd => t.zstd += 1,
-                Codec::None | Codec::Delta => t.raw += 1,
+                Codec::Grouped => report.grouped += 1,
+                Codec::Zstd => report.zstd += 1,
+                Codec::None | Codec::Delta => report.raw += 1,
             }
         }
         Ok(stored)

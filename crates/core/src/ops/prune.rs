@@ -42,16 +42,16 @@ impl GroupBy {
         Ok(g)
     }
 
-    fn key(&self, s: &Snapshot) -> String {
+    fn key(&self, snapshot: &Snapshot) -> String {
         let mut k = Vec::new();
         if self.host {
-            k.push(format!("host={}", s.host));
+            k.push(format!("host={}", snapshot.host));
         }
         if self.paths {
-            k.push(format!("paths={}", s.paths.join(",")));
+            k.push(format!("paths={}", snapshot.paths.join(",")));
         }
         if self.tags {
-            let mut t = s.tags.clone();
+            let mut t = snapshot.tags.clone();
             t.sort();
             k.push(format!("tags={}", t.join(",")));
         }
@@ -75,8 +75,8 @@ pub struct ForgetReport {
     pub dry_run: bool,
 }
 
-fn locked_until(s: &Snapshot) -> Option<SystemTime> {
-    s.locked_until.as_deref().and_then(|l| humantime::parse_rfc3339_weak(l).ok())
+fn locked_until(snapshot: &Snapshot) -> Option<SystemTime> {
+    snapshot.locked_until.as_deref().and_then(|l| humantime::parse_rfc3339_weak(l).ok())
 }
 
 /// Forget snapshots: those named by id, and those the policy does not keep. Locked snapshots are never

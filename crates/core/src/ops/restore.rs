@@ -168,12 +168,12 @@ impl FileJob<'_> {
         Ok(f)
     }
 
-    fn write_chunk(&self, repo: &dyn BlobSource, i: usize, known: KnownBases, progress: &Progress) -> Result<()> {
-        let data = repo.read_blob_knowing(&self.chunks[i], known)?;
-        let (start, end) = (self.offsets[i], self.offsets[i + 1]);
+    fn write_chunk(&self, repo: &dyn BlobSource, index: usize, known: KnownBases, progress: &Progress) -> Result<()> {
+        let data = repo.read_blob_knowing(&self.chunks[index], known)?;
+        let (start, end) = (self.offsets[index], self.offsets[index + 1]);
         if data.len() as u64 != end - start {
             return Err(Error::corrupt(
-                format!("chunk {}", self.chunks[i]),
+                format!("chunk {}", self.chunks[index]),
                 format!("{} bytes where the index says {}", data.len(), end - start),
             ));
         }
@@ -187,20 +187,20 @@ impl FileJob<'_> {
         } else {
             write(&data, start)?;
         }
-        self.written[i].store(true, Ordering::Release);
+        self.written[index].store(true, Ordering::Release);
         progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         crate::fault::point("restore-chunk-written");
         Ok(())
     }
 
-    /// Chunk `i` read back from the file, if it has been written: a checkpoint's tensors are stored as
+    /// Chunk `index` read back from the file, if it has been written: a checkpoint's tensors are stored as
     /// deltas against the previous step's, and the previous step, restored moments earlier, saves decoding
     /// the whole chain down to the last full copy. (The reader checks the bytes against the chunk's id.)
-    fn read_back(&self, i: usize) -> Option<Vec<u8>> {
-        if !self.written[i].load(Ordering::Acquire) {
+    fn read_back(&self, index: usize) -> Option<Vec<u8>> {
+        if !self.written[index].load(Ordering::Acquire) {
             return None;
         }
-        let (start, end) = (self.offsets[i], self.offsets[i + 1]);
+        let (start, end) = (self.offsets[index], self.offsets[index + 1]);
         let mut plain = vec![0u8; (end - start) as usize];
         std::fs::File::open(&self.path).and_then(|f| f.read_exact_at(&mut plain, start)).ok()?;
         Some(plain)

@@ -51,10 +51,10 @@ pub struct Decision {
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let y = yoe + era * 400;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
@@ -74,12 +74,12 @@ pub fn iso_week(days: i64) -> (i64, u32) {
     (y, ((thursday - jan1) / 7 + 1) as u32)
 }
 
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let month = month as i64;
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day as i64 - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
 }
@@ -162,12 +162,12 @@ pub fn apply(policy: &Policy, items: &[Item], now: SystemTime) -> Vec<Decision> 
 mod tests {
     use super::*;
 
-    fn at(y: i64, m: u32, d: u32, h: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(days_from_civil(y, m, d) as u64 * 86_400 + h * 3600)
+    fn at(year: i64, month: u32, day: u32, hour: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(days_from_civil(year, month, day) as u64 * 86_400 + hour * 3600)
     }
 
-    fn item(id: &str, t: SystemTime) -> Item {
-        Item { id: id.into(), time: t, group: "g".into(), tags: vec![], locked_until: None }
+    fn item(id: &str, time: SystemTime) -> Item {
+        Item { id: id.into(), time, group: "g".into(), tags: vec![], locked_until: None }
     }
 
     #[test]

@@ -161,8 +161,8 @@ pub struct State {
 impl State {
     /// Apply one record. Records are checked by the writer before they are written; here a record that no
     /// longer applies (its bucket gone) changes nothing, so a replay is always possible.
-    pub fn apply(&mut self, r: &Record) {
-        match r {
+    pub fn apply(&mut self, change: &Record) {
+        match change {
             Record::CreateBucket { bucket, time_ms } => {
                 self.buckets
                     .entry(bucket.clone())
@@ -320,11 +320,11 @@ fn try_load(repo: &Repo) -> Result<State> {
 }
 
 /// Write a record, then apply it to `state`: acknowledged changes are on the stores first.
-pub fn append(repo: &Repo, state: &mut State, r: Record) -> Result<()> {
+pub fn append(repo: &Repo, state: &mut State, record: Record) -> Result<()> {
     let seq = state.seq + 1;
     let path = format!("{}/{seq:020}", log_dir(repo));
-    repo.write_sealed(Kind::Bucket, &path, &serde_json::to_vec(&r).expect("records serialize"))?;
-    state.apply(&r);
+    repo.write_sealed(Kind::Bucket, &path, &serde_json::to_vec(&record).expect("records serialize"))?;
+    state.apply(&record);
     state.seq = seq;
     if seq.is_multiple_of(CHECKPOINT) {
         // The records stay authoritative until the checkpoint is written, so a failure here loses nothing.

@@ -54,16 +54,16 @@ const HEAL_THREADS: usize = 4;
 
 impl HealReport {
     /// Add another worker's findings; problems end up sorted by pack and shard, as a sequential run lists them.
-    fn merge(&mut self, o: HealReport) {
-        self.packs += o.packs;
-        self.shards_checked += o.shards_checked;
-        self.missing.extend(o.missing);
-        self.corrupt.extend(o.corrupt);
-        self.unrecoverable.extend(o.unrecoverable);
-        self.shards_repaired += o.shards_repaired;
-        self.shards_moved += o.shards_moved;
-        self.bytes_written += o.bytes_written;
-        self.metadata_copied += o.metadata_copied;
+    fn merge(&mut self, other: HealReport) {
+        self.packs += other.packs;
+        self.shards_checked += other.shards_checked;
+        self.missing.extend(other.missing);
+        self.corrupt.extend(other.corrupt);
+        self.unrecoverable.extend(other.unrecoverable);
+        self.shards_repaired += other.shards_repaired;
+        self.shards_moved += other.shards_moved;
+        self.bytes_written += other.bytes_written;
+        self.metadata_copied += other.metadata_copied;
         let key = |p: &ShardProblem| (p.pack.clone(), p.shard, p.store.clone());
         self.missing.sort_by_key(key);
         self.corrupt.sort_by_key(key);
@@ -82,9 +82,9 @@ impl Throttle {
     pub fn new(limit: Option<u64>) -> Self {
         Throttle { limit, start: Instant::now(), bytes: AtomicU64::new(0) }
     }
-    /// Count `n` bytes written and sleep until the run is back under the limit.
-    pub fn account(&self, n: u64) {
-        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
+    /// Count `bytes` bytes written and sleep until the run is back under the limit.
+    pub fn account(&self, bytes: u64) {
+        let total = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if let Some(l) = self.limit.filter(|l| *l > 0) {
             let due = Duration::from_secs_f64(total as f64 / l as f64);
             if let Some(wait) = due.checked_sub(self.start.elapsed()) {
@@ -116,12 +116,12 @@ impl Repo {
     }
 
     /// Check every shard copy of one pack as found in the inventory.
-    fn scrub_pack(&self, pack: &PackId, copies: &[ShardCopy], r: &mut HealReport) -> ShardStatus {
+    fn scrub_pack(&self, pack: &PackId, copies: &[ShardCopy], report: &mut HealReport) -> ShardStatus {
         let mut st = ShardStatus::default();
         for shard in 0..self.shard_count() {
             let mut ok = false;
             for &ShardCopy { shard: s, store, .. } in copies.iter().filter(|c| c.shard == shard) {
-                r.shards_checked += 1;
+                report.shards_checked += 1;
                 match self.read_shard(pack, s, store) {
                     Ok(_) => {
                         ok = true;
@@ -129,14 +129,14 @@ impl Repo {
                     }
                     Err(e) => {
                         st.corrupt.push((s, store, e.to_string()));
-                        r.corrupt.push(self.problem(pack, s, Some(store), e.to_string()));
+                        report.corrupt.push(self.problem(pack, s, Some(store), e.to_string()));
                     }
                 }
             }
             if !ok {
                 st.missing.push(shard);
                 if !copies.iter().any(|c| c.shard == shard) {
-                    r.missing.push(self.problem(pack, shard, None, "on no store that is up".into()));
+                    report.missing.push(self.problem(pack, shard, None, "on no store that is up".into()));
                 }
             }
         }
@@ -155,14 +155,20 @@ impl Repo {
     }
 
     /// Rebuild the bad shards of one pack; returns bytes written.
-    fn repair_pack(&self, pack: &PackId, st: &ShardStatus, r: &mut HealReport, throttle: &Throttle) -> Result<u64> {
+    fn repair_pack(
+        &self,
+        pack: &PackId,
+        st: &ShardStatus,
+        report: &mut HealReport,
+        throttle: &Throttle,
+    ) -> Result<u64> {
         let bad: BTreeSet<usize> = st.missing.iter().copied().collect();
         if bad.is_empty() {
             return Ok(0);
         }
         let good_shards: BTreeSet<usize> = st.good.iter().map(|g| g.shard).collect();
         if good_shards.len() < self.k() as usize {
-            r.unrecoverable.push(pack.to_hex());
+            report.unrecoverable.push(pack.to_hex());
             return Ok(0);
         }
         let want: Vec<usize> = bad.iter().copied().collect();
@@ -181,7 +187,7 @@ impl Repo {
             let n = self.put_shard(target, &header, payload)?;
             holding.insert(target);
             written += n;
-            r.shards_repaired += 1;
+            report.shards_repaired += 1;
             throttle.account(n);
         }
         // Rotten copies that were not overwritten in place go away once a good copy exists.
@@ -195,7 +201,7 @@ impl Repo {
     }
 
     /// Copy every metadata object to the stores that are up and lack it.
-    fn sync_metadata(&self, r: &mut HealReport) -> Result<()> {
+    fn sync_metadata(&self, report: &mut HealReport) -> Result<()> {
         let mut prefixes = vec!["keys".to_string()];
         for sub in ["keys", "index", "snapshots", "degraded"] {
             prefixes.push(format!("tenants/{}/{sub}", self.tenant));
@@ -214,7 +220,7 @@ impl Repo {
                     if name == "config" { s.get(&name).ok().as_deref() == Some(&bytes[..]) } else { s.exists(&name)? };
                 if !there {
                     s.put(&name, &bytes).inspect_err(|e| self.note_failure(i, e))?;
-                    r.metadata_copied += 1;
+                    report.metadata_copied += 1;
                 }
             }
         }
@@ -356,7 +362,7 @@ impl Repo {
         &self,
         pack: &PackId,
         copies: &[ShardCopy],
-        r: &mut HealReport,
+        report: &mut HealReport,
         throttle: &Throttle,
     ) -> Result<()> {
         let placement = self.placement(pack);
@@ -382,7 +388,7 @@ impl Repo {
             let Some(target) = std::iter::once(home).chain(placement.iter().copied()).find(free) else { continue };
             let Some((_, payload)) = holders(shard).find_map(|from| self.read_shard(pack, shard, from).ok()) else {
                 if holders(shard).next().is_some() {
-                    r.corrupt.push(self.problem(
+                    report.corrupt.push(self.problem(
                         pack,
                         shard,
                         None,
@@ -395,8 +401,8 @@ impl Repo {
             self.stores[target]
                 .put(&pack_path(&self.tenant, pack, shard), obj)
                 .inspect_err(|e| self.note_failure(target, e))?;
-            r.bytes_written += obj.len() as u64;
-            r.shards_moved += 1;
+            report.bytes_written += obj.len() as u64;
+            report.shards_moved += 1;
             throttle.account(obj.len() as u64);
             keep.insert(shard, target);
             occupied.insert(target);

@@ -116,12 +116,12 @@ pub struct ShardStatus {
     pub corrupt: Vec<(usize, usize, String)>,
 }
 
-/// How many of a pack's `k + m` shards must be stored for the write to count: `k + 1` (one spare beyond what a
-/// read needs) when there are two or more parity shards; with one parity shard, `k`, so that a layout such as
+/// How many of a pack's `data_shards + parity_shards` shards must be stored for the write to count: `data_shards + 1` (one spare beyond what a
+/// read needs) when there are two or more parity shards; with one parity shard, `data_shards`, so that a layout such as
 /// 2+1 over three stores still takes backups while any one store is down (the pack is then degraded, with no
-/// spare, until `repair`); with none, all `k`. (Replicas are `k = 1`: three copies need two, two need one.)
-pub fn write_quorum(k: u8, m: u8) -> usize {
-    k as usize + usize::from(m >= 2)
+/// spare, until `repair`); with none, all `data_shards`. (Replicas are `data_shards = 1`: three copies need two, two need one.)
+pub fn write_quorum(data_shards: u8, parity_shards: u8) -> usize {
+    data_shards as usize + usize::from(parity_shards >= 2)
 }
 
 impl Repo {

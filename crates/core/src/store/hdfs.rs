@@ -125,20 +125,20 @@ impl HdfsStore {
         format!("{}/{}", self.root, path.trim_start_matches('/'))
     }
 
-    fn err(&self, op: &'static str, path: &str, e: HdfsError) -> Error {
-        match e {
+    fn err(&self, op: &'static str, path: &str, err: HdfsError) -> Error {
+        match err {
             // Opening a missing file comes back as the NameNode's Java exception, not as FileNotFound.
             HdfsError::FileNotFound(_) => Error::not_found(format!("{}/{path}", self.url)),
             HdfsError::RPCError(ref class, _) if class.ends_with(".FileNotFoundException") => {
                 Error::not_found(format!("{}/{path}", self.url))
             }
-            e => Error::Store { store: self.url.clone(), op, path: path.to_string(), source: io_error(e) },
+            err => Error::Store { store: self.url.clone(), op, path: path.to_string(), source: io_error(err) },
         }
     }
 
     /// Run one call on the I/O runtime, bounded by `CALL_TIMEOUT`.
-    fn call<T>(&self, op: &'static str, path: &str, f: impl Future<Output = hdfs_native::Result<T>>) -> Result<T> {
-        match super::runtime::runtime().block_on(async { tokio::time::timeout(CALL_TIMEOUT, f).await }) {
+    fn call<T>(&self, op: &'static str, path: &str, call: impl Future<Output = hdfs_native::Result<T>>) -> Result<T> {
+        match super::runtime::runtime().block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await }) {
             Ok(r) => r.map_err(|e| self.err(op, path, e)),
             Err(_) => Err(self.timed_out(op, path)),
         }
@@ -192,12 +192,12 @@ enum WriteFailure {
 }
 
 /// An hdfs-native error as the I/O error a `Store` error carries, with a hint where the fix is known.
-fn io_error(e: HdfsError) -> std::io::Error {
-    let kind = match &e {
+fn io_error(err: HdfsError) -> std::io::Error {
+    let kind = match &err {
         HdfsError::IOError(io) => io.kind(),
         _ => std::io::ErrorKind::Other,
     };
-    let text = e.to_string();
+    let text = err.to_string();
     let lower = text.to_ascii_lowercase();
     let hint = if lower.contains("gss") || lower.contains("kerberos") || lower.contains("sasl") {
         " (Kerberos: get a ticket with kinit, or name principal= and keytab= in the store URL or the local \

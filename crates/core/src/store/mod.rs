@@ -163,16 +163,16 @@ impl FsStore {
     fn full(&self, path: &str) -> PathBuf {
         self.root.join(path)
     }
-    fn err(&self, op: &'static str, path: &str, e: std::io::Error) -> Error {
+    fn err(&self, op: &'static str, path: &str, err: std::io::Error) -> Error {
         // A missing root is a store outage (an unmounted disk, a removed directory), not a missing object.
-        if e.kind() == std::io::ErrorKind::NotFound && !self.root.is_dir() {
+        if err.kind() == std::io::ErrorKind::NotFound && !self.root.is_dir() {
             let gone = std::io::Error::new(std::io::ErrorKind::NotFound, "the store's directory is gone (store down)");
             return Error::Store { store: self.url.clone(), op, path: path.to_string(), source: gone };
         }
-        if e.kind() == std::io::ErrorKind::NotFound && op != "put" {
+        if err.kind() == std::io::ErrorKind::NotFound && op != "put" {
             return Error::not_found(format!("{}/{path}", self.url));
         }
-        Error::Store { store: self.url.clone(), op, path: path.to_string(), source: e }
+        Error::Store { store: self.url.clone(), op, path: path.to_string(), source: err }
     }
 }
 
@@ -303,19 +303,19 @@ impl Store for FsStore {
 mod tests {
     use super::*;
 
-    fn exercise(s: &dyn Store) {
-        s.put("a/b/c", b"hello").unwrap();
-        s.put("a/d", b"x").unwrap();
-        assert_eq!(s.get("a/b/c").unwrap(), b"hello");
-        assert_eq!(s.get_range("a/b/c", 1, 3).unwrap(), b"ell");
-        assert!(s.get_range("a/b/c", 3, 3).is_err());
-        s.put_parts("a/e", &[b"he", b"", b"llo"]).unwrap();
-        assert_eq!(s.get("a/e").unwrap(), b"hello", "parts are written in order, nothing between them");
-        s.delete("a/e").unwrap();
-        assert_eq!(s.list("a").unwrap(), vec!["a/b/c".to_string(), "a/d".to_string()]);
-        assert!(matches!(s.get("nope"), Err(Error::NotFound { .. })));
-        s.delete("a/d").unwrap();
-        assert!(!s.exists("a/d").unwrap());
+    fn exercise(store: &dyn Store) {
+        store.put("a/b/c", b"hello").unwrap();
+        store.put("a/d", b"x").unwrap();
+        assert_eq!(store.get("a/b/c").unwrap(), b"hello");
+        assert_eq!(store.get_range("a/b/c", 1, 3).unwrap(), b"ell");
+        assert!(store.get_range("a/b/c", 3, 3).is_err());
+        store.put_parts("a/e", &[b"he", b"", b"llo"]).unwrap();
+        assert_eq!(store.get("a/e").unwrap(), b"hello", "parts are written in order, nothing between them");
+        store.delete("a/e").unwrap();
+        assert_eq!(store.list("a").unwrap(), vec!["a/b/c".to_string(), "a/d".to_string()]);
+        assert!(matches!(store.get("nope"), Err(Error::NotFound { .. })));
+        store.delete("a/d").unwrap();
+        assert!(!store.exists("a/d").unwrap());
     }
 
     #[test]

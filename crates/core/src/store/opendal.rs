@@ -95,15 +95,15 @@ pub fn memory(name: &str) -> Result<OpendalStore> {
 }
 
 impl OpendalStore {
-    fn err(&self, op: &'static str, path: &str, e: opendal::Error) -> Error {
-        if e.kind() == opendal::ErrorKind::NotFound {
+    fn err(&self, op: &'static str, path: &str, err: opendal::Error) -> Error {
+        if err.kind() == opendal::ErrorKind::NotFound {
             return Error::not_found(format!("{}/{path}", self.url));
         }
         Error::Store {
             store: self.url.clone(),
             op,
             path: path.to_string(),
-            source: std::io::Error::other(e.to_string()),
+            source: std::io::Error::other(err.to_string()),
         }
     }
 }

@@ -6,12 +6,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// The object length of an aws-chunked body (boto3 sends one by default), when s3s has not filled it in.
-pub(super) fn decoded_length(h: &http::HeaderMap) -> Option<i64> {
-    h.get("x-amz-decoded-content-length")?.to_str().ok()?.parse().ok()
+pub(super) fn decoded_length(headers: &http::HeaderMap) -> Option<i64> {
+    headers.get("x-amz-decoded-content-length")?.to_str().ok()?.parse().ok()
 }
 
-pub(super) fn content_length(h: &http::HeaderMap) -> u64 {
-    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+pub(super) fn content_length(headers: &http::HeaderMap) -> u64 {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     get("x-amz-decoded-content-length").or_else(|| get("content-length")).unwrap_or(0)
 }
 

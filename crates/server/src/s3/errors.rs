@@ -4,49 +4,49 @@ use mvault_core::Error;
 use s3s::{S3Error, S3ErrorCode};
 
 /// A core error as the S3 error a client can act on.
-pub(super) fn s3err(e: Error) -> S3Error {
-    match e {
+pub(super) fn s3err(err: Error) -> S3Error {
+    match err {
         // A prune holding the vault passes: the client should slow down and retry, not give up.
-        Error::Locked { .. } => S3Error::with_message(S3ErrorCode::SlowDown, e.to_string()),
+        Error::Locked { .. } => S3Error::with_message(S3ErrorCode::SlowDown, err.to_string()),
         // Stores that are away come back: retry later.
         Error::Store { .. } | Error::Unavailable { .. } => {
-            S3Error::with_message(S3ErrorCode::ServiceUnavailable, e.to_string())
+            S3Error::with_message(S3ErrorCode::ServiceUnavailable, err.to_string())
         }
         Error::BodyMismatch { .. } | Error::BodyRead { .. } => {
-            S3Error::with_message(S3ErrorCode::IncompleteBody, e.to_string())
+            S3Error::with_message(S3ErrorCode::IncompleteBody, err.to_string())
         }
         Error::Usage(m) => S3Error::with_message(S3ErrorCode::InvalidRequest, m),
         other => S3Error::with_message(S3ErrorCode::InternalError, other.to_string()),
     }
 }
 
-pub(super) fn slow_down(l: crate::limits::Limited) -> S3Error {
+pub(super) fn slow_down(limited: crate::limits::Limited) -> S3Error {
     let mut e = S3Error::with_message(
         S3ErrorCode::SlowDown,
-        format!("rate limit {} of {} exceeded; retry in {:.1} s", l.limit, l.rate, l.retry_after),
+        format!("rate limit {} of {} exceeded; retry in {:.1} s", limited.limit, limited.rate, limited.retry_after),
     );
     let mut h = http::HeaderMap::new();
-    let secs = format!("{}", l.retry_after.ceil().max(1.0) as u64);
+    let secs = format!("{}", limited.retry_after.ceil().max(1.0) as u64);
     h.insert(http::header::RETRY_AFTER, http::HeaderValue::from_str(&secs).expect("digits"));
     h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
     e.set_headers(h);
     e
 }
 
-pub(super) fn no_bucket(b: &str) -> S3Error {
-    S3Error::with_message(S3ErrorCode::NoSuchBucket, format!("no bucket {b}"))
+pub(super) fn no_bucket(bucket: &str) -> S3Error {
+    S3Error::with_message(S3ErrorCode::NoSuchBucket, format!("no bucket {bucket}"))
 }
 
-pub(super) fn no_key(k: &str) -> S3Error {
-    S3Error::with_message(S3ErrorCode::NoSuchKey, format!("no object {k}"))
+pub(super) fn no_key(key: &str) -> S3Error {
+    S3Error::with_message(S3ErrorCode::NoSuchKey, format!("no object {key}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn code_of(e: Error) -> S3ErrorCode {
-        s3err(e).code().clone()
+    fn code_of(err: Error) -> S3ErrorCode {
+        s3err(err).code().clone()
     }
 
     #[test]

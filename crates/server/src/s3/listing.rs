@@ -8,7 +8,7 @@ use s3s::{s3_error, S3Result};
 /// Objects of a listing: current versions whose key has `prefix`, after `after`, rolled up at `delimiter`.
 /// Returns (objects, common prefixes, the last item returned if the listing was cut at `max`).
 pub(super) fn list_keys<'a>(
-    b: &'a buckets::Bucket,
+    bucket: &'a buckets::Bucket,
     prefix: &str,
     delimiter: Option<&str>,
     after: Option<&str>,
@@ -19,7 +19,7 @@ pub(super) fn list_keys<'a>(
         Some(a) => std::ops::Bound::Excluded(a.to_string()),
         None => std::ops::Bound::Included(prefix.to_string()),
     };
-    for (key, vs) in b.objects.range::<String, _>((start, std::ops::Bound::Unbounded)) {
+    for (key, vs) in bucket.objects.range::<String, _>((start, std::ops::Bound::Unbounded)) {
         if !key.starts_with(prefix) {
             if key.as_str() > prefix {
                 break;
@@ -53,27 +53,27 @@ pub(super) fn list_keys<'a>(
     (objs, prefixes, None)
 }
 
-pub(super) fn hex_token(s: &str) -> String {
-    hex::encode(s.as_bytes())
+pub(super) fn hex_token(key: &str) -> String {
+    hex::encode(key.as_bytes())
 }
 
-pub(super) fn unhex_token(s: &str) -> S3Result<String> {
-    hex::decode(s)
+pub(super) fn unhex_token(token: &str) -> S3Result<String> {
+    hex::decode(token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| s3_error!(InvalidArgument, "malformed continuation token"))
 }
 
-pub(super) fn max_keys(m: Option<i32>) -> usize {
-    m.map(|m| m.clamp(1, DEFAULT_MAX_KEYS as i32) as usize).unwrap_or(DEFAULT_MAX_KEYS)
+pub(super) fn max_keys(requested: Option<i32>) -> usize {
+    requested.map(|requested| requested.clamp(1, DEFAULT_MAX_KEYS as i32) as usize).unwrap_or(DEFAULT_MAX_KEYS)
 }
 
-pub(super) fn object_entry(key: &str, v: &Version) -> Object {
+pub(super) fn object_entry(key: &str, version: &Version) -> Object {
     Object {
         key: Some(key.to_string()),
-        size: Some(v.size as i64),
-        e_tag: Some(ETag::Strong(v.etag.clone())),
-        last_modified: Some(timestamp(v.time_ms)),
+        size: Some(version.size as i64),
+        e_tag: Some(ETag::Strong(version.etag.clone())),
+        last_modified: Some(timestamp(version.time_ms)),
         storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
         ..Default::default()
     }

@@ -56,8 +56,8 @@ fn random_id() -> String {
 }
 
 /// Run store work on a blocking thread (the core is synchronous).
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> S3Result<T> + Send + 'static) -> S3Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|_| s3_error!(InternalError, "the operation failed"))?
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> S3Result<T> + Send + 'static) -> S3Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| s3_error!(InternalError, "the operation failed"))?
 }
 
 /// The S3 operations.
@@ -72,8 +72,8 @@ struct Caller {
 
 impl Gateway {
     /// NoSuchBucket unless the caller's tenant has this bucket.
-    async fn require_bucket(&self, c: &Caller, name: &str) -> S3Result<()> {
-        let (t, name) = (c.tenant.clone(), name.to_string());
+    async fn require_bucket(&self, caller: &Caller, name: &str) -> S3Result<()> {
+        let (t, name) = (caller.tenant.clone(), name.to_string());
         blocking(move || t.buckets(|st, _| st.buckets.get(&name).map(|_| ()).ok_or_else(|| no_bucket(&name)))).await
     }
 

@@ -20,8 +20,8 @@ pub(super) enum PartPlan {
 }
 
 /// The plan for part `number` of `upload`: part 1 reads the header; a later part waits (briefly) for it.
-pub(super) async fn part_plan(t: &Tenant, upload: &str, number: u32) -> PartPlan {
-    let told = t.s3_models.lock().expect("part models").entry(upload.to_string()).or_default().clone();
+pub(super) async fn part_plan(tenant: &Tenant, upload: &str, number: u32) -> PartPlan {
+    let told = tenant.s3_models.lock().expect("part models").entry(upload.to_string()).or_default().clone();
     plan_from(told, number, FIRST_PART_WAIT).await
 }
 

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 impl Tenant {
-    /// Run `f` on the tenant's bucket state (loaded from the stores on first use), under its lock.
-    pub(super) fn buckets<R>(&self, f: impl FnOnce(&mut State, &mvault_core::Repo) -> S3Result<R>) -> S3Result<R> {
+    /// Run `work` on the tenant's bucket state (loaded from the stores on first use), under its lock.
+    pub(super) fn buckets<R>(&self, work: impl FnOnce(&mut State, &mvault_core::Repo) -> S3Result<R>) -> S3Result<R> {
         // A panic elsewhere must not take the tenant's buckets down with it: the state is only changed after
         // its record is written, so what a poisoned lock holds is still consistent.
         let mut st = self.s3.lock().unwrap_or_else(|p| p.into_inner());
@@ -20,7 +20,7 @@ impl Tenant {
         if st.is_none() {
             *st = Some(buckets::load(&repo).map_err(s3err)?);
         }
-        f(st.as_mut().expect("loaded"), &repo)
+        work(st.as_mut().expect("loaded"), &repo)
     }
 
     /// Write a new version of a key, unless its bucket went away while the body streamed in (a record for a

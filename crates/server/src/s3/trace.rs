@@ -20,9 +20,9 @@ pub struct Trace {
 
 pub(super) type TraceSlot = Arc<Mutex<Trace>>;
 
-pub(super) fn note(slot: Option<&TraceSlot>, f: impl FnOnce(&mut Trace)) {
+pub(super) fn note(slot: Option<&TraceSlot>, work: impl FnOnce(&mut Trace)) {
     if let Some(s) = slot {
-        f(&mut s.lock().expect("trace"));
+        work(&mut s.lock().expect("trace"));
     }
 }
 
@@ -36,8 +36,8 @@ pub struct Traced {
 }
 
 /// The access key id a SigV4 request names (for the audit record of a request that failed its signature).
-pub(super) fn access_key_in(h: &http::HeaderMap) -> Option<String> {
-    let v = h.get("authorization")?.to_str().ok()?;
+pub(super) fn access_key_in(headers: &http::HeaderMap) -> Option<String> {
+    let v = headers.get("authorization")?.to_str().ok()?;
     let cred = v.split("Credential=").nth(1)?;
     Some(cred.split('/').next()?.to_string())
 }

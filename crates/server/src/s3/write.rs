@@ -28,7 +28,7 @@ impl Gateway {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn store_body(
         &self,
-        c: &Caller,
+        caller: &Caller,
         key: &str,
         len: Option<i64>,
         body: Option<StreamingBlob>,
@@ -53,7 +53,7 @@ impl Gateway {
         // buffer); more wait here, before their bodies are read, so memory is bounded whatever the clients do.
         let _slot = WRITERS.acquire().await.map_err(|_| s3_error!(InternalError, "shutting down"))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
-        let (app, tenant, key2) = (self.0.clone(), c.tenant.clone(), key.to_string());
+        let (app, tenant, key2) = (self.0.clone(), caller.tenant.clone(), key.to_string());
         let job = tokio::task::spawn_blocking(move || {
             write_object(&app, &tenant, &key2, len as u64, rx, plan, want_md5, record)
         });
@@ -63,7 +63,7 @@ impl Gateway {
         loop {
             // A client that stops sending holds a writer slot and the vault's shared lock: not for long.
             let chunk = match tokio::time::timeout(BODY_IDLE, body.next()).await {
-                Ok(Some(c)) => c,
+                Ok(Some(caller)) => caller,
                 Ok(None) => break,
                 Err(_) => {
                     let msg = format!("no body bytes for {} s", BODY_IDLE.as_secs());
@@ -95,7 +95,7 @@ impl Gateway {
             });
         }
         let (w, v) = written?;
-        note(c.trace.as_ref(), |t| {
+        note(caller.trace.as_ref(), |t| {
             t.detail = format!("{} bytes, {} new, {} stored", w.size, w.new_bytes, w.stored_bytes)
         });
         Ok((w, v))
@@ -112,7 +112,7 @@ pub(super) const BODY_IDLE: Duration = Duration::from_secs(60);
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_object(
     app: &App,
-    t: &Tenant,
+    tenant: &Tenant,
     key: &str,
     len: u64,
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
@@ -120,15 +120,15 @@ pub(super) fn write_object(
     want_md5: Option<Vec<u8>>,
     record: Recorder,
 ) -> S3Result<(objects::Written, Option<Version>)> {
-    let view = t.repo.read().expect("tenant repo").view_without_index().map_err(s3err)?;
-    let known = |id: &ChunkId| t.repo.read().expect("tenant repo").has_chunk(id);
-    let max = t.record.lock().expect("record").limits.max_bytes;
+    let view = tenant.repo.read().expect("tenant repo").view_without_index().map_err(s3err)?;
+    let known = |id: &ChunkId| tenant.repo.read().expect("tenant repo").has_chunk(id);
+    let max = tenant.record.lock().expect("record").limits.max_bytes;
     let mut reserved = 0u64;
     let mut over_quota = None;
     let mut admit = |n: u64| -> mvault_core::Result<()> {
         if let Some(max) = max {
-            let mut pending = t.s3_pending.lock().expect("pending bytes");
-            let usage = t.usage()?.bytes;
+            let mut pending = tenant.s3_pending.lock().expect("pending bytes");
+            let usage = tenant.usage()?.bytes;
             if usage + *pending + n > max {
                 let msg =
                     format!("quota max_bytes exceeded: {usage} stored + {} being written + {n} > {max}", *pending);
@@ -162,7 +162,7 @@ pub(super) fn write_object(
                 Err(s3_error!(BadDigest, "the body does not match its Content-MD5"))
             } else {
                 // Recorded while the vault's shared lock is held: no prune between the packs and the record.
-                record(t, &w).map(|v| (w, v))
+                record(tenant, &w).map(|v| (w, v))
             }
         }
         Err(e) => Err(match over_quota.take() {
@@ -171,22 +171,22 @@ pub(super) fn write_object(
         }),
     };
     if max.is_some() {
-        let mut pending = t.s3_pending.lock().expect("pending bytes");
+        let mut pending = tenant.s3_pending.lock().expect("pending bytes");
         *pending = pending.saturating_sub(reserved);
     }
     out
 }
 
 pub(super) fn version_of(
-    w: &objects::Written,
+    written: &objects::Written,
     etag: String,
     content_type: Option<String>,
     metadata: Option<Metadata>,
 ) -> Version {
     Version {
         id: random_id(),
-        tree: Some(w.tree.to_hex()),
-        size: w.size,
+        tree: Some(written.tree.to_hex()),
+        size: written.size,
         etag,
         time_ms: now_ms(),
         content_type,
