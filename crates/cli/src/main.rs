@@ -236,5 +236,7 @@ fn main() {
             }
         }
     };
+    // The I/O runtime goes first: no store call may still be running while `exit` finalizes C libraries.
+    mvault_core::shutdown_io();
     std::process::exit(code);
 }

@@ -38,6 +38,7 @@ pub use repo::{
     buckets, heal, hostname, now, tenants, BlobSource, IndexSummary, InitOptions, OpenOptions, Repo, SnapshotList,
     DEFAULT_TENANT,
 };
+pub use store::runtime::shutdown as shutdown_io;
 pub use store::StoreArg;
 
 pub use catalog::{cache_dir, Catalog, CatalogArg, Engine as CatalogEngine};

@@ -47,6 +47,11 @@ pub trait Engine: Send + Sync {
     fn scan(&self, ns: i64, each: &mut dyn FnMut(ChunkId, Location) -> Result<()>) -> Result<()>;
     /// The engine and where it keeps its data, for messages ("sqlite /home/u/.cache/...").
     fn describe(&self) -> String;
+    /// How many lookups a caller should gather before asking: 1 for an in-process engine (a lookup costs
+    /// microseconds, and gathering would only delay the work behind it), more across a network.
+    fn lookup_batch(&self) -> usize {
+        1
+    }
 }
 
 /// One tenant's chunk index in a catalog engine.
@@ -117,6 +122,11 @@ impl Catalog {
 
     pub fn lookup_many(&self, ids: &[ChunkId]) -> Result<Vec<Option<Location>>> {
         self.engine.lookup(self.ns, ids)
+    }
+
+    /// How many lookups to gather before asking (see `Engine::lookup_batch`).
+    pub fn lookup_batch(&self) -> usize {
+        self.engine.lookup_batch()
     }
 
     /// Stored bytes and chunks, as counted when entries came and went.

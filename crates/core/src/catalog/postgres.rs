@@ -334,4 +334,8 @@ impl Engine for PostgresEngine {
     fn describe(&self) -> String {
         self.shown.clone()
     }
+
+    fn lookup_batch(&self) -> usize {
+        1024
+    }
 }

@@ -89,8 +89,7 @@ struct Encoded {
 }
 
 /// What the walker hands to the encoders.
-/// Chunks and bytes of new data the walker asks the catalog about at once.
-const LOOKUP_BATCH: usize = 1024;
+/// Bytes of new data the walker holds at most while it gathers lookups for the catalog.
 const LOOKUP_BYTES: usize = 16 << 20;
 
 struct Raw {
@@ -217,9 +216,12 @@ struct Walker<'a> {
     /// ChunkIds already sent to the pipeline (or queued for the lookup) in this session.
     pending: HashSet<ChunkId>,
     /// New chunks waiting for one batched lookup in the catalog (one round trip per batch on PostgreSQL):
-    /// at most LOOKUP_BATCH of them or LOOKUP_BYTES of data.
+    /// at most the catalog's `lookup_batch` of them (1 in process: sent at once) or LOOKUP_BYTES of data.
+    /// Sending in bursts also changes which chunks share a pack (three packs are filled at once), and with it
+    /// how much garbage prune's threshold leaves (see prune), so in-process catalogs keep the old order.
     queued: Vec<Raw>,
     queued_bytes: usize,
+    lookup_batch: usize,
     summary: Summary,
     progress: &'a Progress,
     warn: &'a (dyn Fn(&Error) + Sync),
@@ -255,7 +257,7 @@ impl Walker<'_> {
         let base = previous.map(|(b, _, c)| (b, c));
         self.queued_bytes += data.len();
         self.queued.push(Raw { id, blob_type, data, float, base });
-        if self.queued.len() >= LOOKUP_BATCH || self.queued_bytes >= LOOKUP_BYTES {
+        if self.queued.len() >= self.lookup_batch || self.queued_bytes >= LOOKUP_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -801,6 +803,7 @@ pub fn backup(
             pending: HashSet::new(),
             queued: Vec::new(),
             queued_bytes: 0,
+            lookup_batch: repo_ref.lookup_batch(),
             summary: Summary::default(),
             progress,
             warn,

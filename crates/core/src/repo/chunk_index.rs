@@ -57,6 +57,11 @@ impl Repo {
         self.catalog.lookup_many(ids)
     }
 
+    /// How many lookups a caller should gather before asking the catalog.
+    pub fn lookup_batch(&self) -> usize {
+        self.catalog.lookup_batch()
+    }
+
     /// Every entry of the tenant's index, once per chunk, streamed from the catalog.
     pub fn scan_index(&self, each: &mut dyn FnMut(ChunkId, Location) -> Result<()>) -> Result<()> {
         self.catalog.scan(each)

@@ -71,7 +71,7 @@ pub fn open(url: &str) -> Result<HdfsStore> {
     // stopped NameNode counts as down. A few quick ones still ride through an HA failover.
     let mut b = ClientBuilder::new()
         .with_url(format!("hdfs://{authority}"))
-        .with_io_runtime(super::runtime::runtime().handle().clone())
+        .with_io_runtime(super::runtime::runtime().clone())
         .with_config([
             ("dfs.client.failover.max.attempts", "6"),
             ("dfs.client.failover.sleep.base.millis", "200"),
