@@ -122,7 +122,10 @@ fn bit_rot_is_found_by_scrub_and_repaired() {
     assert!(flipped.len() >= 2);
     restore_identical(&v.vault(), &v.src, &v.root.join("out"));
     let o = run(&v.vault(), &["--json", "scrub"]);
+    // Damage found and not repaired is not success: exit 3 (README), and the report says how much.
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["unrepaired"].as_u64().unwrap(), flipped.len() as u64, "{report}");
     let mut named: Vec<String> = report["corrupt"]
         .as_array()
         .unwrap()

@@ -152,8 +152,21 @@ fn heal_run(global: &Global, what: &str, run: impl FnOnce(&heal::Progress) -> Re
         );
         return Ok(1);
     }
+    if report.unrepaired > 0 {
+        // Damage this run found and left: cron and monitoring must not read it as healthy.
+        if !global.json {
+            eprintln!(
+                "mvault: {} shard(s) missing or corrupt and not repaired: run `mvault repair` (or `scrub --repair`)",
+                report.unrepaired
+            );
+        }
+        return Ok(EXIT_DAMAGE);
+    }
     Ok(0)
 }
+
+/// The exit code of a command that found damage it did not repair and that can be repaired (README).
+pub const EXIT_DAMAGE: i32 = 3;
 
 pub fn scrub(global: &Global, args: ScrubArgs) -> Result<i32> {
     let l = args.limit.bytes_per_second()?;

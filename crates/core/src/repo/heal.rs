@@ -46,6 +46,8 @@ pub struct HealReport {
     pub bytes_written: u64,
     pub metadata_copied: u64,
     pub seconds: f64,
+    /// Missing or corrupt shards found and not repaired by this run (`mvault repair` or `scrub --repair` can).
+    pub unrepaired: u64,
 }
 
 /// Packs healed at once: enough to overlap one pack's reads and decoding with another's fsync'ed writes on
@@ -263,6 +265,7 @@ impl Repo {
         for part in reports.into_inner().expect("reports") {
             r.merge(part);
         }
+        r.unrepaired = ((r.missing.len() + r.corrupt.len()) as u64).saturating_sub(r.shards_repaired);
         Ok(r)
     }
 
