@@ -37,7 +37,7 @@ TA=$(R "${TOK[a.reader]}" --json snapshots | jq -r '.[0].tree')
 [[ $(H "${TOK[a.reader]}" "$URL/v1/blobs/$TA") == 200 ]] || fail "a cannot read its own tree"
 R "${TOK[a.reader]}" restore "$SA" --target "$T/a-out" >/dev/null
 diff -r "$T/data" "$T/a-out$T/data" || fail "a's own restore differs"
-PA=$(find "$V/tenants/a/packs" -type f | head -1 | xargs basename)
+PA=$(basename "$(find "$V/tenants/a/packs" -type f -print -quit)")
 [[ -n $SA && -n $TA && -n $PA ]] || fail "could not collect a's ids"
 pass "a backed up and restored its data (snapshot ${SA:0:8})"
 

@@ -84,8 +84,10 @@ ALL=$(R "$OP" --json audit show)
 jq -e '[.[] | select(.record.action == "s3.request" and .record.result == 403)] | length > 0' <<<"$ALL" >/dev/null \
     || fail "requests refused before any operation (bad signature) are not in the audit log"
 R "$OP" audit verify >/dev/null || fail "audit verify fails after S3 traffic"
-curl -sS --cacert "$MVAULT_TLS_CA" -H "Authorization: Bearer $OP" "$URL/metrics" | grep -q 'action="s3.GetObject"' \
-    || fail "/metrics does not count S3 requests"
+# Read the whole page first: `grep -q` stops at the first match, and under pipefail curl's write error on the
+# closed pipe (exit 23) would fail the check that just passed.
+METRICS=$(curl -sS --cacert "$MVAULT_TLS_CA" -H "Authorization: Bearer $OP" "$URL/metrics")
+grep -q 'action="s3.GetObject"' <<<"$METRICS" || fail "/metrics does not count S3 requests"
 pass "audit log: S3 requests by operation, refusals with reasons (bad signatures too), chain verifies; /metrics"
 
 HWM=$(awk '/VmHWM/ {print $2}' "/proc/$SRV/status")

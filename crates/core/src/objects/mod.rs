@@ -353,7 +353,7 @@ impl<'a> Packer<'a> {
         Ok(())
     }
 
-    fn write(&mut self, (builder, mut e): FullPack, admit: &mut Admit) -> Result<()> {
+    fn write(&mut self, (builder, mut pack_entries): FullPack, admit: &mut Admit) -> Result<()> {
         // One pack written at a time by all object writers of the process: a pack's shard copies are the
         // biggest buffers here, and many parallel uploads must not multiply them.
         static PACK_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -361,7 +361,7 @@ impl<'a> Packer<'a> {
         admit(bytes.len() as u64)?;
         let _one = PACK_WRITES.lock().unwrap_or_else(|p| p.into_inner());
         self.stored += self.repo.write_pack(&id, &bytes)?.0;
-        self.entries.append(&mut e);
+        self.entries.append(&mut pack_entries);
         Ok(())
     }
 
