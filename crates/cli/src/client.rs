@@ -29,7 +29,10 @@ const BATCH_BYTES: usize = 16 << 20;
 const ATTEMPTS: u32 = 5;
 
 pub struct Client {
-    base: String,
+    /// The server's instances (`--vault https://A,https://B`): requests go to one, and move to the next
+    /// when it cannot be reached.
+    bases: Vec<String>,
+    at: std::sync::atomic::AtomicUsize,
     token: String,
     http: reqwest::blocking::Client,
     /// Request body bytes sent (uploads included), for the report.
@@ -68,8 +71,16 @@ impl Client {
             .timeout(Duration::from_secs(600))
             .build()
             .map_err(|e| Error::Usage(format!("HTTP client: {e}")))?;
+        let bases: Vec<String> = url.split(',').map(|u| u.trim().trim_end_matches('/').to_string()).collect();
+        if let Some(bad) = bases.iter().find(|b| !b.starts_with("https://")) {
+            return Err(Error::Usage(format!(
+                "--vault {url}: {bad:?} is not a server URL; give https://HOST:PORT, or several joined by commas"
+            )));
+        }
         Ok(Client {
-            base: url.trim_end_matches('/').to_string(),
+            // Clients start at different instances, so many of them spread over all.
+            at: (std::process::id() as usize % bases.len()).into(),
+            bases,
             token,
             http,
             sent: AtomicU64::new(0),
@@ -78,17 +89,33 @@ impl Client {
     }
 
     /// One request; the body of a success, or the server's error as `Error::Remote` (404 as NotFound).
+    /// The instance requests go to now.
+    fn base(&self) -> &str {
+        &self.bases[self.at.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
+    /// The instance in use failed: the next one takes the following requests.
+    fn fail_over(&self, from: &str) {
+        let at = self.at.load(Ordering::Relaxed);
+        if self.bases[at % self.bases.len()] == from {
+            let _ = self.at.compare_exchange(at, at + 1, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
     fn call(&self, method: reqwest::Method, path: &str, body: Option<(&'static str, Vec<u8>)>) -> Result<Vec<u8>> {
-        let url = format!("{}{path}", self.base);
         // Safe to send again after a broken connection: reads, and uploads (the server drops what it has).
         // Anything else is retried only if the connection never opened, so a snapshot, a token or a forget is
-        // never carried out twice.
+        // never carried out twice. A retry goes to the next instance at once; only a retry that came round
+        // to the first one again waits.
         let repeatable = method == reqwest::Method::GET || path.starts_with("/v1/chunks");
+        let instances = self.bases.len() as u32;
         let mut last = None;
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(200 << attempt));
+        for attempt in 0..ATTEMPTS * instances {
+            if attempt > 0 && attempt % instances == 0 {
+                std::thread::sleep(Duration::from_millis(200 << (attempt / instances)));
             }
+            let base = self.base().to_string();
+            let url = format!("{base}{path}");
             let mut rq = self.http.request(method.clone(), &url).bearer_auth(&self.token);
             if let Some((ct, b)) = &body {
                 rq = rq.header("content-type", *ct).body(b.clone());
@@ -96,22 +123,26 @@ impl Client {
             let resp = match rq.send() {
                 Ok(r) => r,
                 Err(e) if e.is_connect() || (repeatable && (e.is_timeout() || e.is_request())) => {
-                    last = Some(self.unavailable(e.to_string()));
+                    last = Some(self.unavailable(&base, e.to_string()));
+                    self.fail_over(&base);
                     continue;
                 }
-                Err(e) => return Err(self.unavailable(e.to_string())),
+                Err(e) => return Err(self.unavailable(&base, e.to_string())),
             };
             self.sent.fetch_add(body.as_ref().map_or(0, |b| b.1.len() as u64), Ordering::Relaxed);
             let status = resp.status();
             let bytes = match resp.bytes() {
                 Ok(b) => b.to_vec(),
                 Err(e) if repeatable => {
-                    last = Some(self.unavailable(format!("reading the answer: {e}")));
+                    last = Some(self.unavailable(&base, format!("reading the answer: {e}")));
+                    self.fail_over(&base);
                     continue;
                 }
                 Err(e) => {
-                    return Err(self
-                        .unavailable(format!("the answer was cut off ({e}); the request may have been carried out")))
+                    return Err(self.unavailable(
+                        &base,
+                        format!("the answer was cut off ({e}); the request may have been carried out"),
+                    ))
                 }
             };
             self.received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -132,18 +163,18 @@ impl Client {
                     })
                 }
                 (503, Some("unavailable")) => {
-                    return Err(Error::Unavailable { what: format!("server {}", self.base), reason: message })
+                    return Err(Error::Unavailable { what: format!("server {base}"), reason: message })
                 }
                 _ => {}
             }
-            return Err(Error::Remote { url: self.base.clone(), status: status.as_u16(), message });
+            return Err(Error::Remote { url: base, status: status.as_u16(), message });
         }
-        Err(last.unwrap_or_else(|| self.unavailable("no answer".into())))
+        Err(last.unwrap_or_else(|| self.unavailable(self.base(), "no answer".into())))
     }
 
     /// The server could not be reached or its answer was lost: worth retrying later (exit 1, not 2).
-    fn unavailable(&self, reason: String) -> Error {
-        Error::Unavailable { what: format!("server {}", self.base), reason }
+    fn unavailable(&self, base: &str, reason: String) -> Error {
+        Error::Unavailable { what: format!("server {base}"), reason }
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {
@@ -441,7 +472,10 @@ impl BlobSource for RemoteSource<'_> {
         let b = self.client.call(reqwest::Method::GET, &format!("/v1/blobs/{id}"), None)?;
         // End to end: what arrived must hash to the id asked for.
         if self.chunk_id(&b) != *id {
-            return Err(Error::corrupt(format!("blob {id} from {}", self.client.base), "bytes do not hash to its id"));
+            return Err(Error::corrupt(
+                format!("blob {id} from {}", self.client.base()),
+                "bytes do not hash to its id",
+            ));
         }
         Ok(b)
     }

@@ -34,7 +34,8 @@ pub struct Cli {
 #[derive(Args, Clone)]
 pub struct Global {
     /// The vault: a directory path or a store URL such as fs:/backups/vault; or a server,
-    /// https://HOST:PORT, with the token in MVAULT_TOKEN (remote mode).
+    /// https://HOST:PORT, with the token in MVAULT_TOKEN (remote mode); or several instances of one
+    /// server, https://A:PORT,https://B:PORT (a request moves to the next when one cannot be reached).
     #[arg(long, global = true, env = "MVAULT_VAULT", value_name = "LOC")]
     pub vault: Option<String>,
     /// Remote mode: trust this CA certificate (PEM), such as the server's self-signed one.

@@ -1,7 +1,9 @@
 //! The catalog on a real PostgreSQL (Debian's server, started per test by common/postgres.rs): a vault whose
 //! chunk index lives there backs up, dedups and restores exactly; a dropped database is rebuilt from the
-//! stores with nothing lost; an outage is a clear error naming the catalog and loses nothing; and two server
-//! instances over one database are one index (tests/catalog/instances.sh).
+//! stores with nothing lost; an outage is a clear error naming the catalog and loses nothing; quota
+//! reservations from many connections never pass a quota together; and three server instances over one
+//! database are one service: one index, exact quotas, limits everywhere within a second, and a client that
+//! survives an instance's SIGKILL (tests/catalog/instances.sh).
 
 use crate::common::postgres::Postgres;
 use crate::common::*;
@@ -127,7 +129,7 @@ fn a_postgres_outage_is_a_clear_error_naming_the_catalog_and_work_resumes_after_
 }
 
 #[test]
-fn two_server_instances_over_one_postgres_are_one_index() {
+fn three_server_instances_over_one_postgres_are_one_service() {
     let pgdir = tempfile::tempdir().unwrap();
     let pg = Postgres::start(pgdir.path());
     let path = format!("{}/../../tests/catalog/instances.sh", env!("CARGO_MANIFEST_DIR"));
@@ -142,5 +144,44 @@ fn two_server_instances_over_one_postgres_are_one_index() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(out.status.success(), "instances.sh failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("two instances share one catalog"), "{stdout}");
+    assert!(stdout.contains("three instances share one catalog"), "{stdout}");
+}
+
+/// Quota reservations on PostgreSQL: writers on many connections (as many instances would be) reserving at
+/// once never pass the quota together, released bytes come back, and an ended lease gives its bytes back.
+#[test]
+fn reservations_on_postgres_never_pass_a_quota_together() {
+    let pgdir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(pgdir.path());
+    let arg: mvault_core::CatalogArg = pg.url("mvault").parse().unwrap();
+    // Four engines, each with its own pool: four instances of the server.
+    let handles: Vec<mvault_core::Catalog> =
+        (0..4).map(|_| mvault_core::Catalog::new(arg.open("vault-r").unwrap(), "vault-r", "q").unwrap()).collect();
+    let race = |max: u64| {
+        let granted = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for cat in &handles {
+                for _ in 0..3 {
+                    scope.spawn(|| {
+                        if let Ok(r) = cat.reserve(1000, max).unwrap() {
+                            granted.lock().unwrap().push(r);
+                        }
+                    });
+                }
+            }
+        });
+        granted.into_inner().unwrap()
+    };
+    let held = race(5500);
+    assert_eq!(held.len(), 5, "12 writers for room of 5: {} granted", held.len());
+    let refused = handles[2].reserve(1000, 5500).unwrap().err().expect("the sixth reservation is refused");
+    assert_eq!((refused.stored, refused.reserved), (0, 5000));
+    drop(held);
+    assert_eq!(race(5500).len(), 5, "released reservations give their bytes back");
+    // Reservations live in the database: a fresh connection sees the others' and cannot pass them.
+    let a = handles[0].reserve(3000, 5500).unwrap().expect("room for 3000");
+    let late = mvault_core::Catalog::new(arg.open("vault-r").unwrap(), "vault-r", "q").unwrap();
+    assert!(late.reserve(3000, 5500).unwrap().is_err(), "a new instance passed a reservation held elsewhere");
+    drop(a);
+    assert!(late.reserve(3000, 5500).unwrap().is_ok());
 }

@@ -202,7 +202,7 @@ impl App {
         bytes: u64,
     ) -> mvault_core::Result<Result<(), crate::limits::Limited>> {
         let Some(t) = &token.tenant else { return Ok(Ok(())) };
-        let limits = self.tenant(t)?.record.lock().expect("record").limits.clone();
+        let limits = self.tenant(t)?.limits();
         if requests > 0.0 {
             if let Err(l) = self.limiter.admit(&token.id, "requests", requests, limits.requests_per_second) {
                 return Ok(Err(l));
@@ -386,7 +386,7 @@ async fn tenants_delete(
         }
         // Uploads and commits of the tenant in progress finish first, and none start until it is gone.
         let t = app.tenant(&name)?;
-        let _no_writers = t.writes.lock().expect("tenant writes");
+        let _no_writers = t.writes.write().expect("tenant writes");
         let (keys, objects) = registry::shred(&app.base, &app.sys, &name)?;
         app.forget_tenant(&name);
         Ok(Reply::Json(json!({ "tenant": name, "key_objects_deleted": keys, "objects_deleted": objects })))
@@ -408,7 +408,7 @@ async fn tenants_limits(
         rec.limits = limits;
         registry::save(&app.sys, &rec)?;
         if let Ok(t) = app.tenant(&name) {
-            *t.record.lock().expect("record") = rec.clone();
+            t.set_record(rec.clone());
         }
         Ok(Reply::Json(json!(rec)))
     })
@@ -579,25 +579,20 @@ async fn chunks_upload(State(app): St, headers: HeaderMap, client: Client, body:
         let items = frames::parse(&body)?;
         let received = items.len();
         let t = app.own_tenant(p)?;
-        let _one_writer = t.writes.lock().expect("tenant writes");
-        let prepared = ingest::prepare(&t.repo.read().expect("tenant repo"), items)?;
+        // Beside the tenant's other uploads, on this instance and on every other.
+        let _writing = t.writes.read().expect("tenant writes");
+        let repo = t.repo.read().expect("tenant repo");
+        let prepared = ingest::prepare(&repo, items)?;
         let adding = ingest::encoded_bytes(&prepared);
-        let max = t.record.lock().expect("record").limits.max_bytes;
-        let usage = t.usage()?;
-        if let Some(max) = max.filter(|m| usage.bytes + adding > *m) {
-            return Err(quota_exceeded(
-                "max_bytes",
-                max,
-                usage.bytes,
-                adding,
-                format!("{} stored + {adding} in this upload > {max}", usage.bytes),
-            ));
-        }
+        // Held until the batch's index file is in (and so in the usage counters), then given back.
+        let _reserved = t.reserve(&repo, adding)?.map_err(|refused| {
+            quota_exceeded("max_bytes", refused.max, refused.stored + refused.reserved, adding, refused.to_string())
+        })?;
         let stored = prepared.len();
         // The vault's shared lock, as a local backup holds it: a prune (which takes the exclusive one) cannot
         // run between these packs being written and a snapshot naming them.
         let _lock = app.base.lock(false, "server upload", &|_| {})?;
-        let written = ingest::store(&mut t.repo.write().expect("tenant repo"), prepared)?;
+        let written = ingest::store(&repo, prepared)?;
         Ok(Reply::Json(json!({ "received": received, "stored": stored, "bytes_written": written })))
     })
     .await
@@ -652,10 +647,11 @@ async fn snapshots_create(State(app): St, headers: HeaderMap, client: Client, bo
     blocking(app, req("snapshot.create", Action::Append, "snapshots", headers, client, n), move |app, p| {
         let mut snap: Snapshot = json_body(&body)?;
         let t = app.own_tenant(p)?;
-        let _one_writer = t.writes.lock().expect("tenant writes");
+        let _writing = t.writes.read().expect("tenant writes");
+        let _one_commit = t.commits.lock().expect("tenant commits");
         let _lock = app.base.lock(false, "server snapshot", &|_| {})?;
         let repo = t.repo.read().expect("tenant repo");
-        if let Some(max) = t.record.lock().expect("record").limits.max_snapshots {
+        if let Some(max) = t.limits().max_snapshots {
             let have = repo.snapshots()?.0.len() as u64;
             if have >= max {
                 return Err(quota_exceeded(

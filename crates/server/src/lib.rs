@@ -28,7 +28,10 @@ use std::time::{Duration, Instant};
 pub const MAX_BODY: usize = 96 << 20;
 /// How long a token record is trusted from memory before it is read again (revocations by another
 /// instance take effect within this time; this instance's own take effect at once).
-const TOKEN_CACHE: Duration = Duration::from_secs(5);
+const TOKEN_CACHE: Duration = Duration::from_secs(1);
+/// How long a tenant's record (its limits) is trusted from memory: a limit set through one instance holds on
+/// every other within this time, and a tenant deleted through one is gone from all.
+const RECORD_CACHE: Duration = Duration::from_secs(1);
 
 /// Told the server's https URL, the S3 gateway's (if it has one) and the certificate file clients should
 /// trust, once both listen.
@@ -51,13 +54,16 @@ pub struct ServerOptions {
 /// One tenant as the server holds it: its repo (keys, index) and its registry record.
 pub struct Tenant {
     pub repo: RwLock<Repo>,
+    /// The registry record and when it was read (`App::tenant` reads it again after RECORD_CACHE).
     pub record: Mutex<registry::TenantRecord>,
-    /// Uploads and snapshot commits of one tenant run one at a time, so quota checks see every write.
-    pub writes: Mutex<()>,
+    record_read: Mutex<Instant>,
+    /// Uploads of a tenant run side by side (shared); a prune of its index and its deletion wait for them
+    /// and hold them off (exclusive). The quota needs no lock: each write reserves its bytes in the catalog.
+    pub writes: RwLock<()>,
+    /// Snapshot commits of a tenant on this instance, one at a time (the max_snapshots check).
+    pub commits: Mutex<()>,
     /// The tenant's S3 buckets, loaded on first use (s3/); every change is written before it is applied.
     pub s3: Mutex<Option<mvault_core::buckets::State>>,
-    /// Bytes S3 writes in progress have written but not yet indexed, for the quota check.
-    pub s3_pending: Mutex<u64>,
     /// Multipart uploads in progress: what part 1 told about the file, for the later parts (s3/).
     pub s3_models: Mutex<HashMap<String, tokio::sync::watch::Sender<Option<s3::PartModel>>>>,
 }
@@ -74,6 +80,44 @@ impl Tenant {
     pub fn usage(&self) -> Result<Usage> {
         let (bytes, chunks) = self.repo.read().expect("tenant repo").index_usage()?;
         Ok(Usage { bytes, chunks })
+    }
+
+    pub fn limits(&self) -> registry::Limits {
+        self.record.lock().expect("record").limits.clone()
+    }
+
+    /// Hold `bytes` of the tenant's max_bytes for a write about to happen, against what is stored and what
+    /// writers on every instance hold (one catalog transaction). No quota: nothing to hold (`None`).
+    /// `repo` is the tenant's, as the caller holds it.
+    pub fn reserve(
+        &self,
+        repo: &Repo,
+        bytes: u64,
+    ) -> Result<std::result::Result<Option<mvault_core::Reservation>, mvault_core::QuotaRefused>> {
+        let Some(max) = self.limits().max_bytes else { return Ok(Ok(None)) };
+        Ok(repo.reserve_quota(bytes, max)?.map(Some))
+    }
+
+    /// Read the record again if it is older than RECORD_CACHE (another instance may have changed it).
+    /// A store that cannot answer leaves the record as it was; a record gone means the tenant is.
+    fn refresh(&self, sys: &Repo, name: &str) -> Result<()> {
+        let mut read = self.record_read.lock().expect("record time");
+        if read.elapsed() < RECORD_CACHE {
+            return Ok(());
+        }
+        match registry::load(sys, name) {
+            Ok(record) => *self.record.lock().expect("record") = record,
+            Err(e @ Error::NotFound { .. }) => return Err(e),
+            Err(_) => {}
+        }
+        *read = Instant::now();
+        Ok(())
+    }
+
+    /// A record this instance has just saved.
+    pub fn set_record(&self, record: registry::TenantRecord) {
+        *self.record.lock().expect("record") = record;
+        *self.record_read.lock().expect("record time") = Instant::now();
     }
 }
 
@@ -109,17 +153,24 @@ impl App {
 
     /// A tenant by name, loaded on first use. Unknown (or shredded) tenants are NotFound.
     pub fn tenant(&self, name: &str) -> Result<Arc<Tenant>> {
-        if let Some(t) = self.tenants.read().expect("tenants").get(name) {
-            return Ok(t.clone());
+        let known = self.tenants.read().expect("tenants").get(name).cloned();
+        if let Some(t) = known {
+            if let Err(e) = t.refresh(&self.sys, name) {
+                // Deleted through another instance.
+                self.forget_tenant(name);
+                return Err(e);
+            }
+            return Ok(t);
         }
         let record = registry::load(&self.sys, name)?;
         let repo = self.base.for_tenant(name)?;
         let t = Arc::new(Tenant {
             repo: RwLock::new(repo),
             record: Mutex::new(record),
-            writes: Mutex::new(()),
+            record_read: Mutex::new(Instant::now()),
+            writes: RwLock::new(()),
+            commits: Mutex::new(()),
             s3: Mutex::new(None),
-            s3_pending: Mutex::new(0),
             s3_models: Mutex::default(),
         });
         Ok(self.tenants.write().expect("tenants").entry(name.to_string()).or_insert(t).clone())

@@ -259,7 +259,7 @@ impl App {
                     let t = self.tenant(&name)?;
                     // S3 versions past their retention go first, so prune frees their chunks.
                     let expired = t.expire_versions(self.s3_retention.0, self.s3_retention.1)?;
-                    let _one_writer = t.writes.lock().expect("tenant writes");
+                    let _no_writers = t.writes.write().expect("tenant writes");
                     // The tenant's index stays locked until it is read again: no S3 upload may dedup against
                     // a chunk this prune deletes (uploads in flight hold the vault's shared lock, so this
                     // prune fails at once under them instead).
@@ -355,7 +355,7 @@ mod tests {
     /// A snapshot of one file holding `data`, made the way the server's upload path makes one.
     fn snapshot(app: &App, tenant: &str, data: &[u8]) {
         let t = app.tenant(tenant).unwrap();
-        let mut repo = t.repo.write().unwrap();
+        let repo = t.repo.read().unwrap();
         let keys = repo.current_keys().clone();
         let chunk = keys.chunk_id(data);
         let node = Node {
@@ -375,7 +375,7 @@ mod tests {
             Incoming { blob_type: BlobType::Tree, id: root, float: None, data: tree_bytes },
         ];
         let prepared = ingest::prepare(&repo, items).unwrap();
-        ingest::store(&mut repo, prepared).unwrap();
+        ingest::store(&repo, prepared).unwrap();
         let snap = Snapshot {
             version: 1,
             time: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),

@@ -2,18 +2,29 @@
 //! process did before the catalog. Nothing persists, so it needs no cache directory; its cost grows with the
 //! vault (about 300 bytes per chunk: the location, and which file names it), which the scale benchmark shows beside the databases.
 
-use super::Engine;
+use super::{within, Engine, Reserved};
 use crate::error::Result;
 use crate::format::index::Location;
 use crate::ids::ChunkId;
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 pub(crate) struct MemoryEngine {
     spaces: RwLock<Vec<Space>>,
     /// Why the embedded catalog was not used, when this engine stands in for it.
     instead: Option<String>,
+    /// Quota reservations, and the last id given.
+    reservations: Mutex<(i64, Vec<Held>)>,
+}
+
+/// One quota reservation.
+struct Held {
+    id: i64,
+    ns: i64,
+    bytes: u64,
+    until: Instant,
 }
 
 impl MemoryEngine {
@@ -106,6 +117,28 @@ impl Engine for MemoryEngine {
         for (id, location) in entries {
             each(id, location)?;
         }
+        Ok(())
+    }
+
+    fn reserve(&self, ns: i64, bytes: u64, max: u64, lease: Duration) -> Result<Reserved> {
+        // The reservations' lock is taken first and held while usage is read: the check and the record are one
+        // step for every writer of this process (the only ones this engine has).
+        let mut held = self.reservations.lock().expect("memory reservations");
+        let now = Instant::now();
+        held.1.retain(|r| r.until > now);
+        let stored = self.usage(ns)?.0;
+        let reserved = held.1.iter().filter(|r| r.ns == ns).map(|r| r.bytes).sum();
+        if !within(stored, reserved, bytes, max) {
+            return Ok(Reserved::Refused { stored, reserved });
+        }
+        held.0 += 1;
+        let id = held.0;
+        held.1.push(Held { id, ns, bytes, until: now + lease });
+        Ok(Reserved::Granted(id))
+    }
+
+    fn release(&self, _ns: i64, id: i64) -> Result<()> {
+        self.reservations.lock().expect("memory reservations").1.retain(|r| r.id != id);
         Ok(())
     }
 

@@ -27,6 +27,7 @@ use crate::format::pack::{BlobType, Codec};
 use crate::ids::{ChunkId, PackId};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A database that holds chunk indexes, for any number of vaults and tenants (each a namespace).
 pub trait Engine: Send + Sync {
@@ -51,6 +52,56 @@ pub trait Engine: Send + Sync {
     /// microseconds, and gathering would only delay the work behind it), more across a network.
     fn lookup_batch(&self) -> usize {
         1
+    }
+    /// Reserve `bytes` of a namespace's quota `max` for a write in flight: granted when the stored bytes,
+    /// the namespace's unexpired reservations and `bytes` stay within `max`, checked and recorded in one
+    /// transaction, so writers in any number of processes never pass the quota together. A reservation
+    /// ends when released or after `lease` (a writer that died gives its bytes back then).
+    fn reserve(&self, ns: i64, bytes: u64, max: u64, lease: Duration) -> Result<Reserved>;
+    /// End a reservation (its bytes are in the usage counters by now, or were never written).
+    fn release(&self, ns: i64, id: i64) -> Result<()>;
+}
+
+/// What an engine answered to a reservation.
+#[derive(Debug, PartialEq)]
+pub enum Reserved {
+    Granted(i64),
+    /// Stored bytes and bytes reserved by other writers, which with the request would pass the quota.
+    Refused {
+        stored: u64,
+        reserved: u64,
+    },
+}
+
+/// How long a reservation lasts when its writer never releases it (a process killed mid-upload).
+pub const RESERVATION_LEASE: Duration = Duration::from_secs(15 * 60);
+
+/// Bytes of a tenant's quota held for one write in flight; given back when dropped.
+pub struct Reservation {
+    catalog: Catalog,
+    id: i64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // A release that fails (the database is down) leaves the bytes held until the lease ends: the quota
+        // errs on the side of refusing, never of passing.
+        let _ = self.catalog.engine.release(self.catalog.ns, self.id);
+    }
+}
+
+/// A reservation refused: what is stored, what others hold, what was asked, and the quota.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QuotaRefused {
+    pub stored: u64,
+    pub reserved: u64,
+    pub asked: u64,
+    pub max: u64,
+}
+
+impl std::fmt::Display for QuotaRefused {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(out, "{} stored + {} being written + {} asked > {}", self.stored, self.reserved, self.asked, self.max)
     }
 }
 
@@ -137,6 +188,19 @@ impl Catalog {
     pub fn scan(&self, each: &mut dyn FnMut(ChunkId, Location) -> Result<()>) -> Result<()> {
         self.engine.scan(self.ns, each)
     }
+
+    /// Hold `bytes` of the quota `max` for a write about to happen (see `Engine::reserve`).
+    pub fn reserve(&self, bytes: u64, max: u64) -> Result<std::result::Result<Reservation, QuotaRefused>> {
+        Ok(match self.engine.reserve(self.ns, bytes, max, RESERVATION_LEASE)? {
+            Reserved::Granted(id) => Ok(Reservation { catalog: self.clone(), id }),
+            Reserved::Refused { stored, reserved } => Err(QuotaRefused { stored, reserved, asked: bytes, max }),
+        })
+    }
+}
+
+/// The check every engine makes inside its transaction.
+pub(crate) fn within(stored: u64, reserved: u64, bytes: u64, max: u64) -> bool {
+    stored.saturating_add(reserved).saturating_add(bytes) <= max
 }
 
 /// A catalog engine's own failure, named with the engine ("sqlite /path: ...").

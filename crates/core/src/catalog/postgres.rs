@@ -2,7 +2,7 @@
 //! with a deadpool pool, driven from the synchronous core on the stores' runtime. Lookups and inserts go in
 //! batches (`= ANY($2)`, `unnest` of arrays), so a backup's round trips grow with its batches, not its chunks.
 
-use super::{columns, corrupt, location, unavailable, Engine, SCAN_PAGE};
+use super::{columns, corrupt, location, unavailable, within, Engine, Reserved, SCAN_PAGE};
 use crate::error::Result;
 use crate::format::index::Location;
 use crate::ids::ChunkId;
@@ -14,7 +14,10 @@ use tokio_postgres::NoTls;
 
 /// The schema, one migration per version, applied in order under an advisory lock (two instances starting
 /// at once migrate once).
-const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_chunk_index.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres/0001_chunk_index.sql"),
+    include_str!("migrations/postgres/0002_reservations.sql"),
+];
 
 /// Rows per statement of a batched insert or lookup.
 const BATCH: usize = 10_000;
@@ -337,5 +340,42 @@ impl Engine for PostgresEngine {
 
     fn lookup_batch(&self) -> usize {
         1024
+    }
+
+    fn reserve(&self, ns: i64, bytes: u64, max: u64, lease: Duration) -> Result<Reserved> {
+        self.run(async {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            // The tenant's usage row, locked: reservations of one tenant, from every instance, are checked one
+            // at a time against what is stored and what the others hold. Index files add to the same row.
+            tx.execute("INSERT INTO usage (ns, bytes, chunks) VALUES ($1, 0, 0) ON CONFLICT DO NOTHING", &[&ns]).await?;
+            let stored: i64 = tx.query_one("SELECT bytes FROM usage WHERE ns = $1 FOR UPDATE", &[&ns]).await?.get(0);
+            // The database's clock, one for all instances.
+            tx.execute("DELETE FROM reservations WHERE ns = $1 AND expires <= now()", &[&ns]).await?;
+            let reserved: i64 = tx
+                .query_one("SELECT coalesce(sum(bytes), 0)::int8 FROM reservations WHERE ns = $1", &[&ns])
+                .await?
+                .get(0);
+            let (stored, reserved) = (stored.max(0) as u64, reserved.max(0) as u64);
+            if !within(stored, reserved, bytes, max) {
+                return Ok(Reserved::Refused { stored, reserved });
+            }
+            let row = tx
+                .query_one(
+                    "INSERT INTO reservations (ns, bytes, expires)                      VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING id",
+                    &[&ns, &(bytes as i64), &lease.as_secs_f64()],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(Reserved::Granted(row.get(0)))
+        })
+    }
+
+    fn release(&self, ns: i64, id: i64) -> Result<()> {
+        self.run(async {
+            let client = self.pool.get().await?;
+            client.execute("DELETE FROM reservations WHERE ns = $1 AND id = $2", &[&ns, &id]).await?;
+            Ok(())
+        })
     }
 }

@@ -2,7 +2,7 @@
 //! file per vault, in WAL mode so that several local commands read while one writes. The file is private
 //! (0600 in a 0700 directory): it holds chunk ids and pack locations, no content and no key.
 
-use super::{columns, corrupt, location, unavailable, Engine, SCAN_PAGE};
+use super::{columns, corrupt, location, unavailable, within, Engine, Reserved, SCAN_PAGE};
 use crate::error::{Error, Result};
 use crate::format::index::Location;
 use crate::ids::ChunkId;
@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// The schema, one migration per version, applied in order (`user_version` says how far a file is).
-const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_chunk_index.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("migrations/sqlite/0001_chunk_index.sql"), include_str!("migrations/sqlite/0002_reservations.sql")];
 
 pub(crate) struct SqliteEngine {
     path: PathBuf,
@@ -233,9 +234,49 @@ impl Engine for SqliteEngine {
         }
     }
 
+    fn reserve(&self, ns: i64, bytes: u64, max: u64, lease: std::time::Duration) -> Result<Reserved> {
+        let mut conn = self.conn();
+        let run = |conn: &mut Connection| -> rusqlite::Result<Reserved> {
+            // IMMEDIATE takes the database's write lock before the first read: two processes checking the same
+            // quota run one after the other.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let now = unix_millis();
+            tx.execute("DELETE FROM reservations WHERE ns = ?1 AND expires <= ?2", params![ns, now])?;
+            let stored: i64 =
+                tx.query_row("SELECT coalesce((SELECT bytes FROM usage WHERE ns = ?1), 0)", [ns], |r| r.get(0))?;
+            let reserved: i64 =
+                tx.query_row("SELECT coalesce(sum(bytes), 0) FROM reservations WHERE ns = ?1", [ns], |r| r.get(0))?;
+            let (stored, reserved) = (stored.max(0) as u64, reserved.max(0) as u64);
+            if !within(stored, reserved, bytes, max) {
+                return Ok(Reserved::Refused { stored, reserved });
+            }
+            let until = now.saturating_add(lease.as_millis() as i64);
+            tx.execute(
+                "INSERT INTO reservations (ns, bytes, expires) VALUES (?1, ?2, ?3)",
+                params![ns, bytes as i64, until],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(Reserved::Granted(id))
+        };
+        run(&mut conn).map_err(|e| self.fail(e))
+    }
+
+    fn release(&self, ns: i64, id: i64) -> Result<()> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM reservations WHERE ns = ?1 AND id = ?2", params![ns, id])
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!("sqlite {}", self.path.display())
     }
+}
+
+/// Milliseconds since 1970 (reservation leases; every process on one machine shares the clock).
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn add_usage(tx: &rusqlite::Transaction<'_>, ns: i64, bytes: i64, chunks: i64) -> rusqlite::Result<()> {

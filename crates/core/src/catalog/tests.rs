@@ -105,6 +105,54 @@ fn a_chunk_named_by_two_files_survives_the_removal_of_either() {
     }
 }
 
+/// Writers reserving at once, each through its own handle on the engine (for SQLite, its own connection,
+/// as two processes would have): together they never pass the quota.
+fn racing_reservations(handles: Vec<Catalog>, max: u64) -> (usize, Vec<Reservation>) {
+    let granted = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for cat in &handles {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    if let Ok(r) = cat.reserve(10, max).unwrap() {
+                        granted.lock().unwrap().push(r);
+                    }
+                });
+            }
+        }
+    });
+    let granted = granted.into_inner().unwrap();
+    (granted.len(), granted)
+}
+
+#[test]
+fn reservations_never_pass_the_quota_together_and_come_back_when_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shared.sqlite");
+    let sqlite = || Arc::new(sqlite::SqliteEngine::open_file(&file).unwrap()) as Arc<dyn Engine>;
+    let memory: Arc<dyn Engine> = Arc::new(memory::MemoryEngine::default());
+    for engines in [vec![memory.clone(), memory], vec![sqlite(), sqlite()]] {
+        let handles: Vec<Catalog> = engines.into_iter().map(|e| Catalog::new(e, "v1", "q").unwrap()).collect();
+        let cat = handles[0].clone();
+        let stored = entry(4, 1, false);
+        cat.add_file("i/1", &[stored]).unwrap();
+        let used = cat.usage().unwrap().0;
+        // Room for three reservations of 10 bytes beside what is stored, not four.
+        let (count, granted) = racing_reservations(handles.clone(), used + 35);
+        assert_eq!(count, 3, "{}: {count} of 8 granted", cat.describe());
+        let refused = cat.reserve(10, used + 35).unwrap().err().unwrap();
+        assert_eq!(refused, QuotaRefused { stored: used, reserved: 30, asked: 10, max: used + 35 });
+        assert!(refused.to_string().contains("30 being written"), "{refused}");
+        drop(granted);
+        let (count, granted) = racing_reservations(handles, used + 35);
+        assert_eq!(count, 3, "released reservations give their bytes back ({})", cat.describe());
+        drop(granted);
+        // A reservation whose lease ended is given back though never released (its writer died).
+        let engine = &cat.engine;
+        assert!(matches!(engine.reserve(cat.ns, 30, used + 35, Duration::ZERO).unwrap(), Reserved::Granted(_)));
+        assert!(cat.reserve(30, used + 35).unwrap().is_ok(), "an expired lease still held its bytes");
+    }
+}
+
 #[test]
 fn usage_counts_each_stored_chunk_once_as_files_come_and_go() {
     for (engine, _dir) in engines() {

@@ -70,7 +70,7 @@ pub fn encoded_bytes(items: &[Prepared]) -> u64 {
 }
 
 /// Pack, encrypt and write a prepared batch, then its index file. Returns the bytes written to the stores.
-pub fn store(repo: &mut Repo, items: Vec<Prepared>) -> Result<u64> {
+pub fn store(repo: &Repo, items: Vec<Prepared>) -> Result<u64> {
     let mut written = 0;
     let mut entries = Vec::with_capacity(items.len());
     let mut packing = Packing::new(repo);

@@ -73,6 +73,16 @@ impl Repo {
         self.catalog.usage()
     }
 
+    /// Hold `bytes` of the tenant's quota `max` for a write about to happen: in the catalog every instance
+    /// shares, checked against what is stored and what writers elsewhere hold, in one transaction.
+    pub fn reserve_quota(
+        &self,
+        bytes: u64,
+        max: u64,
+    ) -> Result<std::result::Result<crate::catalog::Reservation, crate::catalog::QuotaRefused>> {
+        self.catalog.reserve(bytes, max)
+    }
+
     /// The tenant's index as the catalog holds it.
     pub fn index_summary(&self) -> Result<IndexSummary> {
         let (bytes, chunks) = self.index_usage()?;

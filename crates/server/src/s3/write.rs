@@ -122,23 +122,23 @@ pub(super) fn write_object(
 ) -> S3Result<(objects::Written, Option<Version>)> {
     let view = tenant.repo.read().expect("tenant repo").view_without_index().map_err(s3err)?;
     let known = |id: &ChunkId| tenant.repo.read().expect("tenant repo").has_chunk(id);
-    let max = tenant.record.lock().expect("record").limits.max_bytes;
-    let mut reserved = 0u64;
+    // Each pack's bytes are reserved in the catalog before it is written, and held until the object's index
+    // file is in: writers of the tenant on every instance are counted.
+    let mut reserved = Vec::new();
     let mut over_quota = None;
-    let mut admit = |n: u64| -> mvault_core::Result<()> {
-        if let Some(max) = max {
-            let mut pending = tenant.s3_pending.lock().expect("pending bytes");
-            let usage = tenant.usage()?.bytes;
-            if usage + *pending + n > max {
-                let msg =
-                    format!("quota max_bytes exceeded: {usage} stored + {} being written + {n} > {max}", *pending);
-                over_quota = Some(msg.clone());
-                return Err(Error::Usage(msg));
+    let mut admit = |bytes: u64| -> mvault_core::Result<()> {
+        let repo = tenant.repo.read().expect("tenant repo");
+        match tenant.reserve(&repo, bytes)? {
+            Ok(held) => {
+                reserved.extend(held);
+                Ok(())
             }
-            *pending += n;
+            Err(refused) => {
+                let msg = format!("quota max_bytes exceeded: {refused}");
+                over_quota = Some(msg.clone());
+                Err(Error::Usage(msg))
+            }
         }
-        reserved += n;
-        Ok(())
     };
     let warn = |_: &Error| {};
     // The vault's shared lock, as a backup holds it: no prune between these packs and the record naming them.
@@ -170,10 +170,7 @@ pub(super) fn write_object(
             None => s3err(e),
         }),
     };
-    if max.is_some() {
-        let mut pending = tenant.s3_pending.lock().expect("pending bytes");
-        *pending = pending.saturating_sub(reserved);
-    }
+    drop(reserved);
     out
 }
 
