@@ -115,6 +115,28 @@ curl -sS -D "$T/hdr" -o /dev/null --cacert "$MVAULT_TLS_CA" "$URL/v1/snapshots"
 grep -qi '^www-authenticate: Bearer' "$T/hdr" || fail "401 without WWW-Authenticate"
 pass "401 for missing, basic, empty, malformed, forged, unknown, revoked and expired tokens"
 
+# What the server and the vault keep on disk is private: the state directory (the TLS key) and every vault file.
+[[ $(stat -c %a "$T/state") == 700 && $(stat -c %a "$T/state/server-key.pem") == 600 ]] ||
+    fail "the server's state directory is $(stat -c %a "$T/state"), its TLS key $(stat -c %a "$T/state/server-key.pem")"
+open_files=$(find "$V" -perm /077 -print -quit)
+[[ -z $open_files ]] || fail "vault files others can read: $open_files"
+pass "the server's state directory is 0700 (its TLS key 0600); no vault file or directory is open to others"
+
+# A slow, large upload without a valid token is refused from its headers, before its body arrives.
+most=0
+for auth in "" "Authorization: Bearer mvt_0123456789abcdef_$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"; do
+    read -r st sent <<<"$(slow_body POST "$URL/v1/chunks" ${auth:+-H "$auth"})"
+    [[ $st == 401 ]] || fail "a slow upload with ${auth:-no token} answered $st"
+    ((sent < (8 << 20))) || fail "the server took $sent bytes of an unauthenticated body before its 401"
+    ((sent > most)) && most=$sent
+done
+# A reader may not send an upload-sized body at all: 413 from the headers.
+read -r st sent <<<"$(slow_body POST "$URL/v1/snapshots" -H "Authorization: Bearer ${TOK[a.reader]}")"
+[[ $st == 413 ]] || fail "a reader's 32 MiB body answered $st, not 413"
+((sent < (8 << 20))) || fail "the server took $sent bytes of a reader's oversized body before refusing it"
+((sent > most)) && most=$sent
+pass "a slow 32 MiB upload without a valid token: 401; a reader's: 413; each before $most bytes of it were sent"
+
 # --- quota: 507 and nothing kept ---
 R "$OP" tenant create c --max-bytes 1MiB >/dev/null
 CW=$(R "$OP" --json token create --tenant c --role writer | jq -r .token)

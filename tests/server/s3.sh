@@ -74,6 +74,16 @@ SCHED=$(R "$AW" --json snapshots | jq '[.[] | select(.tags == ["bucket:ckpts"])]
 [[ $SCHED -ge 1 ]] || fail "the scheduled snapshot-bucket job made no snapshot"
 pass "the scheduled snapshot-bucket job made $SCHED snapshots while the clients worked"
 
+# A slow, large PUT signed by no key is refused from its headers, before its body arrives.
+day=$(date -u +%Y%m%d)
+read -r st sent <<<"$(slow_body PUT "$S3_URL/anybucket/weights.bin" -H "x-amz-date: $(date -u +%Y%m%dT%H%M%SZ)" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -H "Authorization: AWS4-HMAC-SHA256 \
+Credential=AKIA0000000000000000/$day/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, \
+Signature=$(printf '0%.0s' {1..64})")"
+[[ $st == 403 ]] || fail "a slow PUT with an unknown key answered $st, not 403"
+((sent < (8 << 20))) || fail "the gateway took $sent bytes of an unsigned body before its 403"
+pass "a slow 32 MiB PUT with an unknown key: 403 before $sent bytes of it were sent"
+
 # Every S3 request is in the audit log, refused ones with their reason.
 AUD=$(R "$OP" --json audit show --tenant a)
 jq -e '[.[] | select(.record.action == "s3.PutObject" and .record.result == 200)] | length > 10' <<<"$AUD" >/dev/null \

@@ -112,3 +112,55 @@ fn drill_recovers_with_m_stores_lost_and_fails_loudly_beyond() {
     let err = fails(&vault, &["drill", "--without-store", "s1", "--without-store", "s2", "--without-store", "s5"], 1);
     assert!(err.contains("shards"), "{err}");
 }
+
+/// The CLI under `umask 000`, as a careless service unit would run it.
+fn open_umask(vault: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let inner = cmd(vault, args);
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c").arg("umask 000; exec \"$0\" \"$@\"").arg(inner.get_program()).args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.env("MVAULT_NEW_PASSWORD", "second").output().unwrap()
+}
+
+#[test]
+fn a_vault_is_private_to_its_owner_whatever_the_umask_and_check_warns_about_an_exposed_key_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let (vault, src) = (t.path().join("vault"), t.path().join("data"));
+    sample_tree(&src);
+    for args in [vec!["init"], vec!["backup", src.to_str().unwrap()], vec!["key", "add"]] {
+        let mut all = vec!["-q"];
+        all.extend(args);
+        let o = open_umask(&vault, &all);
+        assert!(o.status.success(), "{all:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let mut seen = 0;
+    let mut stack = vec![vault.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            let want = if p.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode, want, "{} is {mode:o}", p.display());
+            seen += 1;
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    assert!(seen > 10, "only {seen} entries in the vault");
+    assert_eq!(std::fs::metadata(&vault).unwrap().permissions().mode() & 0o777, 0o700);
+
+    // A key file made readable by others afterwards: check says so and what to run.
+    let key =
+        objects(&vault, "keys/").into_iter().find(|p| p.parent() == Some(&vault.join("keys"))).expect("a key file");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = json(&vault, &["check"]);
+    let warnings: Vec<&str> = r["report"]["warnings"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
+    assert!(warnings.iter().any(|w| w.contains(&key.display().to_string()) && w.contains("chmod 600")), "{warnings:?}");
+}

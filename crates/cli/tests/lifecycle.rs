@@ -238,3 +238,48 @@ fn a_live_lock_blocks_prune_and_a_stale_one_is_reported_and_ignored() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("stale"), "stale locks are reported");
     assert!(!vault.join("locks/aaaa").exists(), "and removed by the exclusive locker");
 }
+
+/// The program that ships reads no test hook: a fake clock cannot lift a snapshot lock and a crash point
+/// does not crash it. The same steps with the test binary show the hooks are real (so this test can fail).
+#[test]
+fn the_shipped_program_ignores_the_test_clock_and_crash_points() {
+    let t = tempfile::tempdir().unwrap();
+    let (vault, src) = (t.path().join("vault"), t.path().join("data"));
+    sample_tree(&src);
+    init(&vault);
+    // The same command line and environment as `cmd`, run by the shipped program.
+    let shipped = |args: &[&str]| {
+        let test_cmd = cmd(&vault, args);
+        let mut c = std::process::Command::new(shipped_bin());
+        c.args(test_cmd.get_args()).env_remove("MVAULT_VAULT");
+        for (k, v) in test_cmd.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        c
+    };
+    // A crash point on the way of every backup: the shipped program passes it.
+    let o = shipped(&["--json", "backup", "--lock-for", "30d", src.to_str().unwrap()])
+        .env("MVAULT_TEST_CRASH", "backup-index-written")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "the shipped program crashed at a test point: {}", String::from_utf8_lossy(&o.stderr));
+    let locked =
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["snapshot_id"].as_str().unwrap().to_string();
+    let o = cmd(&vault, &["backup", src.to_str().unwrap()])
+        .env("MVAULT_TEST_CRASH", "backup-index-written")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the test binary did not stop at its crash point");
+
+    // A clock a century ahead: the shipped program still sees the lock.
+    let far = "2126-01-01T00:00:00Z";
+    let o = shipped(&["forget", &locked]).env("MVAULT_TEST_NOW", far).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("locked"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = shipped(&["--json", "snapshots"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&locked), "the locked snapshot is gone");
+    let o = cmd(&vault, &["forget", &locked]).env("MVAULT_TEST_NOW", far).output().unwrap();
+    assert!(o.status.success(), "the test binary's clock did not move: {}", String::from_utf8_lossy(&o.stderr));
+}

@@ -6,6 +6,7 @@
 //! gateway with boto3, s3fs and the AWS CLI, then a bucket snapshot restored). These tests run them with this
 //! build's binary.
 
+use crate::common::bin;
 use std::process::Command;
 
 /// Run tests/server/SCRIPT and require it to succeed and print `done`.
@@ -13,7 +14,7 @@ fn run_script(script: &str, done: &str) {
     let path = format!("{}/../../tests/server/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("bash")
         .arg(path)
-        .env("MVAULT_BIN", env!("CARGO_BIN_EXE_mvault"))
+        .env("MVAULT_BIN", bin())
         .env_remove("MVAULT_VAULT")
         .env_remove("MVAULT_TOKEN")
         .output()

@@ -8,9 +8,15 @@
 //!   the two the test stops a store, kills a DataNode or a NameNode: an outage in the middle of the operation.
 //!
 //! Unset (always, outside tests), a point costs one check of a value read once per process.
+//!
+//! None of this, nor the tests' clock (`MVAULT_TEST_NOW`, `repo::now`), works unless the program turned the
+//! hooks on with `enable_test_hooks` before anything else: only the `mvault-test` binary does, which is built
+//! for the test suite alone (the `test-hooks` feature of the CLI). The shipped `mvault` never does, so no
+//! environment can crash it, pause it or move its clock past a snapshot lock.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -19,6 +25,18 @@ struct Plan {
     crash: Option<(String, u64)>,
     pause: Option<(String, u64, PathBuf)>,
     passes: Mutex<HashMap<String, u64>>,
+}
+
+static HOOKS: AtomicBool = AtomicBool::new(false);
+
+/// Let the environment drive this process's fault points and clock: for the test binary's `main` only.
+pub fn enable_test_hooks() {
+    HOOKS.store(true, Ordering::SeqCst);
+}
+
+/// Whether the program turned the test hooks on.
+pub(crate) fn test_hooks() -> bool {
+    HOOKS.load(Ordering::Relaxed)
 }
 
 /// `NAME` or `NAME@N` (N counted from 1).
@@ -30,6 +48,9 @@ fn parse_target(target: &str) -> (String, u64) {
 }
 
 fn plan() -> Option<&'static Plan> {
+    if !test_hooks() {
+        return None;
+    }
     static PLAN: OnceLock<Option<Plan>> = OnceLock::new();
     PLAN.get_or_init(|| {
         let crash = std::env::var("MVAULT_TEST_CRASH").ok().map(|v| parse_target(&v));

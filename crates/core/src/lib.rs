@@ -25,6 +25,7 @@ pub mod ids;
 pub mod model;
 pub mod objects;
 pub(crate) mod ops;
+pub mod private;
 pub mod random;
 pub(crate) mod redundancy;
 pub(crate) mod repo;
@@ -34,6 +35,7 @@ pub mod synth;
 
 pub use error::{Error, Result};
 // The repository layer: the vault, its stores, its metadata.
+pub use fault::enable_test_hooks;
 pub use repo::{
     buckets, heal, hostname, now, tenants, BlobSource, IndexSummary, InitOptions, OpenOptions, Repo, SnapshotList,
     DEFAULT_TENANT,

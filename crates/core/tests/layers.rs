@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u8)] = &[
     ("error", 0),
     ("random", 0),
+    ("private", 0),
     ("fault", 0),
     ("synth", 0),
     ("durability", 0),

@@ -1,6 +1,7 @@
 //! The HTTP API (docs/API.md): routing, and one request path that every endpoint goes through:
-//! authenticate the bearer token, check the role table, apply the token's rate limits, run the handler on a
-//! blocking thread (the core is synchronous), then record the request in the audit log and the metrics.
+//! authenticate the bearer token from the headers before any body is read (`authenticate_first`), check the
+//! role table, apply the token's rate limits, run the handler on a blocking thread (the core is
+//! synchronous), then record the request in the audit log and the metrics.
 //!
 //! Every data request is scoped to the token's tenant: ids are looked up in that tenant's index and
 //! snapshots only, so another tenant's ids are simply not found, whatever they are.
@@ -297,6 +298,73 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("request body: {e}")))
 }
 
+/// The largest body of any request but an upload batch (JSON: ids, snapshot records, limits).
+pub const SMALL_BODY: usize = 8 << 20;
+
+/// Check the token from the headers before the body is read: a request without a valid token is answered
+/// 401 at once, whatever it is still sending, and costs no body's memory; a token whose role cannot upload
+/// is refused a body over SMALL_BODY (413) before it arrives. The handler checks the token again (from the
+/// cache, no store read) with the role and limits for its action.
+async fn authenticate_first(
+    State(app): St,
+    ConnectInfo(client): Client,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let headers = request.headers().clone();
+    let checking = app.clone();
+    let verdict = tokio::task::spawn_blocking(move || checking.authenticate(&headers)).await;
+    let declared = request
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let refusal = match verdict {
+        Ok(Ok(token)) if declared > SMALL_BODY as u64 && !token.role.may(Action::Append) => Some((
+            Some(token.id.clone()),
+            format!("a {} token may not send a body over {} bytes", token.role, SMALL_BODY),
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request bodies of a {} token: at most {SMALL_BODY} bytes", token.role),
+            ),
+        )),
+        Ok(Ok(_)) => None,
+        Ok(Err((why, id))) => Some((
+            id,
+            why.to_string(),
+            ApiError::new(StatusCode::UNAUTHORIZED, "missing, invalid, expired or revoked token"),
+        )),
+        Err(_) => Some((
+            None,
+            "authentication failed".into(),
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "authentication failed"),
+        )),
+    };
+    let Some((token, detail, error)) = refusal else { return next.run(request).await };
+    let status = error.status;
+    app.audit.append(audit::Record {
+        action: "http.request".into(),
+        target: format!("{} {}", request.method(), request.uri().path()),
+        client: client.ip().to_string(),
+        token,
+        result: status.as_u16(),
+        detail,
+        ..Default::default()
+    });
+    app.metrics.observe("http.request", status.as_u16(), 0, 0, 0.0);
+    let mut response = error.into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    }
+    // The rest of the body is not read: the connection closes after this answer.
+    response.headers_mut().insert("connection", HeaderValue::from_static("close"));
+    response
+}
+
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -312,14 +380,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/tenant/id-key", get(tenant_id_key))
         .route("/v1/chunks/missing", post(chunks_missing))
         .route("/v1/chunks/stat", post(chunks_stat))
-        .route("/v1/chunks", post(chunks_upload))
+        .route("/v1/chunks", post(chunks_upload).layer(axum::extract::DefaultBodyLimit::max(crate::MAX_BODY)))
         .route("/v1/blobs/{id}", get(blob_get))
         .route("/v1/snapshots", get(snapshots_list).post(snapshots_create))
         .route("/v1/snapshots/forget", post(snapshots_forget))
         .route("/v1/snapshots/{id}", get(snapshot_get))
         .route("/v1/buckets/{bucket}/snapshot", post(bucket_snapshot))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
-        .layer(axum::extract::DefaultBodyLimit::max(crate::MAX_BODY))
+        .layer(axum::extract::DefaultBodyLimit::max(SMALL_BODY))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), authenticate_first))
         .with_state(app)
 }
 

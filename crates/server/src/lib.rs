@@ -29,6 +29,8 @@ pub const MAX_BODY: usize = 96 << 20;
 /// How long a token record is trusted from memory before it is read again (revocations by another
 /// instance take effect within this time; this instance's own take effect at once).
 const TOKEN_CACHE: Duration = Duration::from_secs(1);
+/// Unknown token ids remembered at most.
+const UNKNOWN_TOKENS: usize = 100_000;
 /// How long a tenant's record (its limits) is trusted from memory: a limit set through one instance holds on
 /// every other within this time, and a tenant deleted through one is gone from all.
 const RECORD_CACHE: Duration = Duration::from_secs(1);
@@ -126,6 +128,9 @@ pub struct App {
     pub sys: Repo,
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
     tokens: Mutex<HashMap<String, (auth::TokenRecord, Instant)>>,
+    /// Token ids found in no record lately: asked again after TOKEN_CACHE, so a client sending unknown ids
+    /// costs no store read per request.
+    unknown_tokens: Mutex<HashMap<String, Instant>>,
     pub audit: audit::Chain,
     pub metrics: metrics::Metrics,
     pub jobs: schedule::JobStats,
@@ -143,6 +148,7 @@ impl App {
             sys,
             tenants: RwLock::default(),
             tokens: Mutex::default(),
+            unknown_tokens: Mutex::default(),
             audit: audit::Chain::new("server"),
             metrics: metrics::Metrics::default(),
             jobs: schedule::JobStats::default(),
@@ -187,9 +193,29 @@ impl App {
                 return Some(t.clone());
             }
         }
-        let t = auth::load(&self.sys, id).ok()?;
-        self.remember_token(t.clone());
-        Some(t)
+        if self.unknown_tokens.lock().expect("unknown tokens").get(id).is_some_and(|at| at.elapsed() < TOKEN_CACHE) {
+            return None;
+        }
+        match auth::load(&self.sys, id) {
+            Ok(t) => {
+                self.remember_token(t.clone());
+                Some(t)
+            }
+            Err(e) => {
+                if matches!(e, Error::NotFound { .. }) {
+                    let mut unknown = self.unknown_tokens.lock().expect("unknown tokens");
+                    // Bounded: a flood of fresh ids costs one store read each, never unbounded memory.
+                    if unknown.len() >= UNKNOWN_TOKENS {
+                        unknown.retain(|_, at| at.elapsed() < TOKEN_CACHE);
+                        if unknown.len() >= UNKNOWN_TOKENS {
+                            unknown.clear();
+                        }
+                    }
+                    unknown.insert(id.to_string(), Instant::now());
+                }
+                None
+            }
+        }
     }
 
     fn remember_token(&self, token: auth::TokenRecord) {

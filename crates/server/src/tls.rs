@@ -43,7 +43,8 @@ fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    // Private: it holds the server's TLS key.
+    mvault_core::private::dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     let ck = rcgen::generate_simple_self_signed(names).map_err(|e| Error::Usage(format!("make a certificate: {e}")))?;
     std::fs::write(&cert, ck.cert.pem()).map_err(|e| Error::io("write", &cert, e))?;

@@ -13,6 +13,11 @@ use std::process::{Command, Output};
 pub const PASS: &str = "correct horse battery staple";
 
 pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mvault-test"))
+}
+
+/// The program that ships, on which the test hooks have no effect.
+pub fn shipped_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mvault"))
 }
 

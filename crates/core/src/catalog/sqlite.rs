@@ -33,11 +33,11 @@ impl SqliteEngine {
             }
         }
         // Made 0600 before SQLite opens it: its WAL and shared-memory files take the database file's mode.
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            let made = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path);
-            made.map_err(|e| Error::Io { op: "create", path: path.to_path_buf(), source: e })?;
-        }
+        crate::private::file_for_append(path).map_err(|e| Error::Io {
+            op: "create",
+            path: path.to_path_buf(),
+            source: e,
+        })?;
         let name = format!("sqlite {}", path.display());
         let fail = |e: rusqlite::Error| unavailable(&name, e);
         let conn = Connection::open(path).map_err(fail)?;
@@ -60,12 +60,7 @@ impl SqliteEngine {
 }
 
 fn private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::Io {
-        op: "create directory",
-        path: dir.to_path_buf(),
-        source: e,
-    })
+    crate::private::dir_all(dir).map_err(|e| Error::Io { op: "create directory", path: dir.to_path_buf(), source: e })
 }
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -43,6 +43,27 @@ impl CheckReport {
     }
 }
 
+/// Key files on `fs:` stores that other local users can read: each holds the master key wrapped under the
+/// passphrase, so a copy is a passphrase to guess offline. (Tenant keys are wrapped under the master key.)
+fn exposed_key_files(repo: &Repo) -> Vec<String> {
+    let mut out = Vec::new();
+    for store in repo.stores() {
+        let Some(root) = store.url().strip_prefix("fs:") else { continue };
+        for name in store.list("keys").unwrap_or_default() {
+            let path = std::path::Path::new(root).join(&name);
+            if crate::private::readable_by_others(&path).unwrap_or(false) {
+                out.push(format!(
+                    "key file {} can be read by other users, who could guess the passphrase offline: \
+                     run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                ));
+            }
+        }
+    }
+    out
+}
+
 pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckReport> {
     let mut r = CheckReport::default();
     // Every index file is read and authenticated again, whatever the catalog already holds (it may have
@@ -64,6 +85,8 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
             Err(e) => r.errors.push(e.to_string()),
         }
     }
+
+    r.warnings.extend(exposed_key_files(repo));
 
     let (snaps, bad) = repo.snapshots()?;
     r.errors.extend(bad.iter().map(|e| e.to_string()));

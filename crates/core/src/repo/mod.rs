@@ -100,13 +100,12 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// The current time, or `MVAULT_TEST_NOW` (RFC 3339) when set: the tests' fake clock for snapshot times,
-/// retention and snapshot locks. Vault locks always use the real clock.
+/// The current time; in the test binary only (`fault::enable_test_hooks`), `MVAULT_TEST_NOW` (RFC 3339)
+/// when set: the tests' fake clock for snapshot times, retention and snapshot locks. Vault locks always use
+/// the real clock.
 pub fn now() -> std::time::SystemTime {
-    std::env::var("MVAULT_TEST_NOW")
-        .ok()
-        .and_then(|s| humantime::parse_rfc3339_weak(&s).ok())
-        .unwrap_or_else(std::time::SystemTime::now)
+    let fake = || std::env::var("MVAULT_TEST_NOW").ok().and_then(|s| humantime::parse_rfc3339_weak(&s).ok());
+    crate::fault::test_hooks().then(fake).flatten().unwrap_or_else(std::time::SystemTime::now)
 }
 
 pub fn now_rfc3339() -> String {

@@ -216,7 +216,7 @@ impl Store for FsStore {
         }
         let full = self.full(path);
         let dir = full.parent().expect("object paths have a parent");
-        fs::create_dir_all(dir).map_err(|e| self.err("put", path, e))?;
+        crate::private::dir_all(dir).map_err(|e| self.err("put", path, e))?;
         let mut suffix = [0u8; 8];
         crate::random::fill_random(&mut suffix);
         let tmp = full.with_file_name(format!(
@@ -225,7 +225,7 @@ impl Store for FsStore {
             hex::encode(suffix)
         ));
         let result = (|| -> std::io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
+            let mut f = crate::private::new_file(&tmp)?;
             for part in parts {
                 f.write_all(part)?;
             }
@@ -253,7 +253,7 @@ impl Store for FsStore {
     }
 
     fn create(&self) -> Result<()> {
-        fs::create_dir_all(&self.root).map_err(|e| Error::Store {
+        crate::private::dir_all(&self.root).map_err(|e| Error::Store {
             store: self.url.clone(),
             op: "create",
             path: String::new(),
