@@ -125,13 +125,13 @@ pass "the server's state directory is 0700 (its TLS key 0600); no vault file or 
 # A slow, large upload without a valid token is refused from its headers, before its body arrives.
 most=0
 for auth in "" "Authorization: Bearer mvt_0123456789abcdef_$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"; do
-    read -r st sent <<<"$(slow_body POST "$URL/v1/chunks" ${auth:+-H "$auth"})"
+    read -r st sent _ <<<"$(slow_body POST "$URL/v1/chunks" ${auth:+-H "$auth"})"
     [[ $st == 401 ]] || fail "a slow upload with ${auth:-no token} answered $st"
     ((sent < (8 << 20))) || fail "the server took $sent bytes of an unauthenticated body before its 401"
     ((sent > most)) && most=$sent
 done
 # A reader may not send an upload-sized body at all: 413 from the headers.
-read -r st sent <<<"$(slow_body POST "$URL/v1/snapshots" -H "Authorization: Bearer ${TOK[a.reader]}")"
+read -r st sent _ <<<"$(slow_body POST "$URL/v1/snapshots" -H "Authorization: Bearer ${TOK[a.reader]}")"
 [[ $st == 413 ]] || fail "a reader's 32 MiB body answered $st, not 413"
 ((sent < (8 << 20))) || fail "the server took $sent bytes of a reader's oversized body before refusing it"
 ((sent > most)) && most=$sent
@@ -257,7 +257,7 @@ jq -e '[.[] | select(.record.result == 401 and .record.detail == "token revoked"
 R "$OP" audit verify >/dev/null || fail "audit verify failed on an untouched log"
 kill "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=
 "$M" --vault "$V" audit verify >/dev/null || fail "local audit verify failed after shutdown"
-chain=$(for c in "$V"/system/audit/server-*; do echo "$(ls "$c" | wc -l) $(basename "$c")"; done | sort -n | tail -1 | cut -d' ' -f2)
+chain=$(for c in "$V"/system/audit/*-server-*; do echo "$(ls "$c" | wc -l) $(basename "$c")"; done | sort -n | tail -1 | cut -d' ' -f2)
 segs=($(ls "$V/system/audit/$chain"))
 ((${#segs[@]} >= 3)) || fail "only ${#segs[@]} audit segments to tamper with"
 S=$V/system/audit/$chain
@@ -276,7 +276,15 @@ last=${segs[-1]}; mv "$S/$last" "$T/last"
 "$M" --vault "$V" audit verify >/dev/null 2>&1 && fail "verify missed a removed last segment"
 mv "$T/last" "$S/$last"
 "$M" --vault "$V" audit verify >/dev/null || fail "verify fails on the restored log"
-pass "audit: b's denied attempts and the revoked token are logged; verify finds removed, swapped, edited and truncated segments"
+# A whole chain deleted (its segments and its head), as someone with the store's credentials could.
+cli_chains=("$V"/system/audit/*-cli-*)
+gone=$(basename "${cli_chains[0]}")
+mv "$V/system/audit/$gone" "$T/gone"; mv "$V/system/audit-heads/$gone" "$T/gone-head"
+if out=$("$M" --vault "$V" audit verify 2>&1); then fail "verify missed the deleted chain $gone"; fi
+grep -q "audit chain number $((10#${gone%%-*})) is missing" <<<"$out" || fail "verify does not name the deleted chain: $out"
+mv "$T/gone" "$V/system/audit/$gone"; mv "$T/gone-head" "$V/system/audit-heads/$gone"
+"$M" --vault "$V" audit verify >/dev/null || fail "verify fails once the chain is back"
+pass "audit: b's denied attempts and the revoked token are logged; verify finds removed, swapped, edited and truncated segments and a chain deleted whole"
 
 # --- scheduled jobs: a scrub every second shows in the metrics and the audit log ---
 printf '[[schedule.job]]\nkind = "scrub"\nevery = "1s"\n' >"$T/server.toml"

@@ -27,13 +27,15 @@ start_server() {
 R() { local tok=$1; shift; MVAULT_TOKEN=$tok timeout 240 "$M" --vault "$URL" "$@"; }
 
 # slow_body METHOD URL [CURL ARGS...]: send 32 MiB at 2 MB/s without `Expect: 100-continue` (as an attacker
-# would); prints the answer's status and how many body bytes had gone out when it came. A server that
-# authenticates from the headers answers after a fraction of the body; one that reads it all first, after
-# all 32 MiB (16 s).
+# would); prints the answer's status, how many body bytes had gone out when the exchange ended, and curl's
+# exit code. A server that authenticates from the headers answers after a fraction of the body; one that
+# reads it all first, after all 32 MiB (16 s). A server that refuses and closes without reading what is still
+# coming resets the connection, and the client may lose the answer: status 000, curl exit 55 or 56.
 slow_body() {
-    local method=$1 url=$2; shift 2
+    local method=$1 url=$2 out code=0; shift 2
     [[ -s $T/slow.body ]] || head -c $((32 << 20)) /dev/urandom >"$T/slow.body"
-    curl -sS -o /dev/null -w '%{http_code} %{size_upload}' --cacert "$MVAULT_TLS_CA" --limit-rate 2M -X "$method" \
-        -H 'Expect:' -H 'content-type: application/octet-stream' "$@" --data-binary @"$T/slow.body" "$url" \
-        2>/dev/null || true
+    out=$(curl -sS -o /dev/null -w '%{http_code} %{size_upload}' --cacert "$MVAULT_TLS_CA" --limit-rate 2M \
+        -X "$method" -H 'Expect:' -H 'content-type: application/octet-stream' "$@" --data-binary @"$T/slow.body" \
+        "$url" 2>/dev/null) || code=$?
+    echo "$out $code"
 }

@@ -76,13 +76,16 @@ pass "the scheduled snapshot-bucket job made $SCHED snapshots while the clients 
 
 # A slow, large PUT signed by no key is refused from its headers, before its body arrives.
 day=$(date -u +%Y%m%d)
-read -r st sent <<<"$(slow_body PUT "$S3_URL/anybucket/weights.bin" -H "x-amz-date: $(date -u +%Y%m%dT%H%M%SZ)" \
+read -r st sent code <<<"$(slow_body PUT "$S3_URL/anybucket/weights.bin" -H "x-amz-date: $(date -u +%Y%m%dT%H%M%SZ)" \
     -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -H "Authorization: AWS4-HMAC-SHA256 \
 Credential=AKIA0000000000000000/$day/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, \
 Signature=$(printf '0%.0s' {1..64})")"
-[[ $st == 403 ]] || fail "a slow PUT with an unknown key answered $st, not 403"
-((sent < (8 << 20))) || fail "the gateway took $sent bytes of an unsigned body before its 403"
-pass "a slow 32 MiB PUT with an unknown key: 403 before $sent bytes of it were sent"
+# The gateway (s3s) refuses and closes without lingering, so the 403 may be lost to the reset that follows:
+# either way, the exchange must end long before the body is through.
+[[ $st == 403 || ($st == 000 && ($code == 55 || $code == 56)) ]] ||
+    fail "a slow PUT with an unknown key answered $st (curl exit $code), not 403"
+((sent < (8 << 20))) || fail "the gateway took $sent bytes of an unsigned body before refusing it"
+pass "a slow 32 MiB PUT with an unknown key: refused (HTTP $st) before $sent bytes of it were sent"
 
 # Every S3 request is in the audit log, refused ones with their reason.
 AUD=$(R "$OP" --json audit show --tenant a)

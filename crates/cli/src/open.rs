@@ -28,7 +28,7 @@ pub fn open(global: &Global) -> Result<Repo> {
 
 /// A local admin action goes into the audit log too, as a chain of its own.
 pub fn audit_local_action(sys: &mvault_core::Repo, action: &str, target: &str, tenant: Option<&str>) -> Result<()> {
-    let chain = audit::Chain::new("cli");
+    let chain = audit::Chain::new("cli", sys)?;
     chain.append(audit::Record {
         action: action.into(),
         target: target.into(),

@@ -345,10 +345,13 @@ async fn authenticate_first(
         )),
     };
     let Some((token, detail, error)) = refusal else { return next.run(request).await };
+    let (head, body) = request.into_parts();
+    tokio::spawn(linger(body));
+    let request = head;
     let status = error.status;
     app.audit.append(audit::Record {
         action: "http.request".into(),
-        target: format!("{} {}", request.method(), request.uri().path()),
+        target: format!("{} {}", request.method, request.uri.path()),
         client: client.ip().to_string(),
         token,
         result: status.as_u16(),
@@ -360,9 +363,30 @@ async fn authenticate_first(
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
     }
-    // The rest of the body is not read: the connection closes after this answer.
-    response.headers_mut().insert("connection", HeaderValue::from_static("close"));
     response
+}
+
+/// How much of a refused request's body is read and dropped, and for how long, before its connection closes.
+const LINGER_BYTES: usize = 4 << 20;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A lingering close, as nginx makes one: read and drop what the client is still sending, for a moment, so it
+/// sees the refusal. Closing with its bytes unread would reset the connection, and a reset makes the client's
+/// system drop the answer it had received. Nothing is kept, and an endless sender is cut off after
+/// LINGER_TIME or LINGER_BYTES.
+async fn linger(body: axum::body::Body) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut read = 0;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while let Some(Ok(data)) = stream.next().await {
+            read += data.len();
+            if read >= LINGER_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 pub fn router(app: Arc<App>) -> Router {

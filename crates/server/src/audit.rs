@@ -5,9 +5,14 @@
 //! run, a CLI admin command) has its own chain, so writers never contend. `system/audit-heads/<chain>` names
 //! the chain's last record (seq and hash), so dropping the newest segments is detected too.
 //!
+//! Chains are numbered: `system/audit-count` (sealed) holds the next number, and each new chain takes one and
+//! puts it first in its name (`00000042-server-3fa9...`). So a chain cannot vanish unseen: one deleted whole
+//! (segments and head) leaves a gap in the numbers, and a counter deleted or rolled back is found too.
+//!
 //! `verify` finds: an edited record (its hash no longer matches, or the segment fails to decrypt), a removed
 //! record or segment (a gap in seq, or `prev` not the hash before), reordered records or segments (the AEAD
-//! binds each segment to its path; within one, seq and `prev` must follow), and a truncated tail (the head).
+//! binds each segment to its path; within one, seq and `prev` must follow), a truncated tail (the head), and
+//! a deleted chain (a missing number).
 
 use mvault_core::format::object::Kind;
 use mvault_core::Repo;
@@ -66,15 +71,46 @@ pub struct Chain {
     state: Mutex<State>,
 }
 
+const COUNTER: &str = "system/audit-count";
+
+#[derive(Serialize, Deserialize)]
+struct Counter {
+    next: u64,
+}
+
+fn read_counter(sys: &Repo) -> Result<Option<u64>> {
+    match sys.read_sealed(Kind::System, COUNTER) {
+        Ok(b) => serde_json::from_slice::<Counter>(&b)
+            .map(|c| Some(c.next))
+            .map_err(|e| Error::malformed(COUNTER, e.to_string())),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A chain's number, from its name; chains written before numbering have none.
+fn number_of(chain: &str) -> Option<u64> {
+    let (digits, _) = chain.split_once('-')?;
+    (digits.len() == 8 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+}
+
 impl Chain {
-    /// A new chain (each server run and each CLI admin command starts one).
-    pub fn new(prefix: &str) -> Chain {
+    /// A new chain (each server run and each CLI admin command starts one), with the next number. Two
+    /// writers starting at once may take the same number (both chains are kept and checked); a number is
+    /// never skipped.
+    pub fn new(prefix: &str, sys: &Repo) -> Result<Chain> {
+        let number = read_counter(sys)?.unwrap_or(0);
+        sys.write_sealed(
+            Kind::System,
+            COUNTER,
+            &serde_json::to_vec(&Counter { next: number + 1 }).expect("counter serializes"),
+        )?;
         let mut r = [0u8; 6];
         mvault_core::random::fill_random(&mut r);
-        Chain {
-            name: format!("{prefix}-{}", hex::encode(r)),
+        Ok(Chain {
+            name: format!("{number:08}-{prefix}-{}", hex::encode(r)),
             state: Mutex::new(State { next_seq: 0, prev: GENESIS.into(), pending: Vec::new() }),
-        }
+        })
     }
 
     /// Append a record (seq, prev and hash are filled in here).
@@ -162,7 +198,27 @@ pub struct VerifyReport {
 /// Check every chain end to end (all problems are collected, not just the first).
 pub fn verify(sys: &Repo) -> Result<VerifyReport> {
     let mut rep = VerifyReport::default();
-    for (chain, segs) in chains(sys)? {
+    let all = chains(sys)?;
+    let numbers: std::collections::BTreeSet<u64> = all.keys().filter_map(|c| number_of(c)).collect();
+    match read_counter(sys)? {
+        Some(next) => {
+            for missing in (0..next).filter(|n| !numbers.contains(n)) {
+                rep.problems.push(format!(
+                    "audit chain number {missing} is missing: a whole chain (segments and head) was deleted"
+                ));
+            }
+            if let Some(above) = numbers.iter().find(|n| **n >= next) {
+                rep.problems.push(format!(
+                    "chain number {above} is past the chain counter ({next}): {COUNTER} was rolled back"
+                ));
+            }
+        }
+        None if !numbers.is_empty() => {
+            rep.problems.push(format!("{COUNTER} is missing while numbered chains exist: it was deleted"))
+        }
+        None => {}
+    }
+    for (chain, segs) in all {
         rep.chains += 1;
         let mut expect_seq = 0u64;
         let mut prev = GENESIS.to_string();
@@ -238,7 +294,7 @@ mod tests {
     fn a_rewritten_record_breaks_the_chain_even_when_resealed_with_the_key() {
         let d = tempfile::tempdir().unwrap();
         let sys = sys(&d);
-        let chain = Chain::new("test");
+        let chain = Chain::new("test", &sys).unwrap();
         for i in 0..3 {
             chain.append(rec(&format!("a{i}")));
         }
@@ -269,5 +325,32 @@ mod tests {
         sys.write_sealed(Kind::Audit, &seg, &serde_json::to_vec(&recs).unwrap()).unwrap();
         let bad = verify(&sys).unwrap();
         assert!(bad.problems.iter().any(|p| p.contains("removed or reordered")), "{:?}", bad.problems);
+    }
+
+    #[test]
+    fn a_chain_deleted_whole_is_named_by_its_missing_number() {
+        let d = tempfile::tempdir().unwrap();
+        let sys = sys(&d);
+        let chains: Vec<Chain> = (0..3).map(|_| Chain::new("cli", &sys).unwrap()).collect();
+        for c in &chains {
+            c.append(rec("tenant.create"));
+            c.flush(&sys).unwrap();
+        }
+        assert!(chains[1].name().starts_with("00000001-cli-"), "{}", chains[1].name());
+        assert_eq!(verify(&sys).unwrap().problems, Vec::<String>::new());
+        // Someone with the store's credentials deletes the middle chain entirely: segments and head.
+        for name in sys.list_meta("system/audit").unwrap() {
+            if name.contains(chains[1].name()) {
+                sys.delete_meta(&name).unwrap();
+            }
+        }
+        sys.delete_meta(&format!("system/audit-heads/{}", chains[1].name())).unwrap();
+        let bad = verify(&sys).unwrap();
+        assert_eq!(bad.chains, 2);
+        assert!(bad.problems.iter().any(|p| p.contains("audit chain number 1 is missing")), "{:?}", bad.problems);
+        // Deleting the counter too (to hide the newest chain's absence) is found as well.
+        sys.delete_meta(COUNTER).unwrap();
+        let bad = verify(&sys).unwrap();
+        assert!(bad.problems.iter().any(|p| p.contains("audit-count is missing")), "{:?}", bad.problems);
     }
 }

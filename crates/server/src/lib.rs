@@ -143,13 +143,14 @@ pub struct App {
 impl App {
     pub fn new(base: Repo) -> Result<App> {
         let sys = base.system()?;
+        let audit = audit::Chain::new("server", &sys)?;
         Ok(App {
             base,
             sys,
             tenants: RwLock::default(),
             tokens: Mutex::default(),
             unknown_tokens: Mutex::default(),
-            audit: audit::Chain::new("server"),
+            audit,
             metrics: metrics::Metrics::default(),
             jobs: schedule::JobStats::default(),
             limiter: limits::RateLimiter::default(),
