@@ -60,6 +60,38 @@ pub trait Engine: Send + Sync {
     fn reserve(&self, ns: i64, bytes: u64, max: u64, lease: Duration) -> Result<Reserved>;
     /// End a reservation (its bytes are in the usage counters by now, or were never written).
     fn release(&self, ns: i64, id: i64) -> Result<()>;
+    /// Whether processes elsewhere write through this catalog too (PostgreSQL). Then state a process caches
+    /// between requests must be held and checked through `exclusive` and `counter`; an in-process engine has
+    /// no one else to exclude (the caller's own lock serves) and returns None.
+    fn exclusive(&self, _ns: i64, _what: &str) -> Result<Option<Box<dyn Send>>> {
+        Ok(None)
+    }
+    /// The last version of `what` that a holder of `exclusive` published (0: none yet).
+    fn counter(&self, _ns: i64, _what: &str) -> Result<u64> {
+        Ok(0)
+    }
+    /// Publish a new version of `what` (by the holder of `exclusive`).
+    fn set_counter(&self, _ns: i64, _what: &str, _value: u64) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// `what` of a namespace held against every other instance on a shared catalog, and the last version of
+/// it any instance published: a server's cached bucket state is checked against it before each use.
+pub struct Exclusive {
+    catalog: Catalog,
+    what: String,
+    _held: Box<dyn Send>,
+}
+
+impl Exclusive {
+    pub fn latest(&self) -> Result<u64> {
+        self.catalog.engine.counter(self.catalog.ns, &self.what)
+    }
+
+    pub fn publish(&self, version: u64) -> Result<()> {
+        self.catalog.engine.set_counter(self.catalog.ns, &self.what, version)
+    }
 }
 
 /// What an engine answered to a reservation.
@@ -187,6 +219,13 @@ impl Catalog {
 
     pub fn scan(&self, each: &mut dyn FnMut(ChunkId, Location) -> Result<()>) -> Result<()> {
         self.engine.scan(self.ns, each)
+    }
+
+    /// Hold `what` against the other instances on a shared catalog (None: there are none; see
+    /// `Engine::exclusive`).
+    pub fn exclusive(&self, what: &str) -> Result<Option<Exclusive>> {
+        let held = self.engine.exclusive(self.ns, what)?;
+        Ok(held.map(|held| Exclusive { catalog: self.clone(), what: what.to_string(), _held: held }))
     }
 
     /// Hold `bytes` of the quota `max` for a write about to happen (see `Engine::reserve`).

@@ -17,6 +17,7 @@ use tokio_postgres::NoTls;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_chunk_index.sql"),
     include_str!("migrations/postgres/0002_reservations.sql"),
+    include_str!("migrations/postgres/0003_counters.sql"),
 ];
 
 /// Rows per statement of a batched insert or lookup.
@@ -377,5 +378,65 @@ impl Engine for PostgresEngine {
             client.execute("DELETE FROM reservations WHERE ns = $1 AND id = $2", &[&ns, &id]).await?;
             Ok(())
         })
+    }
+
+    fn exclusive(&self, ns: i64, what: &str) -> Result<Option<Box<dyn Send>>> {
+        // A session lock on a connection taken out of the pool for as long as it is held: an instance that dies
+        // drops the connection, and PostgreSQL lets the lock go with it. The two-key form keeps these apart
+        // from the one-key locks of the index (namespace ids) and of migrations.
+        let key = (i32::try_from(ns).map_err(|_| corrupt(&self.shown, "a namespace id out of range"))?, lock_key(what));
+        let client = self.run(async {
+            let client = self.pool.get().await?;
+            client.execute("SELECT pg_advisory_lock($1, $2)", &[&key.0, &key.1]).await?;
+            Ok(client)
+        })?;
+        Ok(Some(Box::new(SessionLock { client: Some(client), key })))
+    }
+
+    fn counter(&self, ns: i64, what: &str) -> Result<u64> {
+        self.run(async {
+            let client = self.pool.get().await?;
+            let row = client.query_opt("SELECT value FROM counters WHERE ns = $1 AND name = $2", &[&ns, &what]).await?;
+            Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64).unwrap_or(0))
+        })
+    }
+
+    fn set_counter(&self, ns: i64, what: &str, value: u64) -> Result<()> {
+        self.run(async {
+            let client = self.pool.get().await?;
+            client
+                .execute(
+                    "INSERT INTO counters (ns, name, value) VALUES ($1, $2, $3) \
+                     ON CONFLICT (ns, name) DO UPDATE SET value = excluded.value",
+                    &[&ns, &what, &(value as i64)],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// The second key of an `exclusive` lock: FNV-1a of the resource's name.
+fn lock_key(what: &str) -> i32 {
+    let hash = what.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+    hash as i32
+}
+
+/// An advisory lock held on a connection of its own until dropped.
+struct SessionLock {
+    client: Option<deadpool_postgres::Object>,
+    key: (i32, i32),
+}
+
+impl Drop for SessionLock {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        let key = self.key;
+        let unlocked =
+            runtime().block_on(async { client.execute("SELECT pg_advisory_unlock($1, $2)", &[&key.0, &key.1]).await });
+        if unlocked.is_err() {
+            // Never back to the pool still holding the lock: closing the connection releases it.
+            drop(deadpool_postgres::Object::take(client));
+        }
     }
 }

@@ -319,6 +319,35 @@ fn try_load(repo: &Repo) -> Result<State> {
     Ok(state)
 }
 
+/// Bring `state` up to what other server instances appended: every record after `state.seq`, read one by one
+/// until there is no next one. `latest` is the last record any instance published in the catalog: a record
+/// at or below it that is gone was folded into a checkpoint meanwhile, and the state is loaded again.
+pub fn catch_up(repo: &Repo, state: &mut State, latest: u64) -> Result<()> {
+    loop {
+        let seq = state.seq + 1;
+        let name = format!("{}/{seq:020}", log_dir(repo));
+        match repo.read_sealed(Kind::Bucket, &name) {
+            Ok(bytes) => {
+                let r: Record =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(&name, format!("bucket record: {e}")))?;
+                state.apply(&r);
+                state.seq = seq;
+            }
+            Err(Error::NotFound { .. }) if seq <= latest => {
+                *state = load(repo)?;
+                if state.seq < latest {
+                    return Err(Error::corrupt(
+                        &name,
+                        format!("bucket record {latest} was published but the stores end at {}", state.seq),
+                    ));
+                }
+            }
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Write a record, then apply it to `state`: acknowledged changes are on the stores first.
 pub fn append(repo: &Repo, state: &mut State, record: Record) -> Result<()> {
     let seq = state.seq + 1;

@@ -83,6 +83,12 @@ impl Repo {
         self.catalog.reserve(bytes, max)
     }
 
+    /// Hold `what` of this tenant against the other server instances on a shared catalog, and learn the
+    /// last version of it any published (None: no other instance can exist).
+    pub fn exclusive(&self, what: &str) -> Result<Option<crate::catalog::Exclusive>> {
+        self.catalog.exclusive(what)
+    }
+
     /// The tenant's index as the catalog holds it.
     pub fn index_summary(&self) -> Result<IndexSummary> {
         let (bytes, chunks) = self.index_usage()?;

@@ -17,10 +17,21 @@ impl Tenant {
         // its record is written, so what a poisoned lock holds is still consistent.
         let mut st = self.s3.lock().unwrap_or_else(|p| p.into_inner());
         let repo = self.repo.read().expect("tenant repo");
+        // Instances sharing a catalog take turns on a tenant's buckets, and each first reads what the others
+        // appended, so every gateway serves the same buckets.
+        let shared = repo.exclusive("buckets").map_err(s3err)?;
         if st.is_none() {
             *st = Some(buckets::load(&repo).map_err(s3err)?);
         }
-        work(st.as_mut().expect("loaded"), &repo)
+        let state = st.as_mut().expect("loaded");
+        let Some(shared) = shared else { return work(state, &repo) };
+        buckets::catch_up(&repo, state, shared.latest().map_err(s3err)?).map_err(s3err)?;
+        let before = state.seq;
+        let out = work(state, &repo);
+        if state.seq != before {
+            shared.publish(state.seq).map_err(s3err)?;
+        }
+        out
     }
 
     /// Write a new version of a key, unless its bucket went away while the body streamed in (a record for a
