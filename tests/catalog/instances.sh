@@ -15,13 +15,17 @@ set -euo pipefail
 source "$(dirname "$0")/../server/lib.sh"
 
 "$M" --vault "$V" -q tenant create a
+# Every instance has the same schedule: a retention job each second, on a tenant of its own.
+"$M" --vault "$V" -q tenant create idle
+printf '[[schedule.job]]\nkind = "forget"\nevery = "1s"\ntenant = "idle"\nkeep_last = 100\n' >"$T/schedule.toml"
 W=$("$M" --vault "$V" --json token create --tenant a --role writer | jq -r .token)
 
 PIDS=()
 declare -A URLS S3 PID_OF
 start_instance() { # NAME [SERVER ARGS...]: a server with its own state directory; sets URLS[NAME], PID_OF[NAME]
   local n=$1; shift
-  "$M" --vault "$V" --json server --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 --state-dir "$T/state-$n" "$@" \
+  "$M" --vault "$V" --json server --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 --state-dir "$T/state-$n" \
+    --config "$T/schedule.toml" "$@" \
     >"$T/srv-$n.json" 2>"$T/srv-$n.err" &
   PIDS+=($!)
   PID_OF[$n]=$!
@@ -200,4 +204,14 @@ s3 A mpu-done ckpts step-2/model.safetensors "$upload" "$e1" "$e2" "$e3"
 s3 A get ckpts step-2/model.safetensors "$T/mpu-out"
 cat "$T/part1" "$T/part2" "$T/part3" | cmp - "$T/mpu-out" || fail "the multipart object finished through A differs"
 pass "S3: a multipart upload begun on $survivor (SIGKILLed after part 1) finished through A, 15 MiB identical"
+# The shared schedule ran once per second between the instances, never twice in one second: each run's
+# record (from any instance's chain) carries its start, and a run takes the job's lease for a second.
+as_on "$OP" A --json audit show >"$T/audit.json"
+starts=$(jq -r '[.[] | select(.record.action == "job.forget")] | map(.record.time) | .[]' "$T/audit.json")
+runs=$(wc -l <<<"$starts")
+distinct=$(sort -u <<<"$starts" | wc -l)
+chains=$(jq -r '[.[] | select(.record.action == "job.forget") | .chain] | unique | length' "$T/audit.json")
+((runs >= 3)) || fail "the scheduled job ran only $runs times"
+((distinct == runs)) || fail "the scheduled job ran twice in one second ($runs runs in $distinct seconds): no lease"
+pass "a schedule given to every instance: $runs runs of the job, by $chains instances, never two in one second"
 echo "three instances share one catalog"

@@ -43,7 +43,9 @@ pub use repo::{
 pub use store::runtime::shutdown as shutdown_io;
 pub use store::StoreArg;
 
-pub use catalog::{cache_dir, Catalog, CatalogArg, Engine as CatalogEngine, Exclusive, QuotaRefused, Reservation};
+pub use catalog::{
+    cache_dir, Catalog, CatalogArg, Claim, Engine as CatalogEngine, Exclusive, QuotaRefused, Reservation,
+};
 // One module per operation.
 pub use ops::{backup, check, copy, diff, dircmp, drill, ingest, inspect, prune, restore, retention};
 // S3 objects.

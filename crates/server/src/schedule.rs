@@ -1,7 +1,9 @@
 //! Jobs the server runs on its own (`mvault server --config FILE`, section `[schedule]`): retention
 //! (`forget`), `prune`, `scrub` and offsite `copy`, each at its interval, one run at a time per job. Every run
-//! is an audit record (action `job.<kind>`, result 200 or 500 with the error) and shows in `/metrics`
-//! (`mvault_job_runs_total{job,result}`, `mvault_job_last_success_timestamp_seconds{job}`).
+//! is an audit record (action `job.<kind>`, time its start, result 200 or 500 with the error) and shows in
+//! `/metrics` (`mvault_job_runs_total{job,result}`, `mvault_job_last_success_timestamp_seconds{job}`).
+//! Instances with the same schedule over one shared catalog run each job once per period between them (a
+//! lease in the catalog, `Repo::claim`); an instance that finds the job claimed skips that turn.
 //!
 //! ```toml
 //! [[schedule.job]]
@@ -315,15 +317,26 @@ pub fn start(app: Arc<App>, cfg: Config) {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let (a, j) = (app.clone(), job.clone());
-                let out = tokio::task::spawn_blocking(move || a.run_job(&j)).await;
+                let (a, j, claim_name) = (app.clone(), job.clone(), name.clone());
+                // A run's record carries its start.
+                let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+                // Instances with the same schedule on one shared catalog run each job once per period between
+                // them: the one that claims it runs, the others skip this turn.
+                let out =
+                    tokio::task::spawn_blocking(move || match a.sys.claim(&format!("job {claim_name}"), every)? {
+                        mvault_core::Claim::Taken => Ok(None),
+                        _held => a.run_job(&j).map(Some),
+                    })
+                    .await;
                 let (ok, detail) = match out {
-                    Ok(Ok(s)) => (true, s),
+                    Ok(Ok(None)) => continue,
+                    Ok(Ok(Some(s))) => (true, s),
                     Ok(Err(e)) => (false, e.to_string()),
                     Err(e) => (false, format!("job panicked: {e}")),
                 };
                 app.jobs.record(&name, ok);
                 app.audit.append(audit::Record {
+                    time: started,
                     action: format!("job.{}", job.kind.name()),
                     target: name.clone(),
                     tenant: job.tenant.clone(),

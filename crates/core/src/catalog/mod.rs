@@ -74,6 +74,21 @@ pub trait Engine: Send + Sync {
     fn set_counter(&self, _ns: i64, _what: &str, _value: u64) -> Result<()> {
         Ok(())
     }
+    /// Claim the run of a job for one period across instances: taken when another instance runs it now or
+    /// ran it less than `period` ago. An in-process engine has no other instance (`Claim::Alone`).
+    fn claim(&self, _ns: i64, _what: &str, _period: Duration) -> Result<Claim> {
+        Ok(Claim::Alone)
+    }
+}
+
+/// The answer to a job's claim.
+pub enum Claim {
+    /// No other instance can exist: run.
+    Alone,
+    /// This instance runs it; the others skip until the period ends (held until dropped).
+    Mine(Box<dyn Send>),
+    /// Another instance runs it, or has this period.
+    Taken,
 }
 
 /// `what` of a namespace held against every other instance on a shared catalog, and the last version of
@@ -226,6 +241,11 @@ impl Catalog {
     pub fn exclusive(&self, what: &str) -> Result<Option<Exclusive>> {
         let held = self.engine.exclusive(self.ns, what)?;
         Ok(held.map(|held| Exclusive { catalog: self.clone(), what: what.to_string(), _held: held }))
+    }
+
+    /// Claim a job's run for one period (see `Engine::claim`).
+    pub fn claim(&self, what: &str, period: Duration) -> Result<Claim> {
+        self.engine.claim(self.ns, what, period)
     }
 
     /// Hold `bytes` of the quota `max` for a write about to happen (see `Engine::reserve`).

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_chunk_index.sql"),
     include_str!("migrations/postgres/0002_reservations.sql"),
     include_str!("migrations/postgres/0003_counters.sql"),
+    include_str!("migrations/postgres/0004_leases.sql"),
 ];
 
 /// Rows per statement of a batched insert or lookup.
@@ -391,6 +392,36 @@ impl Engine for PostgresEngine {
             Ok(client)
         })?;
         Ok(Some(Box::new(SessionLock { client: Some(client), key })))
+    }
+
+    fn claim(&self, ns: i64, what: &str, period: Duration) -> Result<super::Claim> {
+        let key = (i32::try_from(ns).map_err(|_| corrupt(&self.shown, "a namespace id out of range"))?, lock_key(what));
+        let claimed = self.run(async {
+            let client = self.pool.get().await?;
+            // Not while another instance runs it (the session lock), and once per period (the lease row, on the
+            // database's clock).
+            let free: bool = client.query_one("SELECT pg_try_advisory_lock($1, $2)", &[&key.0, &key.1]).await?.get(0);
+            if !free {
+                return Ok(None);
+            }
+            let leased = client
+                .query_opt(
+                    "INSERT INTO leases (ns, name, until) VALUES ($1, $2, now() + make_interval(secs => $3)) \
+                     ON CONFLICT (ns, name) DO UPDATE SET until = excluded.until WHERE leases.until <= now() \
+                     RETURNING 1",
+                    &[&ns, &what, &period.as_secs_f64()],
+                )
+                .await;
+            Ok(Some((client, leased)))
+        })?;
+        let Some((client, leased)) = claimed else { return Ok(super::Claim::Taken) };
+        // From here the session lock is held: a SessionLock gives it back whatever happens next.
+        let lock = SessionLock { client: Some(client), key };
+        match leased {
+            Ok(Some(_)) => Ok(super::Claim::Mine(Box::new(lock))),
+            Ok(None) => Ok(super::Claim::Taken),
+            Err(e) => Err(unavailable(&self.shown, db_message(&e))),
+        }
     }
 
     fn counter(&self, ns: i64, what: &str) -> Result<u64> {

@@ -89,6 +89,11 @@ impl Repo {
         self.catalog.exclusive(what)
     }
 
+    /// Claim a scheduled job's run for one period against the other instances on a shared catalog.
+    pub fn claim(&self, what: &str, period: std::time::Duration) -> Result<crate::catalog::Claim> {
+        self.catalog.claim(what, period)
+    }
+
     /// The tenant's index as the catalog holds it.
     pub fn index_summary(&self) -> Result<IndexSummary> {
         let (bytes, chunks) = self.index_usage()?;
