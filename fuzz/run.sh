@@ -85,6 +85,10 @@ seed_target() {
           node 0 "a.safetensors"; le32 2; fill 1 32; fill 2 32
           node 1 "dir"; fill 3 32
           node 2 "link"; str16 "../target"; } > "$d/three" ;;
+    s3_xml)
+        { printf '\x00'; printf '%s' '<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>"a"</ETag></Part><Part><PartNumber>2</PartNumber><ETag>"b"</ETag></Part></CompleteMultipartUpload>'; } > "$d/complete"
+        { printf '\x01'; printf '%s' '<Delete><Object><Key>a/b</Key></Object><Object><Key>c</Key><VersionId>v1</VersionId></Object><Quiet>true</Quiet></Delete>'; } > "$d/delete"
+        { printf '\x02'; printf '%s' '<CreateBucketConfiguration><LocationConstraint>us-east-1</LocationConstraint></CreateBucketConfiguration>'; } > "$d/create" ;;
     snapshot)
         printf '%s' '{"version":1,"time":"2026-11-25T10:00:00.123456789Z","host":"h","tags":["a=b"],"paths":["/data/ckpt"],"tree":"0303030303030303030303030303030303030303030303030303030303030303","parent":null,"locked_until":null,"summary":{"files":1,"dirs":2,"symlinks":0,"bytes":3,"files_read":1,"bytes_read":3,"new_chunks":1,"new_bytes":3,"bytes_stored":80,"unreadable":[],"seconds":0.25}}' > "$d/valid" ;;
     esac

@@ -185,3 +185,76 @@ fn reservations_on_postgres_never_pass_a_quota_together() {
     drop(a);
     assert!(late.reserve(3000, 5500).unwrap().is_ok());
 }
+
+/// PostgreSQL stopped while the server is in the middle of an upload (paused after writing a pack, before
+/// the batch's index file): the client's backup fails with the server's 503 naming the catalog, nothing it
+/// sent becomes a snapshot, and once the database is back the same backup completes and restores exactly.
+#[test]
+fn postgres_stopped_mid_upload_is_a_503_naming_the_catalog_and_the_server_resumes_after_it() {
+    use std::io::BufRead;
+    let pgdir = tempfile::tempdir().unwrap();
+    let mut pg = Postgres::start(pgdir.path());
+    let d = tempfile::tempdir().unwrap();
+    let (vault, src, state) = (d.path().join("v"), d.path().join("src"), d.path().join("state"));
+    std::fs::create_dir_all(&src).unwrap();
+    write_random_file(&src.join("weights.bin"), 12 << 20, 9);
+    pg_ok(&pg, &vault, &["init"]);
+    pg_ok(&pg, &vault, &["tenant", "create", "a"]);
+    let token = pg_json(&pg, &vault, &["token", "create", "--tenant", "a", "--role", "writer"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pause = d.path().join("server.paused");
+    let mut server = on_pg(&pg, &vault, &["--json", "server", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(&state)
+        .env("MVAULT_TEST_PAUSE", "pack-written@1")
+        .env("MVAULT_TEST_PAUSE_FILE", &pause)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let announced: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let url = announced["listen"].as_str().unwrap().to_string();
+    let remote = |args: &[&str]| {
+        let mut c = Command::new(bin());
+        c.arg("--vault")
+            .arg(&url)
+            .args(args)
+            .env("MVAULT_TOKEN", &token)
+            .env("MVAULT_TLS_CA", state.join("server-cert.pem"));
+        c.env_remove("MVAULT_VAULT").env_remove("MVAULT_CATALOG");
+        c
+    };
+    let backup = remote(&["backup", src.to_str().unwrap()]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !pause.exists() {
+        assert!(std::time::Instant::now() < deadline, "the server never wrote a pack");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    pg.kill();
+    std::fs::remove_file(&pause).unwrap();
+    let o = backup.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "an outage is exit 1: {err}");
+    assert!(err.contains("the catalog (postgres") && !err.contains("panicked"), "{err}");
+    println!("the backup during the outage: {}", err.trim());
+
+    pg.run();
+    let snaps = remote(&["--json", "snapshots"]).output().unwrap();
+    assert!(snaps.status.success(), "{}", String::from_utf8_lossy(&snaps.stderr));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&snaps.stdout).unwrap(), serde_json::json!([]));
+    let o = remote(&["backup", src.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "the backup after the outage: {}", String::from_utf8_lossy(&o.stderr));
+    let out = d.path().join("out");
+    let o = remote(&["restore", "latest", "--target", out.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        std::fs::read(src.join("weights.bin")).unwrap()
+            == std::fs::read(restored(&out, &src).join("weights.bin")).unwrap()
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    pg_ok(&pg, &vault, &["check", "--read-data"]);
+}

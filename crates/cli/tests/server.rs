@@ -3,8 +3,8 @@
 //! dedup before the network, shutdown mid-upload, audit verify, scheduled jobs, shredding) and
 //! tests/server/load.sh (several tenants backing up and restoring at once), tests/server/locks.sh (one lock
 //! conflict answered alike by the CLI, the HTTP API and S3), tests/server/s3.sh (the S3
-//! gateway with boto3, s3fs and the AWS CLI, then a bucket snapshot restored). These tests run them with this
-//! build's binary.
+//! gateway with boto3, s3fs and the AWS CLI, then a bucket snapshot restored), tests/server/tls.sh (sslyze
+//! against both listeners). These tests run them with this build's test binary.
 
 use crate::common::bin;
 use std::process::Command;
@@ -44,4 +44,9 @@ fn s3_clients_store_checkpoints_and_a_bucket_snapshot_restores_them() {
 #[test]
 fn a_lock_conflict_is_the_same_typed_answer_locally_over_http_and_over_s3() {
     run_script("locks.sh", "lock conflict checks passed");
+}
+
+#[test]
+fn a_tls_scanner_finds_nothing_below_tls_1_2_and_no_weak_suite_on_either_listener() {
+    run_script("tls.sh", "TLS scan found nothing");
 }
