@@ -4,7 +4,7 @@
 //! tests/server/load.sh (several tenants backing up and restoring at once), tests/server/locks.sh (one lock
 //! conflict answered alike by the CLI, the HTTP API and S3), tests/server/s3.sh (the S3
 //! gateway with boto3, s3fs and the AWS CLI, then a bucket snapshot restored), tests/server/tls.sh (sslyze
-//! against both listeners). These tests run them with this build's test binary.
+//! against both listeners), tests/server/schema.sh (schemathesis against docs/openapi.yaml). These tests run them with this build's test binary.
 
 use crate::common::bin;
 use std::process::Command;
@@ -49,4 +49,9 @@ fn a_lock_conflict_is_the_same_typed_answer_locally_over_http_and_over_s3() {
 #[test]
 fn a_tls_scanner_finds_nothing_below_tls_1_2_and_no_weak_suite_on_either_listener() {
     run_script("tls.sh", "TLS scan found nothing");
+}
+
+#[test]
+fn schemathesis_finds_every_answer_of_the_http_api_as_docs_openapi_describes_it() {
+    run_script("schema.sh", "schema checks passed");
 }
