@@ -183,20 +183,17 @@ impl Client {
     }
 
     pub fn post(&self, path: &str, value: &Value) -> Result<Value> {
-        let b = self.call(
-            reqwest::Method::POST,
-            path,
-            Some(("application/json", serde_json::to_vec(value).expect("json"))),
-        )?;
-        serde_json::from_slice(&b).map_err(|e| Error::malformed(path, e.to_string()))
+        self.send_json(reqwest::Method::POST, path, value)
     }
 
     pub fn put(&self, path: &str, value: &Value) -> Result<Value> {
-        let b = self.call(
-            reqwest::Method::PUT,
-            path,
-            Some(("application/json", serde_json::to_vec(value).expect("json"))),
-        )?;
+        self.send_json(reqwest::Method::PUT, path, value)
+    }
+
+    /// A JSON body sent, a JSON answer read.
+    fn send_json(&self, method: reqwest::Method, path: &str, value: &Value) -> Result<Value> {
+        let body = serde_json::to_vec(value).expect("json");
+        let b = self.call(method, path, Some(("application/json", body)))?;
         serde_json::from_slice(&b).map_err(|e| Error::malformed(path, e.to_string()))
     }
 

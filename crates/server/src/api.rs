@@ -600,7 +600,7 @@ async fn tokens_revoke(State(app): St, headers: HeaderMap, client: Client, Path(
 async fn tenant_info(State(app): St, headers: HeaderMap, client: Client) -> Response {
     blocking(app, req("tenant.info", Action::TenantInfo, "tenant", headers, client, 0), |app, p| {
         let t = app.own_tenant(p)?;
-        let rec = t.record.lock().expect("record").clone();
+        let rec = t.record();
         Ok(Reply::Json(json!({ "name": rec.name, "limits": rec.limits, "usage": t.usage()? })))
     })
     .await

@@ -57,8 +57,7 @@ pub struct ServerOptions {
 pub struct Tenant {
     pub repo: RwLock<Repo>,
     /// The registry record and when it was read (`App::tenant` reads it again after RECORD_CACHE).
-    pub record: Mutex<registry::TenantRecord>,
-    record_read: Mutex<Instant>,
+    record: Mutex<(registry::TenantRecord, Instant)>,
     /// Uploads of a tenant run side by side (shared); a prune of its index and its deletion wait for them
     /// and hold them off (exclusive). The quota needs no lock: each write reserves its bytes in the catalog.
     pub writes: RwLock<()>,
@@ -85,7 +84,7 @@ impl Tenant {
     }
 
     pub fn limits(&self) -> registry::Limits {
-        self.record.lock().expect("record").limits.clone()
+        self.record.lock().expect("record").0.limits.clone()
     }
 
     /// Hold `bytes` of the tenant's max_bytes for a write about to happen, against what is stored and what
@@ -100,26 +99,31 @@ impl Tenant {
         Ok(repo.reserve_quota(bytes, max)?.map(Some))
     }
 
+    /// The registry record as this instance last read it.
+    pub fn record(&self) -> registry::TenantRecord {
+        self.record.lock().expect("record").0.clone()
+    }
+
     /// Read the record again if it is older than RECORD_CACHE (another instance may have changed it).
-    /// A store that cannot answer leaves the record as it was; a record gone means the tenant is.
+    /// A store that cannot answer leaves the record as it was; a record gone means the tenant is. The lock
+    /// is held across the read, so concurrent requests wait for one read instead of making their own.
     fn refresh(&self, sys: &Repo, name: &str) -> Result<()> {
-        let mut read = self.record_read.lock().expect("record time");
-        if read.elapsed() < RECORD_CACHE {
+        let mut held = self.record.lock().expect("record");
+        if held.1.elapsed() < RECORD_CACHE {
             return Ok(());
         }
         match registry::load(sys, name) {
-            Ok(record) => *self.record.lock().expect("record") = record,
+            Ok(record) => held.0 = record,
             Err(e @ Error::NotFound { .. }) => return Err(e),
             Err(_) => {}
         }
-        *read = Instant::now();
+        held.1 = Instant::now();
         Ok(())
     }
 
     /// A record this instance has just saved.
     pub fn set_record(&self, record: registry::TenantRecord) {
-        *self.record.lock().expect("record") = record;
-        *self.record_read.lock().expect("record time") = Instant::now();
+        *self.record.lock().expect("record") = (record, Instant::now());
     }
 }
 
@@ -173,8 +177,7 @@ impl App {
         let repo = self.base.for_tenant(name)?;
         let t = Arc::new(Tenant {
             repo: RwLock::new(repo),
-            record: Mutex::new(record),
-            record_read: Mutex::new(Instant::now()),
+            record: Mutex::new((record, Instant::now())),
             writes: RwLock::new(()),
             commits: Mutex::new(()),
             s3: Mutex::new(None),

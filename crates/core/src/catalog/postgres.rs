@@ -383,9 +383,8 @@ impl Engine for PostgresEngine {
 
     fn exclusive(&self, ns: i64, what: &str) -> Result<Option<Box<dyn Send>>> {
         // A session lock on a connection taken out of the pool for as long as it is held: an instance that dies
-        // drops the connection, and PostgreSQL lets the lock go with it. The two-key form keeps these apart
-        // from the one-key locks of the index (namespace ids) and of migrations.
-        let key = (i32::try_from(ns).map_err(|_| corrupt(&self.shown, "a namespace id out of range"))?, lock_key(what));
+        // drops the connection, and PostgreSQL lets the lock go with it.
+        let key = self.session_key(ns, what)?;
         let client = self.run(async {
             let client = self.pool.get().await?;
             client.execute("SELECT pg_advisory_lock($1, $2)", &[&key.0, &key.1]).await?;
@@ -395,7 +394,7 @@ impl Engine for PostgresEngine {
     }
 
     fn claim(&self, ns: i64, what: &str, period: Duration) -> Result<super::Claim> {
-        let key = (i32::try_from(ns).map_err(|_| corrupt(&self.shown, "a namespace id out of range"))?, lock_key(what));
+        let key = self.session_key(ns, what)?;
         let claimed = self.run(async {
             let client = self.pool.get().await?;
             // Not while another instance runs it (the session lock), and once per period (the lease row, on the
@@ -447,7 +446,16 @@ impl Engine for PostgresEngine {
     }
 }
 
-/// The second key of an `exclusive` lock: FNV-1a of the resource's name.
+impl PostgresEngine {
+    /// The two keys of a session lock on `what` of a namespace (`exclusive`, `claim`): the namespace id and
+    /// `lock_key(what)`. The two-key form keeps these apart from the one-key locks of the index and migrations.
+    fn session_key(&self, ns: i64, what: &str) -> Result<(i32, i32)> {
+        let ns = i32::try_from(ns).map_err(|_| corrupt(&self.shown, "a namespace id out of range"))?;
+        Ok((ns, lock_key(what)))
+    }
+}
+
+/// The second key of a session lock: FNV-1a of the resource's name.
 fn lock_key(what: &str) -> i32 {
     let hash = what.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
     hash as i32
