@@ -95,8 +95,14 @@ pub enum Command {
     ///
     /// Example: mvault forget --keep-hourly 24 --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --prune
     Forget(cmd::lifecycle::ForgetArgs),
-    /// Delete data no snapshot needs: unreferenced packs go, mostly-empty packs are repacked.
+    /// Delete data no snapshot needs: unreferenced packs go, mostly-empty packs are repacked, and what
+    /// killed writers left (temporary objects older than the lock expiry, stale locks) is removed.
     Prune(cmd::lifecycle::PruneArgs),
+    /// Remove stale locks: of processes on this host that are gone, and expired ones of other hosts.
+    ///
+    /// A process killed on another host holds its lock until it expires (15 minutes after its last
+    /// refresh); `--remove-all` removes every lock at once, after saying whose each is.
+    Unlock(cmd::lifecycle::UnlockArgs),
     /// Tenant keys: `tenant rekey [--rewrite]` starts a new key version for new writes.
     #[command(subcommand)]
     Tenant(args::TenantCommand),
@@ -211,6 +217,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Store(c) => cmd::heal::store(g, c),
         Command::Catalog(c) => cmd::catalog::catalog(g, c),
         Command::Forget(a) => cmd::lifecycle::forget(g, a),
+        Command::Unlock(a) => cmd::lifecycle::unlock(g, a),
         Command::Tenant(c) => cmd::tenant::tenant(g, c),
         Command::Drill(a) => cmd::lifecycle::drill(g, a),
         Command::Copy(a) => cmd::lifecycle::copy(g, a),

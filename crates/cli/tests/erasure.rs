@@ -230,3 +230,38 @@ fn durability_command_shows_redundancy_against_the_naive_product() {
     let bad = fails(t.path(), &["durability", "--ec", "4+2", "--afr", "0.1", "--afr", "0.2"], 2);
     assert!(bad.contains("--afr"), "{bad}");
 }
+
+/// A store whose directory is gone: check and status say which packs lost redundancy and exit 3 (damage
+/// `repair` can mend); repair says what to create, and once it exists (empty) refills it; then all is whole.
+#[test]
+fn lost_redundancy_is_reported_and_repair_says_what_to_create() {
+    let v = ec_vault(8);
+    let lost = v.store(3);
+    std::fs::remove_dir_all(&lost).unwrap();
+    let o = run(&v.vault(), &["check"]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("below full redundancy") && out.contains("lack 1 shard"), "{out}");
+    let o = run(&v.vault(), &["--json", "check"]);
+    assert_eq!(o.status.code(), Some(3));
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(c["ok"], false, "{c}");
+    let short = &c["report"]["shortfall"];
+    let packs = objects(&v.store(0), "packs/").len() as u64; // each pack has one shard on every store
+    assert_eq!(short["shards_missing"].as_u64().unwrap(), packs, "{c}");
+    assert_eq!(short["packs_by_missing_shards"]["1"].as_u64().unwrap(), packs, "{c}");
+    assert!(short["stores_down"][0].as_str().unwrap().contains(&lost.display().to_string()), "{c}");
+    let o = run(&v.vault(), &["--json", "status"]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["degraded_packs"].as_u64().unwrap(), packs, "{st}");
+
+    let err = fails(&v.vault(), &["repair"], 1);
+    assert!(err.contains(&format!("mkdir -p {}", lost.display())), "repair says what to create: {err}");
+    std::fs::create_dir_all(&lost).unwrap();
+    let r = json(&v.vault(), &["repair"]);
+    assert_eq!(r["shards_repaired"].as_u64().unwrap(), packs, "{r}");
+    assert_eq!(json(&v.vault(), &["check", "--read-data"])["ok"], true);
+    ok(&v.vault(), &["status"]);
+    restore_identical(&v.vault(), &v.src, &v.root.join("out"));
+}

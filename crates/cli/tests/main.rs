@@ -15,5 +15,6 @@ mod keys_drill;
 mod lifecycle;
 mod memory;
 mod model;
+mod reclaim;
 mod s3;
 mod server;

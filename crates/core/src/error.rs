@@ -45,8 +45,9 @@ pub enum Error {
 
     /// Another process holds a lock that excludes this operation; it passes when that process finishes.
     #[error(
-        "the vault is locked ({holder}, expires {expires}); wait for it to finish, or if that process is gone \
-         from another host, delete {path} on the stores"
+        "the vault is locked ({holder}, expires {expires}, {path}); wait for it to finish, or if that process \
+         is gone, run `mvault unlock` (a lock of another host is stale once it expires; `mvault unlock \
+         --remove-all` removes it now)"
     )]
     Locked {
         /// Which lock and who holds it: "exclusive lock of `prune` by user@host pid 42, since TIME".

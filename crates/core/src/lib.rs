@@ -25,6 +25,7 @@ pub mod ids;
 pub mod model;
 pub mod objects;
 pub(crate) mod ops;
+pub(crate) mod parallel;
 pub mod private;
 pub mod random;
 pub(crate) mod redundancy;

@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("random", 0),
     ("private", 0),
     ("fault", 0),
+    ("parallel", 0),
     ("synth", 0),
     ("durability", 0),
     ("ids", 1),

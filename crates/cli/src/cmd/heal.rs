@@ -243,7 +243,20 @@ pub fn status(global: &Global, args: StatusArgs) -> Result<i32> {
         print_durability(&d.yearly, d.availability, d.naive_product, st.stores.len());
         println!("  a pack survives the loss of {} whole failure domain(s)", d.domain_tolerance);
     }
-    Ok(if st.unreadable_packs > 0 { 1 } else { 0 })
+    // Exit codes as for check: 1 for packs that cannot be read, 3 for lost redundancy `repair` restores.
+    if st.unreadable_packs > 0 {
+        if !global.json {
+            eprintln!("mvault: error: {} packs cannot be read from the stores that are up", st.unreadable_packs);
+        }
+        return Ok(1);
+    }
+    if let Some(d) = st.shortfall.describe() {
+        if !global.json {
+            eprintln!("mvault: error: redundancy lost: {d}");
+        }
+        return Ok(3);
+    }
+    Ok(0)
 }
 
 fn per_store(values: &[f64], count: usize, default: f64, what: &str) -> Result<Vec<f64>> {

@@ -112,7 +112,7 @@ pub fn forget(global: &Global, args: ForgetArgs) -> Result<i32> {
 fn print_plan(plan: &prune::PrunePlan) {
     let verb = if plan.dry_run { "would" } else { "did" };
     println!(
-        "prune ({verb}): {} packs; delete {} unused and {} unindexed, repack {} ({} live moved); {} of blobs and {} of shards freed; {} index files replaced; {:.1}s",
+        "prune ({verb}): {} packs; delete {} unused and {} unindexed, repack {} ({} live moved); {} of garbage blobs and {} of shards freed; {} live kept, {} garbage left in packs below the threshold; {} index files replaced; {} temporaries ({}) and {} stale locks removed; {:.1}s",
         plan.packs,
         plan.packs_to_delete,
         plan.packs_unindexed,
@@ -120,9 +120,50 @@ fn print_plan(plan: &prune::PrunePlan) {
         ui::size(plan.live_bytes_repacked),
         ui::size(plan.bytes_freed),
         ui::size(plan.stored_bytes_freed),
+        ui::size(plan.live_bytes),
+        ui::size(plan.dead_bytes_kept),
         plan.index_files_replaced,
+        plan.temporaries_removed,
+        ui::size(plan.temporary_bytes_removed),
+        plan.stale_locks_removed,
         plan.seconds
     );
+}
+
+#[derive(Args)]
+pub struct UnlockArgs {
+    /// Remove every lock, live ones too, after saying whose each is. Only when you know their processes are
+    /// gone (a host that died less than 15 minutes ago): a live prune or backup would be left unprotected.
+    #[arg(long)]
+    pub remove_all: bool,
+}
+
+/// Remove stale locks: those whose process on this host is gone (or whose pid another process now has), and
+/// expired ones of any host; `--remove-all` removes every lock.
+pub fn unlock(global: &Global, args: UnlockArgs) -> Result<i32> {
+    let repo = open(global)?;
+    let done = repo.unlock(args.remove_all)?;
+    if global.json {
+        ui::print_json(&done);
+        return Ok(0);
+    }
+    for u in &done {
+        let state = match (u.stale, u.removed) {
+            (Some(why), _) => format!("stale ({why})"),
+            (None, true) => "LIVE, removed as asked".to_string(),
+            (None, false) => format!("live, kept (expires {})", u.lock.expires),
+        };
+        println!("{}: {}: {state}", u.path, u.lock.describe());
+    }
+    let removed = done.iter().filter(|u| u.removed).count();
+    println!("{removed} of {} locks removed", done.len());
+    if done.iter().any(|u| !u.removed) {
+        println!(
+            "a live lock of a process that is gone from another host lapses when it expires; `mvault unlock \
+             --remove-all` removes it now"
+        );
+    }
+    Ok(0)
 }
 
 pub fn prune(global: &Global, args: PruneArgs) -> Result<i32> {

@@ -311,6 +311,9 @@ pub fn check(global: &Global, args: CheckArgs) -> Result<i32> {
         for e in &report.errors {
             println!("error: {e}");
         }
+        if let Some(d) = report.shortfall.describe() {
+            println!("degraded: {d}");
+        }
         println!(
             "{} snapshots, {} trees, {} chunks referenced, {} index files, {} packs; {} packs read, {} blobs verified",
             report.snapshots,
@@ -321,17 +324,23 @@ pub fn check(global: &Global, args: CheckArgs) -> Result<i32> {
             report.packs_read,
             report.blobs_verified
         );
-        if report.ok() {
+        if report.errors.is_empty() {
             println!("no errors found");
         } else {
             println!("{} errors found", report.errors.len());
         }
     }
-    if !report.ok() {
+    if let Some(first) = report.errors.first() {
         if !global.json {
-            eprintln!("mvault: error: check found {} error(s); the first: {}", report.errors.len(), report.errors[0]);
+            eprintln!("mvault: error: check found {} error(s); the first: {first}", report.errors.len());
         }
         return Ok(1);
+    }
+    if let Some(d) = report.shortfall.describe() {
+        if !global.json {
+            eprintln!("mvault: error: redundancy lost: {d}");
+        }
+        return Ok(3);
     }
     Ok(0)
 }

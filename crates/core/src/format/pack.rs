@@ -241,33 +241,51 @@ pub fn open_pack<'k>(
     if pack.len() < HEADER_LEN + TRAILER_LEN {
         return Err(Error::malformed(object, "too short for a pack"));
     }
-    let trailer = &pack[pack.len() - TRAILER_LEN..];
-    if &trailer[4..] != TRAILER_MAGIC {
-        return Err(Error::malformed(object, "bad pack trailer magic"));
-    }
-    let table_len = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as usize;
-    if table_len > pack.len() - HEADER_LEN - TRAILER_LEN {
-        return Err(Error::malformed(object, format!("blob table length {table_len} exceeds pack")));
-    }
-    let table_start = pack.len() - TRAILER_LEN - table_len;
+    let (table_start, table_len) = table_range(&pack[pack.len() - TRAILER_LEN..], pack.len() as u64, object)?;
     let keys =
         keys_for(key_version).ok_or_else(|| Error::corrupt(object, format!("unknown key version {key_version}")))?;
     let key = keys.pack_key(&salt);
     let ctx = BlobContext { vault, tenant, key_version, pack: expected };
-    let table = key.open(
-        TABLE_NONCE,
-        &ctx.table_aad(),
-        &pack[table_start..table_start + table_len],
-        &format!("{object} blob table"),
-    )?;
+    let start = table_start as usize;
+    let entries = open_table(&key, &ctx, &pack[start..start + table_len], table_start, object)?;
+    Ok(OpenedPack { key, key_version, entries })
+}
+
+/// Where the blob table of a pack of `pack_len` bytes lies, from the pack's last `TRAILER_LEN` bytes:
+/// (offset, length) of the encrypted table.
+pub fn table_range(trailer: &[u8], pack_len: u64, object: &str) -> Result<(u64, usize)> {
+    if trailer.len() != TRAILER_LEN || pack_len < (HEADER_LEN + TRAILER_LEN) as u64 {
+        return Err(Error::malformed(object, "too short for a pack"));
+    }
+    if &trailer[4..] != TRAILER_MAGIC {
+        return Err(Error::malformed(object, "bad pack trailer magic"));
+    }
+    let table_len = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as u64;
+    if table_len > pack_len - (HEADER_LEN + TRAILER_LEN) as u64 {
+        return Err(Error::malformed(object, format!("blob table length {table_len} exceeds pack")));
+    }
+    Ok((pack_len - TRAILER_LEN as u64 - table_len, table_len as usize))
+}
+
+/// Decrypt and parse a pack's blob table (the bytes `table_range` names), checking that every blob lies in
+/// the pack's body, between the header and `table_start`. Prune reads just this part of a pack: it lists
+/// every blob the pack holds, whatever the index says.
+pub fn open_table(
+    key: &AeadKey,
+    ctx: &BlobContext,
+    ciphertext: &[u8],
+    table_start: u64,
+    object: &str,
+) -> Result<Vec<BlobEntry>> {
+    let table = key.open(TABLE_NONCE, &ctx.table_aad(), ciphertext, &format!("{object} blob table"))?;
     let entries = parse_table(&table).map_err(|e| e.in_object(object))?;
     for e in &entries {
         let end = e.offset as u64 + e.length as u64;
-        if (e.offset as usize) < HEADER_LEN || end > table_start as u64 {
+        if (e.offset as usize) < HEADER_LEN || end > table_start {
             return Err(Error::malformed(object, format!("blob {} lies outside the pack body", e.id)));
         }
     }
-    Ok(OpenedPack { key, key_version, entries })
+    Ok(entries)
 }
 
 /// Decrypt one blob given its ciphertext and where it sits: returns the encoded (maybe compressed) bytes.

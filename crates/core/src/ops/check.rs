@@ -33,13 +33,20 @@ pub struct CheckReport {
     pub packs: u64,
     pub packs_read: u64,
     pub blobs_verified: u64,
+    /// Blobs the packs read hold that no snapshot, S3 object or live delta needs, or that are not the copy
+    /// the index uses: garbage that `prune` removes (all of it with `--repack-unused 0%`).
+    pub blobs_unreferenced: u64,
+    pub bytes_unreferenced: u64,
+    /// Packs below full redundancy on the stores that are up: repairable damage.
+    pub shortfall: crate::repo::heal::Shortfall,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
 }
 
 impl CheckReport {
+    /// No error and no lost redundancy.
     pub fn ok(&self) -> bool {
-        self.errors.is_empty()
+        self.errors.is_empty() && self.shortfall.degraded_packs() == 0
     }
 }
 
@@ -159,19 +166,34 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
     }
     r.trees = seen_trees.len() as u64;
     r.chunks_referenced = referenced.len() as u64;
+    let mut needed = referenced;
 
     // Every delta's base must be there too (prune keeps them; a missing one means lost data).
-    // The same pass collects the packs the index names (a set of packs, not of chunks).
+    // The same pass collects the packs the index names (a set of packs, not of chunks), and the bases of
+    // referenced deltas, which are needed as much as the chunks themselves.
     let mut indexed: BTreeSet<PackId> = BTreeSet::new();
+    let mut bases: Vec<(ChunkId, ChunkId)> = Vec::new();
     repo.scan_index(&mut |id, l| {
         indexed.insert(l.pack);
         if let Some(b) = l.base {
+            bases.push((id, b));
             if repo.lookup(&b)?.is_none() {
                 r.errors.push(format!("chunk {id}: a delta whose base {b} is in no index"));
             }
         }
         Ok(())
     })?;
+    loop {
+        let before = needed.len();
+        for (id, b) in &bases {
+            if needed.contains(id) {
+                needed.insert(*b);
+            }
+        }
+        if needed.len() == before {
+            break;
+        }
+    }
 
     // Packs named by the index against packs on the stores.
     let on_store = repo.list_packs()?;
@@ -179,12 +201,32 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
         r.errors.push(format!("pack {p}: named by the index but on no store"));
     }
     for p in on_store.difference(&indexed) {
-        r.warnings
-            .push(format!("pack {p}: on a store but in no index (left by an interrupted backup; prune removes it)"));
+        r.warnings.push(format!(
+            "pack {p}: on a store but in no index (left by an interrupted backup, prune or repair; `mvault prune` \
+             removes it)"
+        ));
     }
     r.packs = on_store.len() as u64;
-    for t in repo.list_temporaries()? {
-        r.warnings.push(format!("{t}: temporary object left by an interrupted write"));
+    for t in repo.temporaries()? {
+        let age = t.age.map_or("of unknown age".to_string(), |a| format!("{} min old", a.as_secs() / 60));
+        let what = if t.abandoned() {
+            "left by an interrupted write; `mvault prune` or `mvault repair` removes it"
+        } else {
+            "a write in flight or just interrupted; `mvault prune` removes it once older than the lock expiry (15 min)"
+        };
+        r.warnings.push(format!(
+            "{}/{}: temporary object ({age}, {} bytes), {what}",
+            repo.stores()[t.store].url(),
+            t.name,
+            t.size
+        ));
+    }
+    r.shortfall = repo.shortfall(&repo.shard_inventory()?)?;
+    for p in &r.shortfall.unreadable {
+        r.errors.push(format!(
+            "pack {p}: fewer than {} shards on the stores that are up: unreadable",
+            repo.config.redundancy.k
+        ));
     }
 
     let to_read: Vec<PackId> = match read {
@@ -205,49 +247,64 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
         }
     };
     progress.packs_total.store(to_read.len() as u64, Ordering::Relaxed);
-    for outcome in read_packs(repo, &to_read, progress) {
+    // One worker per core: decryption, decoding and hashing are CPU work, and a pack is at most ~20 MiB in
+    // memory per worker. The outcomes come back in the packs' order.
+    let outcomes = crate::parallel::map(&to_read, crate::parallel::cores(), |p| {
+        let outcome = read_pack(repo, p, &needed);
+        progress.packs_done.fetch_add(1, Ordering::Relaxed);
+        outcome
+    });
+    for outcome in outcomes {
         match outcome {
-            Ok(n) => r.blobs_verified += n,
+            Ok(counts) => {
+                r.blobs_verified += counts.verified;
+                r.blobs_unreferenced += counts.unreferenced;
+                r.bytes_unreferenced += counts.unreferenced_bytes;
+            }
             Err(e) => r.errors.push(e.to_string()),
         }
         r.packs_read += 1;
     }
+    if r.blobs_unreferenced > 0 {
+        r.warnings.push(format!(
+            "{} blobs ({} bytes) in the packs read are garbage nothing uses: `mvault prune` repacks the packs that \
+             are mostly garbage, `mvault prune --repack-unused 0%` removes all of it",
+            r.blobs_unreferenced, r.bytes_unreferenced
+        ));
+    }
     Ok(r)
 }
 
-/// `read_pack` for every pack, one worker per core (decryption, decoding and hashing are CPU work, and a
-/// pack is at most ~20 MiB in memory per worker); the outcomes come back in the packs' order.
-fn read_packs(repo: &Repo, packs: &[PackId], progress: &Progress) -> Vec<Result<u64>> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let outcomes: Vec<std::sync::Mutex<Option<Result<u64>>>> = packs.iter().map(|_| Default::default()).collect();
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(packs.len());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(p) = packs.get(i) else { return };
-                *outcomes[i].lock().expect("outcome slot") = Some(read_pack(repo, p));
-                progress.packs_done.fetch_add(1, Ordering::Relaxed);
-            });
-        }
-    });
-    outcomes.into_iter().map(|o| o.into_inner().expect("outcome slot").expect("every pack was read")).collect()
+#[derive(Default)]
+struct PackCounts {
+    verified: u64,
+    unreferenced: u64,
+    unreferenced_bytes: u64,
 }
 
-/// Read and verify every blob of one pack; returns the number of blobs checked.
-fn read_pack(repo: &Repo, id: &PackId) -> Result<u64> {
+/// Read and verify every blob of one pack, counting those that are garbage: not `needed`, or not the copy
+/// the index points at.
+fn read_pack(repo: &Repo, id: &PackId, needed: &HashSet<ChunkId>) -> Result<PackCounts> {
     let bytes = repo.read_pack(id)?;
     let opened = repo.open_pack(id, &bytes)?;
     let ctx = repo.blob_context(id, opened.key_version);
+    let mut counts = PackCounts::default();
     for (i, e) in opened.entries.iter().enumerate() {
         let name = format!("pack {id} blob {i} ({})", e.id);
         let ct = &bytes[e.offset as usize..(e.offset as usize + e.length as usize)];
         let enc = pack::open_blob(&opened.key, &ctx, i as u32, e, ct, &name)?;
-        let base = repo.lookup(&e.id)?.and_then(|l| l.base);
+        let indexed = repo.lookup(&e.id)?;
+        let base = indexed.and_then(|l| l.base);
         let (plain, _) = repo.decode_blob(e.codec, enc, e.raw_length, base.as_ref(), &name, u8::MAX, None)?;
         repo.verify_chunk(&e.id, &plain, opened.key_version, &name)?;
+        counts.verified += 1;
+        let this_copy = indexed.is_some_and(|l| l.pack == *id && l.index == i as u32);
+        if !this_copy || !needed.contains(&e.id) {
+            counts.unreferenced += 1;
+            counts.unreferenced_bytes += e.length as u64;
+        }
     }
-    Ok(opened.entries.len() as u64)
+    Ok(counts)
 }
 
 #[cfg(test)]

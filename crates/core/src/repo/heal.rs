@@ -48,6 +48,9 @@ pub struct HealReport {
     pub seconds: f64,
     /// Missing or corrupt shards found and not repaired by this run (`mvault repair` or `scrub --repair` can).
     pub unrepaired: u64,
+    /// Temporaries of interrupted writes (older than the lock expiry) and stale locks `repair` removed.
+    pub temporaries_removed: u64,
+    pub stale_locks_removed: u64,
 }
 
 /// Packs healed at once: enough to overlap one pack's reads and decoding with another's fsync'ed writes on
@@ -182,7 +185,7 @@ impl Repo {
             let Some(target) = self.repair_target(pack, *shard, &holding) else {
                 return Err(Error::Unavailable {
                     what: format!("pack {pack}"),
-                    reason: format!("no store is up to take shard {shard}"),
+                    reason: format!("no store is up to take shard {shard}: {}", self.down_stores_advice()),
                 });
             };
             let header = ShardHeader::new(*pack, *shard as u8, k, m, pack_len, payload);
@@ -337,6 +340,8 @@ impl Repo {
             Ok(())
         })?;
         self.sync_metadata(&mut r)?;
+        (r.temporaries_removed, _) = self.sweep_temporaries()?;
+        r.stale_locks_removed = self.remove_stale_locks()?;
         r.seconds = start.elapsed().as_secs_f64();
         Ok(r)
     }
@@ -461,28 +466,41 @@ impl Repo {
             });
         }
         let inventory = self.shard_inventory()?;
-        let n = self.shard_count();
-        let mut degraded = BTreeSet::new();
-        let mut lost = BTreeSet::new();
-        for pack in self.all_packs(&inventory)? {
-            let present: BTreeSet<usize> = inventory.get(&pack).into_iter().flatten().map(|c| c.shard).collect();
-            if present.len() < n {
-                degraded.insert(pack);
-            }
-            if present.len() < self.k() as usize {
-                lost.insert(pack);
-            }
-        }
+        let shortfall = self.shortfall(&inventory)?;
         let layout = self.layout_durability(inventory.keys(), repair_days);
         Ok(Status {
             k: self.k(),
             m: self.config.redundancy.m,
             stores,
             packs: inventory.len() as u64,
-            degraded_packs: degraded.len() as u64,
-            unreadable_packs: lost.len() as u64,
+            degraded_packs: shortfall.degraded_packs(),
+            unreadable_packs: shortfall.unreadable.len() as u64,
+            shortfall,
             durability: layout,
         })
+    }
+
+    /// Which packs have fewer shards than the layout gives them on the stores that are up, and by how many.
+    pub fn shortfall(&self, inventory: &Inventory) -> Result<Shortfall> {
+        let n = self.shard_count();
+        let mut out = Shortfall::default();
+        for pack in self.all_packs(inventory)? {
+            let present: BTreeSet<usize> = inventory.get(&pack).into_iter().flatten().map(|c| c.shard).collect();
+            let missing = n.saturating_sub(present.len());
+            if missing == 0 {
+                continue;
+            }
+            *out.packs_by_missing_shards.entry(missing).or_default() += 1;
+            out.shards_missing += missing as u64;
+            if present.len() < self.k() as usize {
+                out.unreadable.push(pack.to_hex());
+            }
+        }
+        out.stores_down = (0..self.stores.len())
+            .filter(|i| self.is_down(*i))
+            .map(|i| format!("{} ({}): {}", self.config.stores[i].id, self.stores[i].url(), self.down_reason(i)))
+            .collect();
+        Ok(out)
     }
 
     /// Durability of the worst-placed pack set, from each store's AFR and availability.
@@ -568,5 +586,53 @@ pub struct Status {
     pub packs: u64,
     pub degraded_packs: u64,
     pub unreadable_packs: u64,
+    pub shortfall: Shortfall,
     pub durability: LayoutDurability,
+}
+
+/// Packs below full redundancy.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Shortfall {
+    /// How many packs lack 1, 2, ... shards (packs with every shard are not counted).
+    pub packs_by_missing_shards: BTreeMap<usize, u64>,
+    pub shards_missing: u64,
+    /// Packs with fewer than k shards left: unreadable unless a store comes back.
+    pub unreadable: Vec<String>,
+    /// The stores that are down, with why: "s2 (fs:/x): No such file or directory".
+    pub stores_down: Vec<String>,
+}
+
+impl Shortfall {
+    pub fn degraded_packs(&self) -> u64 {
+        self.packs_by_missing_shards.values().sum()
+    }
+
+    /// "3 packs below full redundancy (2 lack 1 shard, 1 lacks 2 shards)", or None if there are none.
+    pub fn describe(&self) -> Option<String> {
+        let n = self.degraded_packs();
+        if n == 0 {
+            return None;
+        }
+        let by: Vec<String> = self
+            .packs_by_missing_shards
+            .iter()
+            .map(|(missing, packs)| {
+                format!(
+                    "{packs} lack{} {missing} shard{}",
+                    if *packs == 1 { "s" } else { "" },
+                    if *missing == 1 { "" } else { "s" }
+                )
+            })
+            .collect();
+        let down = if self.stores_down.is_empty() {
+            String::new()
+        } else {
+            format!("; down: {}", self.stores_down.join(", "))
+        };
+        Some(format!(
+            "{n} pack{} below full redundancy ({}){down}; `mvault repair` rebuilds the missing shards",
+            if n == 1 { "" } else { "s" },
+            by.join(", ")
+        ))
+    }
 }

@@ -102,6 +102,30 @@ impl Repo {
         self.down.lock().expect("down set").get(&store).cloned().unwrap_or_default()
     }
 
+    /// Which stores are down, why, and what brings each back, for a message: a local directory that is gone
+    /// is named with what to create (an empty one will do: `repair` fills it).
+    pub(crate) fn down_stores_advice(&self) -> String {
+        let mut parts = Vec::new();
+        for (i, s) in self.stores.iter().enumerate().filter(|(i, _)| self.is_down(*i)) {
+            let id = &self.config.stores[i].id;
+            let advice = match s.url().strip_prefix("fs:") {
+                Some(dir) if !std::path::Path::new(dir).is_dir() => format!(
+                    "its directory {dir} does not exist: if the disk is mounted, create it (`mkdir -p {dir}`; an \
+                     empty one will do) and run `mvault repair` again"
+                ),
+                _ => "bring it back (or replace it with `mvault store add` and `mvault store remove`) and run \
+                      `mvault repair` again"
+                    .to_string(),
+            };
+            parts.push(format!("store {id} ({}) is down ({}); {advice}", s.url(), self.down_reason(i)));
+        }
+        if parts.is_empty() {
+            "every store that could take it already holds a shard of this pack; add a store".to_string()
+        } else {
+            parts.join("; ")
+        }
+    }
+
     pub(crate) fn open_object(&self, kind: Kind, path: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         object::open(&self.vault_id, &self.tenant, |v| self.keys.get(&v), kind, path, bytes, MAX_META_PLAIN)
     }
@@ -110,15 +134,38 @@ impl Repo {
         object::seal(&self.vault_id, &self.tenant, self.current_keys(), kind, path, plain)
     }
 
-    /// Leftover temporary objects of killed writers.
-    pub fn list_temporaries(&self) -> Result<Vec<String>> {
+    /// Temporary objects on the stores that are up: the `NAME.tmp-RANDOM` files a writer renames over its
+    /// object once written, left behind by a writer that was killed (or still being written).
+    pub fn temporaries(&self) -> Result<Vec<Temporary>> {
+        let now = crate::repo::now();
         let mut out = Vec::new();
         for (i, s) in self.stores.iter().enumerate() {
-            if !self.is_down(i) {
-                out.extend(s.list("")?.into_iter().filter(|n| n.contains(".tmp-")).map(|n| format!("{}/{n}", s.url())));
+            if self.is_down(i) {
+                continue;
+            }
+            for (name, size) in s.list_sized("")?.into_iter().filter(|(n, _)| n.contains(".tmp-")) {
+                let age = match s.modified(&name) {
+                    Ok(t) => t.map(|t| now.duration_since(t).unwrap_or_default()),
+                    Err(Error::NotFound { .. }) => continue, // renamed or removed meanwhile
+                    Err(e) => return Err(e),
+                };
+                out.push(Temporary { store: i, name, size, age });
             }
         }
         Ok(out)
+    }
+
+    /// Remove the temporaries of interrupted writes: those older than the lock expiry, which no live writer
+    /// can still own (it would have refreshed its lock, and no write lasts that long). Younger ones may be
+    /// writes in flight and stay. Returns the number removed and their bytes.
+    pub fn sweep_temporaries(&self) -> Result<(u64, u64)> {
+        let (mut n, mut bytes) = (0, 0);
+        for t in self.temporaries()?.into_iter().filter(Temporary::abandoned) {
+            self.stores[t.store].delete(&t.name)?;
+            n += 1;
+            bytes += t.size;
+        }
+        Ok((n, bytes))
     }
 
     /// Every metadata object name (what each store holds a copy of).
@@ -151,5 +198,22 @@ impl Repo {
     /// Write the config (MAC'd by the master key) to every store that is up.
     pub fn save_config(&self) -> Result<()> {
         self.write_meta("config", &self.config.to_bytes(&self.mk))
+    }
+}
+
+/// A temporary object on a store.
+#[derive(Debug)]
+pub struct Temporary {
+    pub store: usize,
+    pub name: String,
+    pub size: u64,
+    /// How long since it was last written (None if the store does not say).
+    pub age: Option<std::time::Duration>,
+}
+
+impl Temporary {
+    /// Older than the lock expiry: a killed writer's, which `prune` and `repair` remove.
+    pub fn abandoned(&self) -> bool {
+        self.age.is_some_and(|a| a > super::locks::TTL)
     }
 }

@@ -494,6 +494,36 @@ impl Repo {
         Ok(self.pack_info(pack)?.key_version)
     }
 
+    /// A pack's own blob table: every blob it holds, live or not, read from the end of the pack alone (one
+    /// ranged read when the table fits in the last `TABLE_TAIL` bytes, as it does but for packs of tiny
+    /// chunks). A range that does not authenticate (a rotten shard) is read again from a verified rebuild.
+    pub fn pack_table(&self, pack: &PackId) -> Result<Vec<BlobEntry>> {
+        const TABLE_TAIL: u64 = 64 << 10;
+        let info = self.pack_info(pack)?;
+        let name = format!("pack {pack}");
+        let ctx = self.blob_context(pack, info.key_version);
+        let direct = || -> Result<Vec<BlobEntry>> {
+            let tail_len = info.pack_len.min(TABLE_TAIL);
+            let tail_start = info.pack_len - tail_len;
+            let tail = self.read_direct(pack, info.pack_len, tail_start, tail_len)?;
+            let trailer = &tail[tail.len().saturating_sub(pack::TRAILER_LEN)..];
+            let (start, len) = pack::table_range(trailer, info.pack_len, &name)?;
+            let ct = if start >= tail_start {
+                tail[(start - tail_start) as usize..][..len].to_vec()
+            } else {
+                self.read_direct(pack, info.pack_len, start, len as u64)?
+            };
+            pack::open_table(&info.key, &ctx, &ct, start, &name)
+        };
+        match direct() {
+            Ok(entries) => Ok(entries),
+            Err(first) => match self.rebuilt(pack) {
+                Ok(bytes) => Ok(self.open_pack(pack, &bytes)?.entries),
+                Err(_) => Err(first),
+            },
+        }
+    }
+
     pub fn blob_context<'a>(&'a self, pack: &'a PackId, key_version: u32) -> BlobContext<'a> {
         BlobContext { vault: &self.vault_id, tenant: &self.tenant, key_version, pack }
     }

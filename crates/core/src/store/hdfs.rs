@@ -153,6 +153,7 @@ impl HdfsStore {
             w.write_bytes(bytes::Bytes::copy_from_slice(part)).await.map_err(WriteFailure::Pipeline)?;
         }
         w.close().await.map_err(WriteFailure::Pipeline)?;
+        crate::fault::point("store-put-before-rename");
         self.client.rename(tmp, full, true).await.map_err(WriteFailure::NameNode)
     }
 
@@ -294,6 +295,11 @@ impl Store for HdfsStore {
             Err(Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>> {
+        let status = self.call("stat", path, self.client.get_file_info(&self.full(path)))?;
+        Ok(Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(status.modification_time)))
     }
 
     fn create(&self) -> Result<()> {

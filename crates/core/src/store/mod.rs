@@ -40,6 +40,9 @@ pub trait Store: Send + Sync {
     /// Every object name under `prefix` (a directory-like prefix without trailing slash), recursively.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
     fn exists(&self, path: &str) -> Result<bool>;
+    /// When an object was last written, if the store keeps that (prune's sweep of interrupted writes uses it
+    /// to tell a crashed writer's temporary from one being written now).
+    fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>>;
     /// Prepare an empty store (make the directory, the bucket prefix...). Only `init` and `store add` call it.
     fn create(&self) -> Result<()> {
         Ok(())
@@ -230,6 +233,7 @@ impl Store for FsStore {
                 f.write_all(part)?;
             }
             f.sync_all()?;
+            crate::fault::point("store-put-before-rename");
             fs::rename(&tmp, &full)?;
             sync_dir(dir)
         })();
@@ -294,6 +298,14 @@ impl Store for FsStore {
         match fs::metadata(self.full(path)) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.err("stat", path, e)),
+        }
+    }
+
+    fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>> {
+        match fs::metadata(self.full(path)).and_then(|m| m.modified()) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::not_found(format!("{}/{path}", self.url))),
             Err(e) => Err(self.err("stat", path, e)),
         }
     }

@@ -170,6 +170,11 @@ impl Store for OpendalStore {
         super::runtime::runtime().block_on(self.op.exists(path)).map_err(|e| self.err("stat", path, e))
     }
 
+    fn modified(&self, path: &str) -> Result<Option<std::time::SystemTime>> {
+        let meta = super::runtime::runtime().block_on(self.op.stat(path)).map_err(|e| self.err("stat", path, e))?;
+        Ok(meta.last_modified().map(std::time::SystemTime::from))
+    }
+
     fn create(&self) -> Result<()> {
         // Buckets and HDFS directories are made by their owners; check that this one answers.
         super::runtime::runtime()
