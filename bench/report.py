@@ -34,7 +34,7 @@ for (s, tool, op), st in steps.items():
         size = int(facts.get((s, tool, f"bytes {what.replace('unchanged ', '')}"), 0) or 0)
         scaling.append({"run": op, "wall_s": st["wall_s"], "cpu_s": st["cpu_s"], "peak_rss_mib": st["peak_rss_mib"],
                         "bytes": size, "mb_s": round(size / 1e6 / max(st["wall_s"], 1e-3), 1)})
-for s in dict.fromkeys(k[0] for k in facts if k[0] != "scaling"):
+for s in dict.fromkeys(k[0] for k in facts if k[0] not in ("scaling", "retention")):
     src = int(facts[(s, "-", "bytes")])
     speed = json.loads(facts.get((s, "raw", "speed"), "{}") or "{}")
     raw = {
@@ -135,11 +135,38 @@ if scaling:
     for r in scaling:
         report_lines.append(f'{r["run"]:<26} {r["wall_s"]:7.2f} s  {r["mb_s"]:7.1f} MB/s  cpu {r["cpu_s"]:6.1f} s  '
                             f'peak RSS {r["peak_rss_mib"]:6.1f} MiB')
+# A year of daily backups under one retention policy: what each tool stores against a fresh backup of what is live.
+retention = []
+for tool in dict.fromkeys(k[1] for k in facts if k[0] == "retention" and k[1] != "-"):
+    f = lambda key: facts.get(("retention", tool, key))
+    row = {"tool": tool, "days": int(facts[("retention", "-", "days")]),
+           "live_bytes": int(facts[("retention", "-", "live bytes")]), "snapshots": int(f("snapshots")),
+           "stored_bytes": int(f("stored")), "fresh_backup_bytes": int(f("fresh")), "wall_s": float(f("wall s"))}
+    if f("stored after repack 0%"):
+        row["stored_after_repack_0_bytes"] = int(f("stored after repack 0%"))
+    retention.append(row)
+if retention:
+    r0 = retention[0]
+    report_lines.append(f'\n## a year of daily backups: {r0["days"]} days, keep-daily 7, keep-weekly 4, keep-monthly 12, '
+                        f'pruned weekly; {r0["live_bytes"] / 2**20:.1f} MiB live at the end')
+    report_lines.append("| tool   | snapshots | stored MiB | fresh backup MiB | stored / fresh | after repack 0% MiB | wall s |")
+    report_lines.append("|--------|-----------|------------|------------------|----------------|---------------------|--------|")
+    for r in retention:
+        after = r.get("stored_after_repack_0_bytes")
+        report_lines.append(
+            f'| {r["tool"]:<6} | {r["snapshots"]:>9} | {r["stored_bytes"] / 2**20:>10.1f} | '
+            f'{r["fresh_backup_bytes"] / 2**20:>16.1f} | {r["stored_bytes"] / r["fresh_backup_bytes"]:>14.2f} | '
+            f'{(after / 2**20 if after else float("nan")):>19.1f} | {r["wall_s"]:>6.0f} |')
+    by = {r["tool"]: r for r in retention}
+    if "mvault" in by and "restic" in by:
+        report_lines.append(f'mvault stores {100 * (1 - by["mvault"]["stored_bytes"] / by["restic"]["stored_bytes"]):.0f}% '
+                            f'less than restic after the same year and policy')
 print("\n".join(report_lines))
 
 json.dump({
     "date": datetime.datetime.now().isoformat(timespec="seconds"),
     "machine": {"cpus": cores, "mem_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")},
     "versions": versions, "page_cache": "warm (not dropped)", "sets": sets, "scaling": scaling,
+    "retention": retention,
 }, open(out, "w"), indent=1)
 print(f"\nwrote {out}")

@@ -202,7 +202,9 @@ fn backup_with_a_store_down_is_degraded_then_repaired() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("shards missing") && err.contains("mvault repair"), "the user is told: {err}");
     unhide(&v.store(5));
-    let st = json(&v.vault(), &["status"]);
+    let o = run(&v.vault(), &["--json", "status"]);
+    assert_eq!(o.status.code(), Some(3), "lost redundancy is damage repair mends: exit 3");
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(st["degraded_packs"].as_u64().unwrap() > 0, "{st}");
     ok(&v.vault(), &["repair"]);
     let st = json(&v.vault(), &["status"]);

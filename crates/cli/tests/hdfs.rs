@@ -95,7 +95,9 @@ fn ec_over_hdfs_garage_and_fs_loses_nothing_when_hdfs_stops_mid_backup_and_mid_r
     let paused = spawn_paused(vcmd(&vault, &["backup", src.to_str().unwrap(), "--quiet"]), "pack-written", 3, t.path());
     dfs.stop();
     assert!(paused.resume().success(), "the backup must survive the HDFS outage");
-    let st = vjson(&vault, &["status"]);
+    let o = vcmd(&vault, &["--json", "status"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "lost redundancy is damage repair mends: exit 3");
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(st["unreadable_packs"], 0, "{st}");
     assert!(st["degraded_packs"].as_u64().unwrap() > 0, "HDFS must have stopped mid-backup: {st}");
 

@@ -61,7 +61,9 @@ fn ec_over_garage_and_fs_loses_nothing_when_a_garage_dies_mid_backup_and_mid_res
     let status = paused.resume();
     assert!(status.success(), "backup must survive a lost store");
     nodes[1].restart();
-    let st: serde_json::Value = serde_json::from_str(&s3_ok(&vault, &["--json", "status"])).unwrap();
+    let o = s3_cmd(&vault, &["--json", "status"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "lost redundancy is damage repair mends: exit 3");
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(st["unreadable_packs"] == 0, "{st}");
     assert!(st["degraded_packs"].as_u64().unwrap() > 0, "the Garage must have died mid-backup: {st}");
 
