@@ -177,6 +177,111 @@ def basics(a):
     return body
 
 
+def status_of(f, *args, **kw):
+    """The HTTP status f(*args) fails with (304 and 412 carry no S3 error body worth matching on)."""
+    try:
+        f(*args, **kw)
+    except ClientError as e:
+        return e.response["ResponseMetadata"]["HTTPStatusCode"]
+    raise AssertionError("expected a failure, the call succeeded")
+
+
+def no_wrong_success(a):
+    """Issue 19: every request is honoured exactly or refused, before anything is stored."""
+    b = "ckpts"
+    # What the gateway does not do is refused by name, and nothing is stored.
+    refused = [
+        ("SSE-C", dict(SSECustomerAlgorithm="AES256", SSECustomerKey="k" * 32)),
+        ("aws:kms", dict(ServerSideEncryption="aws:kms")),
+        ("tagging", dict(Tagging="a=b")),
+        ("public-read", dict(ACL="public-read")),
+        ("object lock", dict(ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate="2099-01-01T00:00:00Z")),
+    ]
+    for what, kw in refused:
+        msg = fails("NotImplemented", a.put_object, Bucket=b, Key="nws/refused", Body=b"x", **kw)
+        assert what in msg, (what, msg)
+        assert status_of(a.head_object, Bucket=b, Key="nws/refused") == 404
+    fails("InvalidStorageClass", a.put_object, Bucket=b, Key="nws/refused", Body=b"x", StorageClass="GLACIER")
+    fails("NotImplemented", a.create_bucket, Bucket="locked-bucket", ObjectLockEnabledForBucket=True)
+    assert "locked-bucket" not in [x["Name"] for x in a.list_buckets()["Buckets"]]
+    fails("NotImplemented", a.create_multipart_upload, Bucket=b, Key="nws/refused", Tagging="a=b")
+    # What it does is done: SSE-S3 (AES256 at rest, which every object has) and a private ACL.
+    r = a.put_object(Bucket=b, Key="nws/sse", Body=b"x", ServerSideEncryption="AES256", ACL="private")
+    assert r.get("ServerSideEncryption") == "AES256", r
+    ok("no wrong success: SSE-C, SSE-KMS, tags, public ACLs, object lock, GLACIER refused; nothing stored")
+
+    # Checksums: a wrong one is BadDigest and stores nothing; a right one is kept and returned.
+    fails("BadDigest", a.put_object, Bucket=b, Key="nws/sum", Body=b"hello world", ChecksumCRC32="AAAAAA==")
+    fails("BadDigest", a.put_object, Bucket=b, Key="nws/sum", Body=b"hello world",
+          ChecksumSHA256="uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzeK=")
+    assert status_of(a.head_object, Bucket=b, Key="nws/sum") == 404
+    r = a.put_object(Bucket=b, Key="nws/sum", Body=b"hello world", ChecksumAlgorithm="SHA256")
+    want = "uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek="
+    assert r.get("ChecksumSHA256") == want, r
+    h = a.head_object(Bucket=b, Key="nws/sum", ChecksumMode="ENABLED")
+    assert h.get("ChecksumSHA256") == want, h
+    g = a.get_object(Bucket=b, Key="nws/sum", ChecksumMode="ENABLED")
+    assert g["Body"].read() == b"hello world" and g.get("ChecksumSHA256") == want, g
+    r = a.put_object(Bucket=b, Key="nws/crc", Body=b"hello world", ChecksumCRC32="DUoRhQ==")
+    assert a.head_object(Bucket=b, Key="nws/crc", ChecksumMode="ENABLED").get("ChecksumCRC32") == "DUoRhQ=="
+    ok("checksums: wrong CRC32 / SHA-256 refused (BadDigest, nothing stored); right ones kept and returned")
+
+    # Conditional requests.
+    etag = a.put_object(Bucket=b, Key="nws/cond", Body=b"v1")["ETag"]
+    fails("PreconditionFailed", a.put_object, Bucket=b, Key="nws/cond", Body=b"v2", IfNoneMatch="*")
+    assert a.get_object(Bucket=b, Key="nws/cond")["Body"].read() == b"v1"
+    a.put_object(Bucket=b, Key="nws/new", Body=b"n", IfNoneMatch="*")
+    assert status_of(a.get_object, Bucket=b, Key="nws/cond", IfNoneMatch=etag) == 304
+    assert status_of(a.head_object, Bucket=b, Key="nws/cond", IfMatch='"00"') == 412
+    assert a.get_object(Bucket=b, Key="nws/cond", IfMatch=etag)["Body"].read() == b"v1"
+    assert status_of(a.get_object, Bucket=b, Key="nws/cond",
+                     IfModifiedSince=a.head_object(Bucket=b, Key="nws/cond")["LastModified"]) == 304
+    fails("PreconditionFailed", a.put_object, Bucket=b, Key="nws/cond", Body=b"v2", IfMatch='"00"')
+    etag2 = a.put_object(Bucket=b, Key="nws/cond", Body=b"v2", IfMatch=etag)["ETag"]
+    fails("PreconditionFailed", a.delete_object, Bucket=b, Key="nws/cond", IfMatch=etag)
+    assert a.get_object(Bucket=b, Key="nws/cond")["Body"].read() == b"v2"
+    a.delete_object(Bucket=b, Key="nws/cond", IfMatch=etag2)
+    fails("NoSuchKey", a.get_object, Bucket=b, Key="nws/cond")
+    fails("PreconditionFailed", a.copy_object, Bucket=b, Key="nws/copy", CopySource={"Bucket": b, "Key": "nws/new"},
+          CopySourceIfMatch='"00"')
+    ok("conditions: If-None-Match * / If-Match on PUT, 304 and 412 on GET/HEAD, If-Match on DELETE and copy")
+
+    # partNumber: a part of a multipart object, with the part count; part 1 of a plain object is all of it.
+    sizes = [5 << 20, 5 << 20, 1 << 20]
+    data = os.urandom(sum(sizes))
+    up = a.create_multipart_upload(Bucket=b, Key="nws/mp", CacheControl="max-age=60",
+                                   ContentDisposition='attachment; filename="w.bin"')["UploadId"]
+    parts, off = [], 0
+    for n, size in enumerate(sizes, 1):
+        p = a.upload_part(Bucket=b, Key="nws/mp", UploadId=up, PartNumber=n, Body=data[off:off + size])
+        parts.append({"PartNumber": n, "ETag": p["ETag"]})
+        off += size
+    done = a.complete_multipart_upload(Bucket=b, Key="nws/mp", UploadId=up, MultipartUpload={"Parts": parts})
+    off = 0
+    for n, size in enumerate(sizes, 1):
+        g = a.get_object(Bucket=b, Key="nws/mp", PartNumber=n)
+        assert g["PartsCount"] == 3 and g["ContentLength"] == size and g["ETag"] == done["ETag"], g
+        assert g["Body"].read() == data[off:off + size], n
+        assert a.head_object(Bucket=b, Key="nws/mp", PartNumber=n)["ContentLength"] == size
+        off += size
+    fails("InvalidPart", a.get_object, Bucket=b, Key="nws/mp", PartNumber=4)
+    fails("InvalidPart", a.get_object, Bucket=b, Key="nws/new", PartNumber=2)
+    assert a.get_object(Bucket=b, Key="nws/new", PartNumber=1)["Body"].read() == b"n"
+    h = a.head_object(Bucket=b, Key="nws/mp")
+    assert h["CacheControl"] == "max-age=60" and h["ContentDisposition"] == 'attachment; filename="w.bin"', h
+    ok("partNumber: each part of a 3-part object with PartsCount; InvalidPart beyond; standard headers kept")
+
+    # Standard headers on PUT, response-* overrides on GET; DeleteObjects' 1,000-key limit.
+    a.put_object(Bucket=b, Key="nws/h", Body=b"h", CacheControl="no-cache", ContentEncoding="identity",
+                 ContentLanguage="en", Expires="Wed, 21 Oct 2099 07:28:00 GMT")
+    g = a.get_object(Bucket=b, Key="nws/h", ResponseContentType="text/plain", ResponseCacheControl="max-age=1")
+    assert g["ContentType"] == "text/plain" and g["CacheControl"] == "max-age=1", g
+    assert g["ContentEncoding"] == "identity" and g["ContentLanguage"] == "en" and g["Expires"].year == 2099, g
+    fails("MalformedXML", a.delete_objects, Bucket=b,
+          Delete={"Objects": [{"Key": f"nws/d{i}"} for i in range(1001)]})
+    ok("standard headers kept per version, response-* overrides; DeleteObjects refuses 1,001 keys")
+
+
 def multipart(a):
     # Parts checked: a wrong ETag, a small non-last part; abort; list_parts.
     up = a.create_multipart_upload(Bucket="ckpts", Key="mp/small")["UploadId"]
@@ -386,6 +491,7 @@ def main():
     a = client("a-writer")
     body = basics(a)
     multipart(a)
+    no_wrong_success(a)
     isolation(a, body)
     objs = training_job(a)
     aws_cli(a)

@@ -152,9 +152,7 @@ mod tests {
             size: 1,
             etag: "e".into(),
             time_ms,
-            content_type: None,
-            metadata: BTreeMap::new(),
-            upload: None,
+            ..Default::default()
         }
     }
 
@@ -197,13 +195,7 @@ mod tests {
         assert_eq!(s.buckets["b"].objects["k"].iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["2", "3"]);
         assert_eq!(s.buckets["b"].current("k").unwrap().id, "3");
         // Uploads never completed go on their own clock.
-        let info = Upload {
-            key: "u".into(),
-            started_ms: 100,
-            content_type: None,
-            metadata: BTreeMap::new(),
-            parts: BTreeMap::new(),
-        };
+        let info = Upload { key: "u".into(), started_ms: 100, ..Default::default() };
         s.apply(&Record::StartUpload { bucket: "b".into(), upload: "up".into(), info });
         assert!(s.expired(u64::MAX, 2000, 1200).is_empty(), "a young upload stays");
         let ex = s.expired(u64::MAX, 500, 1200);
@@ -264,9 +256,7 @@ mod tests {
             size: w.size,
             etag: hex::encode(w.md5),
             time_ms: 1000 + st.seq,
-            content_type: None,
-            metadata: BTreeMap::new(),
-            upload: None,
+            ..Default::default()
         };
         append(repo, st, Record::Put { bucket: "models".into(), key: key.into(), version }).unwrap();
         w
@@ -445,10 +435,12 @@ mod tests {
                 Record::Put { bucket: "b".into(), key: key.clone(), version: Version {
                     id: "v".into(), tree: Some("ab".repeat(32)), size, etag: "x".into(), time_ms: 5,
                     content_type: Some("a/b".into()), metadata: [("k".to_string(), key.clone())].into(),
-                    upload: Some("u".into()),
+                    upload: Some("u".into()), parts: vec![size / 2, size - size / 2],
+                    headers: [("cache-control".to_string(), key.clone())].into(),
+                    checksums: [("CRC32".to_string(), "DUoRhQ==".to_string())].into(),
                 }},
                 Record::Part { bucket: "b".into(), upload: "u".into(), number: part,
-                    part: Part { tree: "cd".repeat(32), size, etag: "y".into(), time_ms: 6 } },
+                    part: Part { tree: "cd".repeat(32), size, etag: "y".into(), time_ms: 6, ..Default::default() } },
             ];
             for r in recs {
                 let back: Record = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();

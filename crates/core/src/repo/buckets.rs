@@ -38,7 +38,7 @@ pub fn valid_bucket_name(name: &str) -> bool {
 }
 
 /// One version of an object, or a delete marker (`tree` None).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Version {
     pub id: String,
     /// The object's tree blob (hex ChunkId); None for a delete marker.
@@ -55,6 +55,17 @@ pub struct Version {
     /// The multipart upload that made this version, so a retried completion finds its result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<String>,
+    /// For an object made by a multipart upload: the size of each part, in order (GET by `partNumber`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<u64>,
+    /// The standard headers given at upload, returned on every read: `cache-control`, `content-disposition`,
+    /// `content-encoding`, `content-language`, `expires` (lower-case names).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Checksums verified at upload, by algorithm (`CRC32`, `CRC32C`, `CRC64NVME`, `SHA1`, `SHA256`): base64,
+    /// as S3 sends and returns them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
 }
 
 impl Version {
@@ -67,15 +78,18 @@ impl Version {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Part {
     pub tree: String,
     pub size: u64,
     pub etag: String,
     pub time_ms: u64,
+    /// Checksums verified at upload (as `Version::checksums`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Upload {
     pub key: String,
     pub started_ms: u64,
@@ -83,6 +97,8 @@ pub struct Upload {
     pub content_type: Option<String>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub parts: BTreeMap<u32, Part>,
 }

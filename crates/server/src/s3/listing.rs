@@ -90,9 +90,7 @@ mod tests {
             size: 1,
             etag: "e".into(),
             time_ms: 0,
-            content_type: None,
-            metadata: Default::default(),
-            upload: None,
+            ..Default::default()
         }
     }
 

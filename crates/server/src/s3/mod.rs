@@ -13,10 +13,13 @@
 
 mod access;
 mod body;
+mod checksums;
+mod conditions;
 mod errors;
 mod listing;
 mod ops;
 mod parts;
+mod refuse;
 mod state;
 mod trace;
 mod write;

@@ -1,12 +1,15 @@
 //! The S3 operations, each over the caller's tenant (the access check has passed before any of them runs).
 
 use super::body::{decoded_length, ChanBody};
+use super::checksums::{self, Wanted};
+use super::conditions;
 use super::errors::{no_bucket, no_key, s3err, slow_down};
 use super::listing::{hex_token, list_keys, max_keys, object_entry, unhex_token};
 use super::parts::{part_plan, PartPlan};
+use super::refuse;
 use super::state::{delete_one, find_version, upload_of};
 use super::trace::note;
-use super::write::{version_of, Recorder};
+use super::write::{standard_headers, version_of, Recorder};
 use super::{blocking, now_ms, random_id, timestamp, Gateway, MAX_PARTS, MIN_PART};
 use crate::auth::Role;
 use bytes::Bytes;
@@ -47,6 +50,7 @@ impl S3 for Gateway {
 
     async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
         let c = self.caller(&req).await?;
+        refuse::create_bucket(&req.input)?;
         let name = req.input.bucket.clone();
         if !buckets::valid_bucket_name(&name) {
             return Err(s3_error!(InvalidBucketName, "{name}: 3-63 of a-z, 0-9, '.' and '-'"));
@@ -114,25 +118,63 @@ impl S3 for Gateway {
 
     async fn put_object(&self, mut req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let c = self.caller(&req).await?;
+        refuse::put(&req.input)?;
+        let wanted = Wanted::from_headers(&req.headers)?;
         let i = &mut req.input;
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
-        self.require_bucket(&c, &bucket).await?;
+        let (if_match, if_none_match) = (i.if_match.clone(), i.if_none_match.clone());
+        let guard = move |current: Option<&Version>, key: &str, appender: bool| -> S3Result<()> {
+            if appender && current.is_some() {
+                return Err(s3_error!(AccessDenied, "an appender key may not overwrite {key}, which exists"));
+            }
+            conditions::write(if_match.as_ref(), if_none_match.as_ref(), current, key)
+        };
+        let appender = c.token.role == Role::Appender;
+        // The conditions are checked before the body is read (a quick refusal) and again when the version is
+        // recorded (the answer that counts).
+        let (t, b2, k2, g2) = (c.tenant.clone(), bucket.clone(), key.clone(), guard.clone());
+        blocking(move || {
+            t.buckets(|st, _| {
+                let b = st.buckets.get(&b2).ok_or_else(|| no_bucket(&b2))?;
+                g2(b.current(&k2), &k2, appender)
+            })
+        })
+        .await?;
         let len = i.content_length.or_else(|| decoded_length(&req.headers));
         let i = &mut req.input;
-        let (ct, meta, appender) = (i.content_type.clone(), i.metadata.take(), c.token.role == Role::Appender);
+        let (ct, meta) = (i.content_type.clone(), i.metadata.take());
+        let headers = standard_headers(
+            i.cache_control.as_deref(),
+            i.content_disposition.as_deref(),
+            i.content_encoding.as_deref(),
+            i.content_language.as_deref(),
+            i.expires.as_ref(),
+        );
         let k2 = key.clone();
-        let record: Recorder = Box::new(move |t, w| {
-            let v = version_of(w, hex::encode(w.md5), ct, meta);
-            t.put_version(bucket, k2, v.clone(), appender)?;
+        let record: Recorder = Box::new(move |t, w, sums| {
+            let mut v = version_of(w, hex::encode(w.md5), ct, meta);
+            v.headers = headers;
+            v.checksums = sums;
+            let k3 = k2.clone();
+            t.put_version(bucket, k2, v.clone(), &|current| guard(current, &k3, appender))?;
             Ok(Some(v))
         });
         let body = i.body.take();
-        let (_, v) = self.store_body(&c, &key, len, body, i.content_md5.as_deref(), PartPlan::Object, record).await?;
+        let sums = (wanted, req.trailing_headers.take());
+        let (_, v) =
+            self.store_body(&c, &key, len, body, i.content_md5.as_deref(), sums, PartPlan::Object, record).await?;
         let out = v.expect("a put records a version");
+        let sums = checksums::as_output(&out.checksums);
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(out.etag)),
             version_id: Some(out.id),
             size: Some(out.size as i64),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
+            server_side_encryption: req.input.server_side_encryption.clone(),
             ..Default::default()
         }))
     }
@@ -140,12 +182,17 @@ impl S3 for Gateway {
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let c = self.caller(&req).await?;
         let i = &req.input;
+        refuse::read_with_customer_key(i.sse_customer_algorithm.as_deref(), i.sse_customer_key.as_deref())?;
         let (t, bucket, key, vid) = (c.tenant.clone(), i.bucket.clone(), i.key.clone(), i.version_id.clone());
         let v = blocking(move || t.buckets(|st, _| find_version(st, &bucket, &key, vid.as_deref()))).await?;
-        let range = match &i.range {
-            Some(r) => Some(r.check(v.size)?),
-            None => None,
-        };
+        conditions::Read {
+            if_match: i.if_match.as_ref(),
+            if_none_match: i.if_none_match.as_ref(),
+            if_modified_since: i.if_modified_since.as_ref(),
+            if_unmodified_since: i.if_unmodified_since.as_ref(),
+        }
+        .check(&v)?;
+        let (range, parts_count) = read_range(&v, i.range.as_ref(), i.part_number)?;
         let (start, end) = range.as_ref().map(|r| (r.start, r.end)).unwrap_or((0, v.size));
         let len = end - start;
         let app = self.0.clone();
@@ -181,6 +228,8 @@ impl S3 for Gateway {
             }
         });
         note(c.trace.as_ref(), |t| t.bytes_out = len);
+        let sums = checksum_output(i.checksum_mode.as_ref(), &v, range.is_some() && parts_count.is_none());
+        let h = Served::of(&v, i);
         Ok(S3Response::new(GetObjectOutput {
             body: Some(StreamingBlob::new(ChanBody { rx, left: len as usize })),
             content_length: Some(len as i64),
@@ -188,7 +237,18 @@ impl S3 for Gateway {
             accept_ranges: Some("bytes".into()),
             e_tag: Some(ETag::Strong(v.etag.clone())),
             last_modified: Some(timestamp(v.time_ms)),
-            content_type: v.content_type.clone(),
+            content_type: h.content_type,
+            cache_control: h.cache_control,
+            content_disposition: h.content_disposition,
+            content_encoding: h.content_encoding,
+            content_language: h.content_language,
+            expires: h.expires,
+            parts_count,
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             metadata: (!v.metadata.is_empty()).then(|| v.metadata.clone().into_iter().collect()),
             version_id: Some(v.id.clone()),
             ..Default::default()
@@ -198,22 +258,41 @@ impl S3 for Gateway {
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let c = self.caller(&req).await?;
         let i = &req.input;
+        refuse::read_with_customer_key(i.sse_customer_algorithm.as_deref(), i.sse_customer_key.as_deref())?;
         let (t, bucket, key, vid) = (c.tenant.clone(), i.bucket.clone(), i.key.clone(), i.version_id.clone());
         let v = blocking(move || t.buckets(|st, _| find_version(st, &bucket, &key, vid.as_deref()))).await?;
-        let (len, content_range) = match &i.range {
-            Some(r) => {
-                let r = r.check(v.size)?;
-                (r.end - r.start, Some(format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), v.size)))
-            }
+        conditions::Read {
+            if_match: i.if_match.as_ref(),
+            if_none_match: i.if_none_match.as_ref(),
+            if_modified_since: i.if_modified_since.as_ref(),
+            if_unmodified_since: i.if_unmodified_since.as_ref(),
+        }
+        .check(&v)?;
+        let (range, parts_count) = read_range(&v, i.range.as_ref(), i.part_number)?;
+        let (len, content_range) = match &range {
+            Some(r) => (r.end - r.start, Some(format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), v.size))),
             None => (v.size, None),
         };
+        let sums = checksum_output(i.checksum_mode.as_ref(), &v, range.is_some() && parts_count.is_none());
+        let h = Served::of_head(&v, i);
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(len as i64),
             content_range,
             accept_ranges: Some("bytes".into()),
             e_tag: Some(ETag::Strong(v.etag.clone())),
             last_modified: Some(timestamp(v.time_ms)),
-            content_type: v.content_type.clone(),
+            content_type: h.content_type,
+            cache_control: h.cache_control,
+            content_disposition: h.content_disposition,
+            content_encoding: h.content_encoding,
+            content_language: h.content_language,
+            expires: h.expires,
+            parts_count,
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             metadata: (!v.metadata.is_empty()).then(|| v.metadata.clone().into_iter().collect()),
             version_id: Some(v.id),
             ..Default::default()
@@ -223,8 +302,28 @@ impl S3 for Gateway {
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
         let c = self.caller(&req).await?;
         let i = &req.input;
+        if i.bypass_governance_retention == Some(true) {
+            return Err(s3_error!(
+                NotImplemented,
+                "x-amz-bypass-governance-retention: object lock is not supported yet"
+            ));
+        }
         let (t, bucket, key, vid) = (c.tenant.clone(), i.bucket.clone(), i.key.clone(), i.version_id.clone());
-        let out = blocking(move || t.buckets(|st, repo| delete_one(st, repo, &bucket, &key, vid.as_deref()))).await?;
+        let (if_match, if_modified, if_size) =
+            (i.if_match.clone(), i.if_match_last_modified_time.clone(), i.if_match_size);
+        let out = blocking(move || {
+            t.buckets(|st, repo| {
+                let b = st.buckets.get(&bucket).ok_or_else(|| no_bucket(&bucket))?;
+                // The conditions hold for what the delete removes: the version named, else the current one.
+                let target = match vid.as_deref() {
+                    Some(v) => b.objects.get(&key).and_then(|vs| vs.iter().find(|x| x.id == v)),
+                    None => b.current(&key),
+                };
+                conditions::delete(if_match.as_ref(), if_modified.as_ref(), if_size, target, &key)?;
+                delete_one(st, repo, &bucket, &key, vid.as_deref())
+            })
+        })
+        .await?;
         Ok(S3Response::new(out))
     }
 
@@ -232,6 +331,9 @@ impl S3 for Gateway {
         let c = self.caller(&req).await?;
         let i = req.input;
         let quiet = i.delete.quiet.unwrap_or(false);
+        if i.delete.objects.len() > 1000 {
+            return Err(s3_error!(MalformedXML, "{} keys: DeleteObjects takes at most 1,000", i.delete.objects.len()));
+        }
         let (t, bucket, objects) = (c.tenant.clone(), i.bucket.clone(), i.delete.objects);
         let out = blocking(move || {
             t.buckets(|st, repo| {
@@ -387,6 +489,7 @@ impl S3 for Gateway {
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
         let c = self.caller(&req).await?;
+        refuse::copy(&req.input)?;
         let i = req.input;
         let CopySource::Bucket { bucket: sb, key: sk, version_id: sv } = &i.copy_source else {
             return Err(s3_error!(NotImplemented, "copies from access points or outposts"));
@@ -395,10 +498,30 @@ impl S3 for Gateway {
         let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         let (t, bucket, key) = (c.tenant.clone(), i.bucket.clone(), i.key.clone());
         let (content_type, metadata) = (i.content_type.clone(), i.metadata.clone());
+        let headers = standard_headers(
+            i.cache_control.as_deref(),
+            i.content_disposition.as_deref(),
+            i.content_encoding.as_deref(),
+            i.content_language.as_deref(),
+            i.expires.as_ref(),
+        );
+        let conds = (
+            i.copy_source_if_match.clone(),
+            i.copy_source_if_none_match.clone(),
+            i.copy_source_if_modified_since.clone(),
+            i.copy_source_if_unmodified_since.clone(),
+        );
         let v = blocking(move || {
             t.buckets(|st, repo| {
                 // Bucket names are the caller's tenant's: another tenant's bucket is simply not found.
                 let src = find_version(st, &sb, &sk, sv.as_deref())?;
+                let read = conditions::Read {
+                    if_match: conds.0.as_ref(),
+                    if_none_match: conds.1.as_ref(),
+                    if_modified_since: conds.2.as_ref(),
+                    if_unmodified_since: conds.3.as_ref(),
+                };
+                conditions::copy_source(&read, &src)?;
                 if !st.buckets.contains_key(&bucket) {
                     return Err(no_bucket(&bucket));
                 }
@@ -413,6 +536,7 @@ impl S3 for Gateway {
                 if replace {
                     v.content_type = content_type;
                     v.metadata = metadata.unwrap_or_default().into_iter().collect();
+                    v.headers = headers;
                 }
                 buckets::append(repo, st, Record::Put { bucket, key, version: v.clone() }).map_err(s3err)?;
                 Ok(v)
@@ -435,13 +559,22 @@ impl S3 for Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let c = self.caller(&req).await?;
+        refuse::create_upload(&req.input)?;
         let i = req.input;
         let upload = random_id();
+        let headers = standard_headers(
+            i.cache_control.as_deref(),
+            i.content_disposition.as_deref(),
+            i.content_encoding.as_deref(),
+            i.content_language.as_deref(),
+            i.expires.as_ref(),
+        );
         let info = Upload {
             key: i.key.clone(),
             started_ms: now_ms(),
             content_type: i.content_type,
             metadata: i.metadata.unwrap_or_default().into_iter().collect(),
+            headers,
             parts: BTreeMap::new(),
         };
         let (t, bucket, u2) = (c.tenant.clone(), i.bucket.clone(), upload.clone());
@@ -464,6 +597,8 @@ impl S3 for Gateway {
 
     async fn upload_part(&self, mut req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
         let c = self.caller(&req).await?;
+        refuse::part(&req.input)?;
+        let wanted = Wanted::from_headers(&req.headers)?;
         let i = &mut req.input;
         if !(1..=MAX_PARTS).contains(&i.part_number) {
             return Err(s3_error!(InvalidArgument, "part numbers run from 1 to {MAX_PARTS}"));
@@ -485,8 +620,14 @@ impl S3 for Gateway {
         let plan = part_plan(&c.tenant, &upload, req.input.part_number as u32).await;
         let i = &mut req.input;
         let number = i.part_number as u32;
-        let record: Recorder = Box::new(move |t, w| {
-            let part = Part { tree: w.tree.to_hex(), size: w.size, etag: hex::encode(w.md5), time_ms: now_ms() };
+        let record: Recorder = Box::new(move |t, w, sums| {
+            let part = Part {
+                tree: w.tree.to_hex(),
+                size: w.size,
+                etag: hex::encode(w.md5),
+                time_ms: now_ms(),
+                checksums: sums,
+            };
             t.buckets(|st, repo| {
                 // The upload may have been completed or aborted while the part streamed in.
                 upload_of(st, &bucket, &upload, &key)?;
@@ -495,7 +636,9 @@ impl S3 for Gateway {
             Ok(None)
         });
         let body = i.body.take();
-        let (w, _) = self.store_body(&c, &i.key, len, body, i.content_md5.as_deref(), plan, record).await?;
+        let sums = (wanted, req.trailing_headers.take());
+        let i = &req.input;
+        let (w, _) = self.store_body(&c, &i.key, len, body, i.content_md5.as_deref(), sums, plan, record).await?;
         let etag = hex::encode(w.md5);
         Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
     }
@@ -506,12 +649,35 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let c = self.caller(&req).await?;
         let i = req.input;
-        let listed: Vec<(i32, String)> = i
+        refuse::read_with_customer_key(i.sse_customer_algorithm.as_deref(), i.sse_customer_key.as_deref())?;
+        let whole_object_sum = i.checksum_crc32.is_some()
+            || i.checksum_crc32c.is_some()
+            || i.checksum_crc64nvme.is_some()
+            || i.checksum_sha1.is_some()
+            || i.checksum_sha256.is_some();
+        if whole_object_sum {
+            return Err(s3_error!(
+                NotImplemented,
+                "a checksum of the whole multipart object is not verified by this gateway; send each part's instead"
+            ));
+        }
+        let (if_match, if_none_match) = (i.if_match.clone(), i.if_none_match.clone());
+        let listed: Vec<(i32, String, Checksum)> = i
             .multipart_upload
             .and_then(|m| m.parts)
             .unwrap_or_default()
             .into_iter()
-            .map(|p| (p.part_number.unwrap_or(0), p.e_tag.map(|e| e.value().to_string()).unwrap_or_default()))
+            .map(|p| {
+                let sums = Checksum {
+                    checksum_crc32: p.checksum_crc32,
+                    checksum_crc32c: p.checksum_crc32c,
+                    checksum_crc64nvme: p.checksum_crc64nvme,
+                    checksum_sha1: p.checksum_sha1,
+                    checksum_sha256: p.checksum_sha256,
+                    ..Default::default()
+                };
+                (p.part_number.unwrap_or(0), p.e_tag.map(|e| e.value().to_string()).unwrap_or_default(), sums)
+            })
             .collect();
         if listed.is_empty() {
             return Err(s3_error!(MalformedXML, "a completion must list the parts"));
@@ -535,15 +701,33 @@ impl S3 for Gateway {
                     return Ok((v, Vec::new()));
                 }
                 let u = upload_of(st, &bucket, &upload, &key)?;
-                if appender && st.buckets[&bucket].current(&key).is_some() {
+                let current = st.buckets[&bucket].current(&key);
+                if appender && current.is_some() {
                     return Err(s3_error!(AccessDenied, "an appender key may not overwrite {key}, which exists"));
                 }
+                conditions::write(if_match.as_ref(), if_none_match.as_ref(), current, &key)?;
                 let mut trees = Vec::new();
-                let (mut size, mut md5s) = (0u64, Vec::new());
-                for (n, (number, etag)) in listed.iter().enumerate() {
+                let (mut size, mut md5s, mut sizes) = (0u64, Vec::new(), Vec::new());
+                for (n, (number, etag, sums)) in listed.iter().enumerate() {
                     let p = u.parts.get(&(*number as u32)).filter(|p| p.etag == *etag).ok_or_else(|| {
                         s3_error!(InvalidPart, "part {number} with ETag {etag} was not uploaded to {upload}")
                     })?;
+                    // A part's checksum in the list must be the one its upload verified.
+                    let stored = checksums::as_output(&p.checksums);
+                    let pairs = [
+                        (&sums.checksum_crc32, &stored.checksum_crc32),
+                        (&sums.checksum_crc32c, &stored.checksum_crc32c),
+                        (&sums.checksum_crc64nvme, &stored.checksum_crc64nvme),
+                        (&sums.checksum_sha1, &stored.checksum_sha1),
+                        (&sums.checksum_sha256, &stored.checksum_sha256),
+                    ];
+                    if pairs.iter().any(|(listed, stored)| listed.is_some() && listed != stored) {
+                        return Err(s3_error!(
+                            InvalidPart,
+                            "part {number}: the checksum listed is not the one its upload was verified with"
+                        ));
+                    }
+                    sizes.push(p.size);
                     if n + 1 < listed.len() && p.size < MIN_PART {
                         return Err(s3_error!(
                             EntityTooSmall,
@@ -567,6 +751,9 @@ impl S3 for Gateway {
                     content_type: u.content_type.clone(),
                     metadata: u.metadata.clone(),
                     upload: Some(upload.clone()),
+                    parts: sizes,
+                    headers: u.headers.clone(),
+                    checksums: BTreeMap::new(),
                 };
                 buckets::append(repo, st, Record::Put { bucket: bucket.clone(), key, version: version.clone() })
                     .map_err(s3err)?;
@@ -685,3 +872,108 @@ impl S3 for Gateway {
 
 /// A part of an upload and its number, as ListParts pages them.
 type NumberedPart = (u32, Part);
+
+/// The part of an object a GET or HEAD returns: a `Range`, or a `partNumber` (one part of a multipart object,
+/// with the object's part count; part 1 of any other object is all of it), or everything.
+fn read_range(
+    v: &Version,
+    range: Option<&Range>,
+    part_number: Option<i32>,
+) -> S3Result<(Option<std::ops::Range<u64>>, Option<i32>)> {
+    match (range, part_number) {
+        (Some(_), Some(_)) => Err(s3_error!(InvalidRequest, "Range and partNumber cannot both be given")),
+        (Some(r), None) => {
+            let r = r.check(v.size)?;
+            Ok((Some(r.start..r.end), None))
+        }
+        (None, Some(n)) => {
+            if n < 1 {
+                return Err(s3_error!(InvalidArgument, "partNumber {n}: parts run from 1"));
+            }
+            if v.parts.is_empty() {
+                return if n == 1 { Ok((None, None)) } else { Err(no_part(n, 1)) };
+            }
+            let count = v.parts.len();
+            let i = n as usize - 1;
+            if i >= count {
+                return Err(no_part(n, count));
+            }
+            let start: u64 = v.parts[..i].iter().sum();
+            Ok((Some(start..start + v.parts[i]), Some(count as i32)))
+        }
+        (None, None) => Ok((None, (!v.parts.is_empty()).then_some(v.parts.len() as i32))),
+    }
+}
+
+fn no_part(n: i32, count: usize) -> s3s::S3Error {
+    s3_error!(InvalidPart, "partNumber {n}: the object has {count} part(s)")
+}
+
+/// The checksums a read returns: with `ChecksumMode: ENABLED`, of the whole object (not for a byte range).
+fn checksum_output(mode: Option<&ChecksumMode>, v: &Version, partial: bool) -> Checksum {
+    let enabled = mode.is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+    if enabled && !partial {
+        checksums::as_output(&v.checksums)
+    } else {
+        Checksum::default()
+    }
+}
+
+/// The standard headers a read returns: the version's, overridden by the request's `response-*` parameters.
+struct Served {
+    content_type: Option<String>,
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    content_language: Option<String>,
+    expires: Option<Timestamp>,
+}
+
+impl Served {
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        v: &Version,
+        content_type: Option<&String>,
+        cache_control: Option<&String>,
+        disposition: Option<&String>,
+        encoding: Option<&String>,
+        language: Option<&String>,
+        expires: Option<&Timestamp>,
+    ) -> Served {
+        let kept = |name: &str| v.headers.get(name).cloned();
+        Served {
+            content_type: content_type.cloned().or_else(|| v.content_type.clone()),
+            cache_control: cache_control.cloned().or_else(|| kept("cache-control")),
+            content_disposition: disposition.cloned().or_else(|| kept("content-disposition")),
+            content_encoding: encoding.cloned().or_else(|| kept("content-encoding")),
+            content_language: language.cloned().or_else(|| kept("content-language")),
+            expires: expires
+                .cloned()
+                .or_else(|| kept("expires").and_then(|e| Timestamp::parse(TimestampFormat::HttpDate, &e).ok())),
+        }
+    }
+
+    fn of(v: &Version, i: &GetObjectInput) -> Served {
+        Served::build(
+            v,
+            i.response_content_type.as_ref(),
+            i.response_cache_control.as_ref(),
+            i.response_content_disposition.as_ref(),
+            i.response_content_encoding.as_ref(),
+            i.response_content_language.as_ref(),
+            i.response_expires.as_ref(),
+        )
+    }
+
+    fn of_head(v: &Version, i: &HeadObjectInput) -> Served {
+        Served::build(
+            v,
+            i.response_content_type.as_ref(),
+            i.response_cache_control.as_ref(),
+            i.response_content_disposition.as_ref(),
+            i.response_content_encoding.as_ref(),
+            i.response_content_language.as_ref(),
+            i.response_expires.as_ref(),
+        )
+    }
+}

@@ -7,7 +7,6 @@ use mvault_core::buckets::{self, Record, State, Upload, Version};
 use mvault_core::Error;
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 impl Tenant {
@@ -37,12 +36,18 @@ impl Tenant {
     /// Write a new version of a key, unless its bucket went away while the body streamed in (a record for a
     /// missing bucket would be acknowledged and then dropped by the replay).
     /// An appender adds, never replaces: an overwrite would let retention expire what was there.
-    pub(super) fn put_version(&self, bucket: String, key: String, version: Version, appender: bool) -> S3Result<()> {
+    /// Record a new current version of `key`, once `guard` (an appender's rule, a write's conditions) passes
+    /// on the current one: checked and recorded under one lock, so racing writers cannot both pass.
+    pub(super) fn put_version(
+        &self,
+        bucket: String,
+        key: String,
+        version: Version,
+        guard: &dyn Fn(Option<&Version>) -> S3Result<()>,
+    ) -> S3Result<()> {
         self.buckets(|st, repo| {
             let b = st.buckets.get(&bucket).ok_or_else(|| no_bucket(&bucket))?;
-            if appender && b.current(&key).is_some() {
-                return Err(s3_error!(AccessDenied, "an appender key may not overwrite {key}, which exists"));
-            }
+            guard(b.current(&key))?;
             buckets::append(repo, st, Record::Put { bucket, key, version }).map_err(s3err)
         })
     }
@@ -130,9 +135,7 @@ pub(super) fn delete_one(
                 size: 0,
                 etag: String::new(),
                 time_ms: now_ms(),
-                content_type: None,
-                metadata: BTreeMap::new(),
-                upload: None,
+                ..Default::default()
             };
             let id = marker.id.clone();
             buckets::append(repo, st, Record::Put { bucket: bucket.into(), key: key.into(), version: marker })

@@ -1,6 +1,7 @@
 //! The write path: a request body chunked, encoded and packed while it streams in, under the quota.
 
 use super::body::ChanReader;
+use super::checksums::Wanted;
 use super::errors::s3err;
 use super::parts::PartPlan;
 use super::trace::note;
@@ -13,7 +14,9 @@ use mvault_core::ids::ChunkId;
 use mvault_core::objects;
 use mvault_core::Error;
 use s3s::dto::*;
+use s3s::TrailingHeaders;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Result};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +36,7 @@ impl Gateway {
         len: Option<i64>,
         body: Option<StreamingBlob>,
         content_md5: Option<&str>,
+        sums: (Wanted, Option<TrailingHeaders>),
         plan: PartPlan,
         record: Recorder,
     ) -> S3Result<(objects::Written, Option<Version>)> {
@@ -53,9 +57,14 @@ impl Gateway {
         // buffer); more wait here, before their bodies are read, so memory is bounded whatever the clients do.
         let _slot = WRITERS.acquire().await.map_err(|_| s3_error!(InternalError, "shutting down"))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
+        // The checksums' verdict, sent once the whole body has passed; the writer waits for it before it
+        // records anything.
+        let (verdict_tx, verdict_rx) = tokio::sync::oneshot::channel();
+        let (wanted, trailers) = sums;
+        let mut hasher = (!wanted.is_empty()).then(|| wanted.hasher());
         let (app, tenant, key2) = (self.0.clone(), caller.tenant.clone(), key.to_string());
         let job = tokio::task::spawn_blocking(move || {
-            write_object(&app, &tenant, &key2, len as u64, rx, plan, want_md5, record)
+            write_object(&app, &tenant, &key2, len as u64, rx, plan, want_md5, verdict_rx, record)
         });
         let mut body =
             body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
@@ -74,6 +83,9 @@ impl Gateway {
             };
             match chunk {
                 Ok(b) => {
+                    if let Some(h) = &mut hasher {
+                        h.update(&b);
+                    }
                     if tx.send(Ok(b)).await.is_err() {
                         break; // the writer stopped; its error says why
                     }
@@ -86,6 +98,13 @@ impl Gateway {
             }
         }
         drop(tx);
+        if body_err.is_none() {
+            let verdict = match hasher {
+                Some(h) => wanted.verify(h.finalize(), trailers.and_then(|t| t.take()).as_ref()),
+                None => Ok(Default::default()),
+            };
+            let _ = verdict_tx.send(verdict);
+        }
         let written = job.await.map_err(|_| s3_error!(InternalError, "the object writer failed"))?;
         if let Some(e) = body_err {
             // s3s reports a bad payload hash or a broken chunk signature as the stream's last item.
@@ -102,8 +121,10 @@ impl Gateway {
     }
 }
 
-/// What records a stored body (a version, or a part), run before the vault's shared lock is released.
-pub(super) type Recorder = Box<dyn FnOnce(&Tenant, &objects::Written) -> S3Result<Option<Version>> + Send>;
+/// What records a stored body (a version, or a part), with its verified checksums, run before the vault's
+/// shared lock is released.
+pub(super) type Recorder =
+    Box<dyn FnOnce(&Tenant, &objects::Written, BTreeMap<String, String>) -> S3Result<Option<Version>> + Send>;
 
 /// How long a body may send nothing before the upload is dropped.
 pub(super) const BODY_IDLE: Duration = Duration::from_secs(60);
@@ -118,6 +139,7 @@ pub(super) fn write_object(
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
     plan: PartPlan,
     want_md5: Option<Vec<u8>>,
+    verdict: tokio::sync::oneshot::Receiver<S3Result<BTreeMap<String, String>>>,
     record: Recorder,
 ) -> S3Result<(objects::Written, Option<Version>)> {
     let view = tenant.repo.read().expect("tenant repo").view_without_index().map_err(s3err)?;
@@ -161,8 +183,12 @@ pub(super) fn write_object(
             if want_md5.is_some_and(|m| m[..] != w.md5[..]) {
                 Err(s3_error!(BadDigest, "the body does not match its Content-MD5"))
             } else {
-                // Recorded while the vault's shared lock is held: no prune between the packs and the record.
-                record(tenant, &w).map(|v| (w, v))
+                match verdict.blocking_recv() {
+                    // Recorded while the vault's shared lock is held: no prune between the packs and the record.
+                    Ok(Ok(sums)) => record(tenant, &w, sums).map(|v| (w, v)),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(s3_error!(IncompleteBody, "the body ended early")),
+                }
             }
         }
         Err(e) => Err(match over_quota.take() {
@@ -188,6 +214,40 @@ pub(super) fn version_of(
         time_ms: now_ms(),
         content_type,
         metadata: metadata.unwrap_or_default().into_iter().collect(),
-        upload: None,
+        ..Default::default()
     }
+}
+
+/// The standard headers of an upload that every read returns (kept per version, lower-case names).
+pub(super) fn standard_headers(
+    cache_control: Option<&str>,
+    content_disposition: Option<&str>,
+    content_encoding: Option<&str>,
+    content_language: Option<&str>,
+    expires: Option<&Timestamp>,
+) -> BTreeMap<String, String> {
+    let mut h = BTreeMap::new();
+    let mut keep = |name: &str, v: Option<&str>| {
+        if let Some(v) = v {
+            h.insert(name.to_string(), v.to_string());
+        }
+    };
+    keep("cache-control", cache_control);
+    keep("content-disposition", content_disposition);
+    // `aws-chunked` is how the request body was framed, not the object's encoding: S3 keeps the rest.
+    let encoding: Vec<&str> = content_encoding
+        .into_iter()
+        .flat_map(|e| e.split(','))
+        .map(str::trim)
+        .filter(|e| *e != "aws-chunked")
+        .collect();
+    keep("content-encoding", (!encoding.is_empty()).then(|| encoding.join(",")).as_deref());
+    keep("content-language", content_language);
+    if let Some(t) = expires {
+        let mut buf = Vec::new();
+        if t.format(TimestampFormat::HttpDate, &mut buf).is_ok() {
+            h.insert("expires".to_string(), String::from_utf8_lossy(&buf).into_owned());
+        }
+    }
+    h
 }
