@@ -31,11 +31,15 @@ pub(super) fn list_keys<'a>(
             let rest = &key[prefix.len()..];
             rest.find(d).map(|i| format!("{prefix}{}", &rest[..i + d.len()]))
         });
-        // Keys under a common prefix already returned (resuming after it) are skipped.
+        // Keys under a common prefix already returned (resuming after it, or on this page) are skipped: they
+        // are no new item, so they neither fill the page nor make it truncated.
         if let (Some(p), Some(a)) = (&rolled, after) {
             if a.starts_with(p.as_str()) {
                 continue;
             }
+        }
+        if rolled.is_some() && prefixes.last() == rolled.as_ref() {
+            continue;
         }
         if objs.len() + prefixes.len() >= max {
             let last = prefixes.last().cloned().into_iter().chain(objs.last().map(|(k, _)| (*k).clone()));
@@ -53,6 +57,57 @@ pub(super) fn list_keys<'a>(
     (objs, prefixes, None)
 }
 
+/// One page of ListObjectVersions: (key, version, is latest), newest version of each key first, and where the
+/// next page starts (the last key and version returned) if this one was cut at `max`, in the middle of a key
+/// if it must.
+pub(super) struct VersionPage<'a> {
+    pub items: Vec<(&'a String, &'a Version, bool)>,
+    pub next: Option<(String, String)>,
+}
+
+pub(super) fn version_page<'a>(
+    bucket: &'a buckets::Bucket,
+    prefix: &str,
+    key_marker: Option<&str>,
+    version_marker: Option<&str>,
+    max: usize,
+) -> S3Result<VersionPage<'a>> {
+    use std::ops::Bound;
+    let from = match (key_marker, version_marker) {
+        (Some(k), Some(_)) => Bound::Included(k.to_string()),
+        (Some(k), None) => Bound::Excluded(k.to_string()),
+        (None, _) => Bound::Unbounded,
+    };
+    let mut items: Vec<(&String, &Version, bool)> = Vec::new();
+    for (key, vs) in bucket.objects.range::<String, _>((from, Bound::Unbounded)) {
+        if !key.starts_with(prefix) {
+            if key.as_str() > prefix {
+                break;
+            }
+            continue;
+        }
+        let mut skip = 0;
+        if let (Some(k), Some(vm)) = (key_marker, version_marker) {
+            if k == key {
+                skip = vs
+                    .iter()
+                    .rev()
+                    .position(|v| v.id == vm)
+                    .map(|p| p + 1)
+                    .ok_or_else(|| s3_error!(InvalidArgument, "version-id-marker {vm} is not a version of {k}"))?;
+            }
+        }
+        for (n, v) in vs.iter().enumerate().rev().skip(skip) {
+            if items.len() >= max {
+                let next = items.last().map(|(k, v, _)| ((*k).clone(), v.id.clone()));
+                return Ok(VersionPage { items, next });
+            }
+            items.push((key, v, n + 1 == vs.len()));
+        }
+    }
+    Ok(VersionPage { items, next: None })
+}
+
 pub(super) fn hex_token(key: &str) -> String {
     hex::encode(key.as_bytes())
 }
@@ -64,13 +119,67 @@ pub(super) fn unhex_token(token: &str) -> S3Result<String> {
         .ok_or_else(|| s3_error!(InvalidArgument, "malformed continuation token"))
 }
 
+/// The page size asked for, at most 1,000; 0 is a page of nothing (and not truncated), as S3 answers.
 pub(super) fn max_keys(requested: Option<i32>) -> usize {
-    requested.map(|requested| requested.clamp(1, DEFAULT_MAX_KEYS as i32) as usize).unwrap_or(DEFAULT_MAX_KEYS)
+    requested.map(|requested| requested.clamp(0, DEFAULT_MAX_KEYS as i32) as usize).unwrap_or(DEFAULT_MAX_KEYS)
 }
 
-pub(super) fn object_entry(key: &str, version: &Version) -> Object {
+/// A name as a listing with `encoding-type=url` returns it: unreserved characters and `/` as they are, a
+/// space as `+`, every other byte as `%XX` (what SDKs and rclone decode, `+` and `%` included).
+pub(super) fn url_encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// How a listing returns names: as they are, or URL-encoded when the request asked for `encoding-type=url`.
+#[derive(Clone, Copy)]
+pub(super) struct Names {
+    url: bool,
+}
+
+impl Names {
+    pub fn of(encoding: Option<&EncodingType>) -> S3Result<Names> {
+        match encoding.map(|e| e.as_str()) {
+            None => Ok(Names { url: false }),
+            Some(e) if e.eq_ignore_ascii_case("url") => Ok(Names { url: true }),
+            Some(e) => Err(s3_error!(InvalidArgument, "encoding-type {e}: only `url` is defined")),
+        }
+    }
+
+    pub fn name(self, n: &str) -> String {
+        if self.url {
+            url_encode(n)
+        } else {
+            n.to_string()
+        }
+    }
+
+    pub fn opt(self, n: Option<&str>) -> Option<String> {
+        n.map(|n| self.name(n))
+    }
+
+    /// The `EncodingType` element of the answer.
+    pub fn echo(self) -> Option<EncodingType> {
+        self.url.then(|| EncodingType::from_static(EncodingType::URL))
+    }
+}
+
+/// The owner listings name: the tenant (buckets and objects belong to it, not to a key).
+pub(super) fn owner(tenant: &str) -> Owner {
+    Owner { display_name: Some(tenant.to_string()), id: Some(tenant.to_string()) }
+}
+
+pub(super) fn object_entry(key: String, version: &Version, owner: Option<Owner>) -> Object {
     Object {
-        key: Some(key.to_string()),
+        key: Some(key),
+        owner,
         size: Some(version.size as i64),
         e_tag: Some(ETag::Strong(version.etag.clone())),
         last_modified: Some(timestamp(version.time_ms)),
@@ -155,6 +264,43 @@ mod tests {
             let err = unhex_token(bad).unwrap_err();
             assert_eq!(err.code(), &s3s::S3ErrorCode::InvalidArgument, "{bad}");
         }
+    }
+
+    #[test]
+    fn version_pages_cut_inside_a_key_and_resume_after_the_last_version_returned() {
+        let mut b = buckets::Bucket::default();
+        let v = |id: &str| Version { id: id.into(), tree: Some("00".repeat(32)), ..Default::default() };
+        b.objects.insert("a".into(), vec![v("a1"), v("a2"), v("a3")]);
+        b.objects.insert("b".into(), vec![v("b1")]);
+        let mut seen = Vec::new();
+        let (mut km, mut vm): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = version_page(&b, "", km.as_deref(), vm.as_deref(), 2).unwrap();
+            seen.extend(page.items.iter().map(|(k, v, latest)| format!("{k}:{}:{latest}", v.id)));
+            match page.next {
+                Some((k, v)) => (km, vm) = (Some(k), Some(v)),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["a:a3:true", "a:a2:false", "a:a1:false", "b:b1:true"]);
+        assert!(version_page(&b, "", None, None, 0).unwrap().next.is_none());
+        assert!(version_page(&b, "", Some("a"), Some("zz"), 2).is_err());
+    }
+
+    #[test]
+    fn url_encoding_keeps_slashes_and_encodes_what_a_decoder_would_misread() {
+        assert_eq!(url_encode("a b+c%d/é"), "a+b%2Bc%25d/%C3%A9");
+        assert_eq!(url_encode("plain/key-1_2.~"), "plain/key-1_2.~");
+    }
+
+    #[test]
+    fn a_full_page_whose_remaining_keys_roll_into_its_last_prefix_is_not_truncated() {
+        let b = bucket(&["a/1", "a/2", "b/1", "b/2"]);
+        let (o, p, next) = list_keys(&b, "", Some("/"), None, 2);
+        assert!(o.is_empty() && p == ["a/", "b/"] && next.is_none(), "{p:?} {next:?}");
+        let (_, p, next) = list_keys(&b, "", Some("/"), None, 1);
+        assert_eq!((p, next.as_deref()), (vec!["a/".to_string()], Some("a/")));
+        assert_eq!(list_keys(&b, "", None, None, 0).2, None, "MaxKeys=0: nothing, not truncated");
     }
 
     #[test]

@@ -73,6 +73,13 @@ struct Caller {
     pub(super) trace: Option<TraceSlot>,
 }
 
+impl Caller {
+    /// The tenant the caller's key belongs to (listings name it as the owner).
+    fn tenant_name(&self) -> String {
+        self.token.tenant.clone().unwrap_or_default()
+    }
+}
+
 impl Gateway {
     /// NoSuchBucket unless the caller's tenant has this bucket.
     async fn require_bucket(&self, caller: &Caller, name: &str) -> S3Result<()> {

@@ -4,7 +4,7 @@ use super::body::{decoded_length, ChanBody};
 use super::checksums::{self, Wanted};
 use super::conditions;
 use super::errors::{no_bucket, no_key, s3err, slow_down};
-use super::listing::{hex_token, list_keys, max_keys, object_entry, unhex_token};
+use super::listing::{hex_token, list_keys, max_keys, object_entry, owner, unhex_token, version_page, Names};
 use super::parts::{part_plan, PartPlan};
 use super::refuse;
 use super::state::{delete_one, find_version, upload_of};
@@ -30,22 +30,41 @@ impl S3 for Gateway {
 
     async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
         let c = self.caller(&req).await?;
-        let t = c.tenant.clone();
-        let list = blocking(move || {
+        let i = &req.input;
+        let max = match i.max_buckets {
+            Some(m) if !(1..=10_000).contains(&m) => {
+                return Err(s3_error!(InvalidArgument, "max-buckets {m}: between 1 and 10,000"));
+            }
+            Some(m) => m as usize,
+            None => usize::MAX,
+        };
+        let after = i.continuation_token.as_deref().map(unhex_token).transpose()?;
+        let (t, prefix) = (c.tenant.clone(), i.prefix.clone().unwrap_or_default());
+        let (list, next) = blocking(move || {
             t.buckets(|st, _| {
-                Ok(st
-                    .buckets
-                    .iter()
+                let mut names =
+                    st.buckets.iter().filter(|(n, _)| n.starts_with(&prefix) && after.as_ref().is_none_or(|a| *n > a));
+                let page: Vec<Bucket> = names
+                    .by_ref()
+                    .take(max)
                     .map(|(n, b)| Bucket {
                         name: Some(n.clone()),
                         creation_date: Some(timestamp(b.created_ms)),
                         ..Default::default()
                     })
-                    .collect::<Vec<_>>())
+                    .collect();
+                let more = names.next().is_some();
+                let next = more.then(|| page.last().and_then(|b| b.name.as_deref()).map(hex_token)).flatten();
+                Ok((page, next))
             })
         })
         .await?;
-        Ok(S3Response::new(ListBucketsOutput { buckets: Some(list), ..Default::default() }))
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(list),
+            continuation_token: next,
+            owner: Some(owner(&c.tenant_name())),
+            prefix: req.input.prefix,
+        }))
     }
 
     async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
@@ -371,6 +390,7 @@ impl S3 for Gateway {
     async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
         let c = self.caller(&req).await?;
         let i = req.input;
+        let names = Names::of(i.encoding_type.as_ref())?;
         let max = max_keys(i.max_keys);
         let after = match &i.continuation_token {
             Some(tok) => Some(unhex_token(tok)?),
@@ -379,46 +399,57 @@ impl S3 for Gateway {
         let prefix = i.prefix.clone().unwrap_or_default();
         let (t, bucket, delim) = (c.tenant.clone(), i.bucket.clone(), i.delimiter.clone());
         let (p2, b2) = (prefix.clone(), bucket.clone());
+        let owned = i.fetch_owner.unwrap_or(false).then(|| owner(&c.tenant_name()));
         let (objs, prefixes, next) = blocking(move || {
             t.buckets(|st, _| {
                 let b = st.buckets.get(&b2).ok_or_else(|| no_bucket(&b2))?;
                 let (o, p, n) = list_keys(b, &p2, delim.as_deref(), after.as_deref(), max);
-                Ok((o.into_iter().map(|(k, v)| object_entry(k, v)).collect::<Vec<_>>(), p, n))
+                let objs =
+                    o.into_iter().map(|(k, v)| object_entry(names.name(k), v, owned.clone())).collect::<Vec<_>>();
+                Ok((objs, p, n))
             })
         })
         .await?;
         let key_count = (objs.len() + prefixes.len()) as i32;
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(bucket),
-            prefix: Some(prefix),
-            delimiter: i.delimiter,
+            prefix: Some(names.name(&prefix)),
+            delimiter: names.opt(i.delimiter.as_deref()),
             max_keys: Some(max as i32),
             key_count: Some(key_count),
             continuation_token: i.continuation_token,
-            start_after: i.start_after,
+            start_after: names.opt(i.start_after.as_deref()),
             is_truncated: Some(next.is_some()),
             next_continuation_token: next.as_deref().map(hex_token),
             contents: Some(objs),
-            common_prefixes: Some(prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect()),
+            common_prefixes: Some(
+                prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(names.name(&p)) }).collect(),
+            ),
+            encoding_type: names.echo(),
             ..Default::default()
         }))
     }
 
     async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        let names = Names::of(req.input.encoding_type.as_ref())?;
         let marker = req.input.marker.clone();
-        let delimiter = req.input.delimiter.clone();
-        let v2 = self.list_objects_v2(req.map_input(ListObjectsV2Input::from)).await?.output;
+        // Version 1 names each object's owner always.
+        let v2 = self
+            .list_objects_v2(req.map_input(|v1| ListObjectsV2Input { fetch_owner: Some(true), ..v1.into() }))
+            .await?
+            .output;
         let next_marker = v2.next_continuation_token.as_deref().map(unhex_token).transpose()?;
         Ok(S3Response::new(ListObjectsOutput {
             name: v2.name,
             prefix: v2.prefix,
-            marker,
+            marker: Some(names.opt(marker.as_deref()).unwrap_or_default()),
             max_keys: v2.max_keys,
             is_truncated: v2.is_truncated,
             contents: v2.contents,
             common_prefixes: v2.common_prefixes,
-            delimiter,
-            next_marker,
+            delimiter: v2.delimiter,
+            encoding_type: v2.encoding_type,
+            next_marker: next_marker.map(|m| names.name(&m)),
             ..Default::default()
         }))
     }
@@ -429,60 +460,64 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
         let c = self.caller(&req).await?;
         let i = req.input;
+        let names = Names::of(i.encoding_type.as_ref())?;
+        if i.delimiter.as_deref().is_some_and(|d| !d.is_empty()) {
+            return Err(s3_error!(NotImplemented, "ListObjectVersions with a delimiter"));
+        }
+        if i.version_id_marker.is_some() && i.key_marker.is_none() {
+            return Err(s3_error!(InvalidArgument, "a version-id-marker needs a key-marker"));
+        }
         let max = max_keys(i.max_keys);
         let prefix = i.prefix.clone().unwrap_or_default();
-        let (t, bucket, p2, after) = (c.tenant.clone(), i.bucket.clone(), prefix.clone(), i.key_marker.clone());
+        let (t, bucket, p2) = (c.tenant.clone(), i.bucket.clone(), prefix.clone());
+        let (key_marker, vid_marker) = (i.key_marker.clone(), i.version_id_marker.clone());
+        let who = owner(&c.tenant_name());
         let (versions, markers, next) = blocking(move || {
             t.buckets(|st, _| {
                 let b = st.buckets.get(&bucket).ok_or_else(|| no_bucket(&bucket))?;
-                let (mut versions, mut markers, mut next, mut last) = (Vec::new(), Vec::new(), None, None);
-                let from = after.map(std::ops::Bound::Excluded).unwrap_or(std::ops::Bound::Unbounded);
-                for (key, vs) in b.objects.range::<String, _>((from, std::ops::Bound::Unbounded)) {
-                    if !key.starts_with(&p2) {
-                        continue;
-                    }
-                    if versions.len() + markers.len() + vs.len() > max && !(versions.is_empty() && markers.is_empty()) {
-                        // The last key returned: the next page starts after it.
-                        next = last.clone();
-                        break;
-                    }
-                    last = Some(key.clone());
-                    for (n, v) in vs.iter().enumerate().rev() {
-                        let latest = n + 1 == vs.len();
-                        if v.is_delete_marker() {
-                            markers.push(DeleteMarkerEntry {
-                                key: Some(key.clone()),
-                                version_id: Some(v.id.clone()),
-                                is_latest: Some(latest),
-                                last_modified: Some(timestamp(v.time_ms)),
-                                owner: None,
-                            });
-                        } else {
-                            versions.push(ObjectVersion {
-                                key: Some(key.clone()),
-                                version_id: Some(v.id.clone()),
-                                is_latest: Some(latest),
-                                last_modified: Some(timestamp(v.time_ms)),
-                                e_tag: Some(ETag::Strong(v.etag.clone())),
-                                size: Some(v.size as i64),
-                                ..Default::default()
-                            });
-                        }
+                let page = version_page(b, &p2, key_marker.as_deref(), vid_marker.as_deref(), max)?;
+                let (mut versions, mut markers) = (Vec::new(), Vec::new());
+                for (key, v, latest) in &page.items {
+                    if v.is_delete_marker() {
+                        markers.push(DeleteMarkerEntry {
+                            key: Some(names.name(key)),
+                            version_id: Some(v.id.clone()),
+                            is_latest: Some(*latest),
+                            last_modified: Some(timestamp(v.time_ms)),
+                            owner: Some(who.clone()),
+                        });
+                    } else {
+                        versions.push(ObjectVersion {
+                            key: Some(names.name(key)),
+                            version_id: Some(v.id.clone()),
+                            is_latest: Some(*latest),
+                            last_modified: Some(timestamp(v.time_ms)),
+                            e_tag: Some(ETag::Strong(v.etag.clone())),
+                            size: Some(v.size as i64),
+                            owner: Some(who.clone()),
+                            storage_class: Some(ObjectVersionStorageClass::from_static(
+                                ObjectVersionStorageClass::STANDARD,
+                            )),
+                            ..Default::default()
+                        });
                     }
                 }
-                Ok((versions, markers, next))
+                Ok((versions, markers, page.next))
             })
         })
         .await?;
         Ok(S3Response::new(ListObjectVersionsOutput {
             name: Some(i.bucket),
-            prefix: Some(prefix),
+            prefix: Some(names.name(&prefix)),
             max_keys: Some(max as i32),
-            key_marker: i.key_marker,
+            key_marker: names.opt(i.key_marker.as_deref()),
+            version_id_marker: i.version_id_marker,
             is_truncated: Some(next.is_some()),
-            next_key_marker: next,
+            next_key_marker: next.as_ref().map(|(k, _)| names.name(k)),
+            next_version_id_marker: next.map(|(_, v)| v),
             versions: Some(versions),
             delete_markers: Some(markers),
+            encoding_type: names.echo(),
             ..Default::default()
         }))
     }
