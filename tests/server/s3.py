@@ -320,8 +320,29 @@ def listings(a):
     for page in a.get_paginator("list_object_versions").paginate(Bucket=b, Prefix="vers/", MaxKeys=2):
         seen += [v["VersionId"] for v in page.get("Versions", [])]
     assert len(seen) == 5 and len(set(seen)) == 5, seen
+    # Request ids on every answer, errors included; presigned URLs bounded to 7 days, expired ones 403.
+    r = a.head_object(Bucket=b, Key="roll/a/1")
+    assert len(r["ResponseMetadata"]["HTTPHeaders"]["x-amz-request-id"]) == 16, r["ResponseMetadata"]
+    assert r["ResponseMetadata"]["HTTPHeaders"].get("x-amz-id-2"), r["ResponseMetadata"]
+    try:
+        a.get_object(Bucket=b, Key="roll/none")
+        raise AssertionError("a missing key was found")
+    except ClientError as e:
+        rid = e.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-request-id"]
+        assert e.response["Error"].get("RequestId") == rid or e.response["ResponseMetadata"].get("RequestId") == rid, e.response
+    v4 = boto3.client("s3", endpoint_url=URL, aws_access_key_id=KEYS["a-writer"][0],
+                      aws_secret_access_key=KEYS["a-writer"][1], region_name="us-east-1", verify=CA,
+                      config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+    for signer in (a, v4):  # boto3 presigns with SigV2 unless told s3v4
+        for secs, want in [(3600, 200), (609901, 403), (0, 403), (-7, 403)]:
+            url = signer.generate_presigned_url("get_object", Params={"Bucket": b, "Key": "roll/a/1"},
+                                                ExpiresIn=secs)
+            got = requests.get(url, verify=CA)
+            assert got.status_code == want, (url, secs, got.status_code, got.text)
+            if want == 403:
+                assert "<RequestId>" in got.text and "AccessDenied" in got.text, got.text
     ok("listings: names with space, +, %, & and non-ASCII round-trip; MaxKeys=0; last page not truncated; "
-       "Marker and Owner; ListBuckets and ListObjectVersions paginate")
+       "Marker and Owner; ListBuckets and ListObjectVersions paginate; request ids; presigned URLs bounded")
 
 
 def multipart(a):

@@ -71,6 +71,14 @@ impl tower::Service<http::Request<axum::body::Body>> for Traced {
                 Ok(r)
             });
         }
+        let request_id = new_request_id();
+        if let Some(refusal) = presign_out_of_bounds(req.uri().query().unwrap_or("")) {
+            let app = self.app.clone();
+            return Box::pin(async move {
+                app.metrics.observe("s3.request", 403, 0, 0, 0.0);
+                Ok(error_response(http::StatusCode::FORBIDDEN, "AccessDenied", refusal, &request_id))
+            });
+        }
         let slot: TraceSlot = Arc::default();
         req.extensions_mut().insert(slot.clone());
         let client = req
@@ -92,6 +100,7 @@ impl tower::Service<http::Request<axum::body::Body>> for Traced {
                     r
                 }
             };
+            let resp = with_request_id(resp, &request_id).await;
             let status = resp.status().as_u16();
             let t = std::mem::take(&mut *slot.lock().expect("trace"));
             let action = format!("s3.{}", if t.op.is_empty() { "request" } else { &t.op });
@@ -118,9 +127,108 @@ impl tower::Service<http::Request<axum::body::Body>> for Traced {
     }
 }
 
+/// A request id as S3 gives them: 16 upper-case hex digits.
+fn new_request_id() -> String {
+    let mut b = [0u8; 8];
+    mvault_core::random::fill_random(&mut b);
+    hex::encode_upper(b)
+}
+
+/// The longest a presigned URL may live (S3's bound: seven days).
+const MAX_PRESIGNED_SECS: u64 = 7 * 24 * 3600;
+
+/// A SigV4 presigned URL whose `X-Amz-Expires` is not a lifetime S3 accepts (1 s to 7 days) is refused
+/// with 403, as S3 does, before anything else; an expired one is refused by s3s's own check (403 too).
+fn presign_out_of_bounds(query: &str) -> Option<String> {
+    let field = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name));
+    // SigV2 (what boto3 presigns with unless told otherwise): `Expires` is the Unix time it ends.
+    if field("AWSAccessKeyId=").is_some() {
+        let until = field("Expires=")?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        return match until.parse::<u64>() {
+            Ok(t) if t <= now => Some(format!("Expires {until}: the presigned URL has expired")),
+            Ok(t) if t - now > MAX_PRESIGNED_SECS => {
+                Some(format!("Expires {until}: a presigned URL lives at most {MAX_PRESIGNED_SECS} s (7 days)"))
+            }
+            Ok(_) => None,
+            Err(_) => Some(format!("Expires {until}: not a Unix time")),
+        };
+    }
+    let expires = field("X-Amz-Expires=")?;
+    match expires.parse::<u64>() {
+        Ok(secs) if (1..=MAX_PRESIGNED_SECS).contains(&secs) => None,
+        Ok(secs) if secs > MAX_PRESIGNED_SECS => {
+            Some(format!("X-Amz-Expires {secs}: a presigned URL lives at most {MAX_PRESIGNED_SECS} s (7 days)"))
+        }
+        _ => Some(format!("X-Amz-Expires {expires}: the presigned URL has expired or is not valid yet")),
+    }
+}
+
+fn error_response(
+    status: http::StatusCode,
+    code: &str,
+    message: String,
+    request_id: &str,
+) -> http::Response<s3s::Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{}</Message><RequestId>{request_id}</RequestId></Error>",
+        xml_escape(&message)
+    );
+    let mut r = http::Response::new(s3s::Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
+    r.headers_mut().insert("x-amz-request-id", http::HeaderValue::from_str(request_id).expect("hex"));
+    r
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Every response carries `x-amz-request-id` and `x-amz-id-2`, and every XML error body its `<RequestId>`
+/// (what SDKs log and users quote).
+async fn with_request_id(mut resp: http::Response<s3s::Body>, request_id: &str) -> http::Response<s3s::Body> {
+    let h = resp.headers_mut();
+    h.insert("x-amz-request-id", http::HeaderValue::from_str(request_id).expect("hex"));
+    let mut host_id = [0u8; 24];
+    mvault_core::random::fill_random(&mut host_id);
+    let host_id = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, host_id);
+    h.insert("x-amz-id-2", http::HeaderValue::from_str(&host_id).expect("base64"));
+    let xml = h.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("xml"));
+    if resp.status().as_u16() < 400 || !xml {
+        return resp;
+    }
+    // Error bodies are a few hundred bytes; one that is not is passed on as it is.
+    let Ok(body) = resp.body_mut().store_all_limited(64 << 10).await else { return resp };
+    let text = String::from_utf8_lossy(&body);
+    if text.contains("<RequestId>") || !text.contains("</Error>") {
+        *resp.body_mut() = s3s::Body::from(body);
+        return resp;
+    }
+    let with_id = text.replacen("</Error>", &format!("<RequestId>{request_id}</RequestId></Error>"), 1);
+    resp.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(with_id.len()));
+    *resp.body_mut() = s3s::Body::from(with_id);
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presigned_lifetimes_are_bounded_as_s3_bounds_them() {
+        assert_eq!(presign_out_of_bounds("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600"), None);
+        assert_eq!(presign_out_of_bounds("X-Amz-Expires=604800"), None);
+        assert!(presign_out_of_bounds("X-Amz-Expires=609901").unwrap().contains("7 days"));
+        assert!(presign_out_of_bounds("X-Amz-Expires=0").is_some());
+        assert!(presign_out_of_bounds("X-Amz-Expires=-7").is_some());
+        assert_eq!(presign_out_of_bounds("list-type=2&prefix=a"), None, "not a presigned URL");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let v2 = |t: u64| format!("AWSAccessKeyId=A&Signature=x&Expires={t}");
+        assert_eq!(presign_out_of_bounds(&v2(now + 3600)), None);
+        assert!(presign_out_of_bounds(&v2(now - 7)).unwrap().contains("expired"));
+        assert!(presign_out_of_bounds(&v2(now + 609_901)).unwrap().contains("7 days"));
+    }
 
     #[test]
     fn the_access_key_of_a_sigv4_header_is_found_for_the_audit_record() {
