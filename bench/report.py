@@ -149,14 +149,15 @@ if retention:
     r0 = retention[0]
     report_lines.append(f'\n## a year of daily backups: {r0["days"]} days, keep-daily 7, keep-weekly 4, keep-monthly 12, '
                         f'pruned weekly; {r0["live_bytes"] / 2**20:.1f} MiB live at the end')
-    report_lines.append("| tool   | snapshots | stored MiB | fresh backup MiB | stored / fresh | after repack 0% MiB | wall s |")
-    report_lines.append("|--------|-----------|------------|------------------|----------------|---------------------|--------|")
+    report_lines.append("| tool   | snapshots kept | stored MiB | floor MiB (no garbage) | garbage left | last day fresh MiB | wall s |")
+    report_lines.append("|--------|----------------|------------|------------------------|--------------|--------------------|--------|")
     for r in retention:
-        after = r.get("stored_after_repack_0_bytes")
+        floor = r.get("stored_after_repack_0_bytes")
+        garbage = f'{100 * (r["stored_bytes"] - floor) / r["stored_bytes"]:.1f}%' if floor else "-"
         report_lines.append(
-            f'| {r["tool"]:<6} | {r["snapshots"]:>9} | {r["stored_bytes"] / 2**20:>10.1f} | '
-            f'{r["fresh_backup_bytes"] / 2**20:>16.1f} | {r["stored_bytes"] / r["fresh_backup_bytes"]:>14.2f} | '
-            f'{(after / 2**20 if after else float("nan")):>19.1f} | {r["wall_s"]:>6.0f} |')
+            f'| {r["tool"]:<6} | {r["snapshots"]:>14} | {r["stored_bytes"] / 2**20:>10.1f} | '
+            f'{(floor / 2**20 if floor else float("nan")):>22.1f} | {garbage:>12} | '
+            f'{r["fresh_backup_bytes"] / 2**20:>18.1f} | {r["wall_s"]:>6.0f} |')
     by = {r["tool"]: r for r in retention}
     if "mvault" in by and "restic" in by:
         report_lines.append(f'mvault stores {100 * (1 - by["mvault"]["stored_bytes"] / by["restic"]["stored_bytes"]):.0f}% '
