@@ -6,6 +6,11 @@
 #
 #   bench/s3.sh                 # writes bench/results/s3.txt
 #   S3_BENCH_GIB=1 bench/s3.sh  # a smaller model file
+#   S3_BENCH_SMALL_ONLY=1 bench/s3.sh   # only the small-object part (bench/results/s3-small.txt)
+#
+# Small objects (issue 19, bench/s3small.py): one client on 127.0.0.1, p50 and p99 latency of PUT, GET and
+# HEAD of 4 KiB objects, and 2,000 files of 1-64 KiB up and down with rclone (`apt-get install rclone`; boto3
+# with 8 threads without it). Goals: GET within 2x of HEAD at p50, the many files down at least as fast as up.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR=${BENCH_DIR:-/tmp/mvault-bench-suite}/s3
@@ -43,6 +48,25 @@ SRV=
 trap '[[ -n $SRV ]] && kill $SRV 2>/dev/null; rm -rf "$W"' EXIT
 du_b() { du -sb "$1" | cut -f1; }
 secs() { python3 -c "import time; print(time.time())"; }
+
+# Small objects: latency per request and many-file throughput, on a gateway of its own.
+small_objects() {
+    local v=$W/gw-small
+    "$M" -q --vault "$v" init >/dev/null
+    "$M" -q --vault "$v" tenant create bench >/dev/null
+    "$M" --vault "$v" --json token create --s3 --tenant bench --role writer >"$W/key.json"
+    "$M" --vault "$v" --json server --listen 127.0.0.1:0 --s3-listen 127.0.0.1:0 --state-dir "$W/state-small" >"$W/srv.json" 2>/dev/null &
+    SRV=$!
+    for _ in $(seq 100); do [[ -s $W/srv.json ]] && break; sleep 0.1; done
+    python3 "$ROOT/bench/s3small.py" "$W"
+    kill -TERM $SRV; wait $SRV 2>/dev/null || true
+    SRV=
+}
+if [[ -n ${S3_BENCH_SMALL_ONLY:-} ]]; then
+    log "gateway: small objects"
+    small_objects | tee "$ROOT/bench/results/s3-small.txt"
+    exit 0
+fi
 
 # Native CLI: backup and restore of the same file.
 "$M" -q --vault "$W/native" init >/dev/null
@@ -106,4 +130,5 @@ mkdir -p "$ROOT/bench/results"
     printf '%-34s %12s %12s %14s %8s\n' "mvault backup / restore (CLI)" "$NB" "$NR" "$NS" "$(ratio "$NS")"
     printf '%-34s %12s %12s %14s %8s\n' "boto3 put_object / download" "$PU" "$PD" "$PS" "$(ratio "$PS")"
     printf '%-34s %12s %12s %14s %8s\n' "boto3 multipart (64 MiB x4)" "$MU" "$MD" "$MS" "$(ratio "$MS")"
+    small_objects
 } | tee "$ROOT/bench/results/s3.txt"

@@ -271,7 +271,7 @@ pub fn run(base: Repo, opts: ServerOptions) -> Result<()> {
         let handle = axum_server::Handle::new();
         let router = api::router(serving).into_make_service_with_connect_info::<SocketAddr>();
         let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
-        let server = axum_server::bind_rustls(opts.listen, tls.clone()).handle(handle.clone()).serve(router);
+        let server = listener(opts.listen, tls.clone()).handle(handle.clone()).serve(router);
         let server = tokio::spawn(server);
         let bound =
             handle.listening().await.ok_or_else(|| Error::Usage(format!("cannot listen on {}", opts.listen)))?;
@@ -282,7 +282,7 @@ pub fn run(base: Repo, opts: ServerOptions) -> Result<()> {
                 let svc = axum::Router::new()
                     .fallback_service(s3::service(serving_s3))
                     .into_make_service_with_connect_info::<SocketAddr>();
-                let srv = axum_server::bind_rustls(addr, tls).handle(s3_handle.clone()).serve(svc);
+                let srv = listener(addr, tls).handle(s3_handle.clone()).serve(svc);
                 let srv = tokio::spawn(srv);
                 let b = s3_handle.listening().await.ok_or_else(|| Error::Usage(format!("cannot listen on {addr}")))?;
                 Some((srv, format!("https://{b}")))
@@ -318,6 +318,18 @@ pub fn run(base: Repo, opts: ServerOptions) -> Result<()> {
         eprintln!("mvault server: audit records could not be written at shutdown: {e}");
     }
     result
+}
+
+/// A TLS listener whose connections send at once (TCP_NODELAY): without it a small answer's body waited on
+/// the client's delayed ACK of its headers, and a GET of a small object took 23-36 ms against 1.6 ms for a
+/// HEAD, whose answer is one write.
+fn listener(
+    addr: SocketAddr,
+    tls: axum_server::tls_rustls::RustlsConfig,
+) -> axum_server::Server<SocketAddr, axum_server::tls_rustls::RustlsAcceptor<axum_server::accept::NoDelayAcceptor>> {
+    let acceptor =
+        axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(axum_server::accept::NoDelayAcceptor::new());
+    axum_server::bind(addr).acceptor(acceptor)
 }
 
 async fn shutdown_signal() {
