@@ -79,6 +79,9 @@ impl tower::Service<http::Request<axum::body::Body>> for Traced {
                 Ok(error_response(http::StatusCode::FORBIDDEN, "AccessDenied", refusal, &request_id))
             });
         }
+        if let Some(uri) = sigv2_bucket_uri(&req) {
+            *req.uri_mut() = uri;
+        }
         let slot: TraceSlot = Arc::default();
         req.extensions_mut().insert(slot.clone());
         let client = req
@@ -125,6 +128,26 @@ impl tower::Service<http::Request<axum::body::Body>> for Traced {
             Ok(resp)
         })
     }
+}
+
+/// SigV2 signs a bucket-level request's resource as `/BUCKET/` (S3's canonical form) while SDKs send the path
+/// `/BUCKET`; s3s signs the path as sent. The request is given the canonical path, which routes the same.
+fn sigv2_bucket_uri<B>(req: &http::Request<B>) -> Option<http::Uri> {
+    let v2_header =
+        req.headers().get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("AWS "));
+    let v2_query = req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv.starts_with("AWSAccessKeyId=")));
+    let path = req.uri().path();
+    let one_segment = path.len() > 1 && !path[1..].contains('/');
+    if !(v2_header || v2_query) || !one_segment {
+        return None;
+    }
+    let pq = match req.uri().query() {
+        Some(q) => format!("{path}/?{q}"),
+        None => format!("{path}/"),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(pq.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
 }
 
 /// A request id as S3 gives them: 16 upper-case hex digits.
@@ -214,6 +237,21 @@ async fn with_request_id(mut resp: http::Response<s3s::Body>, request_id: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sigv2_bucket_request_gets_the_canonical_path_it_was_signed_with() {
+        let req =
+            |uri: &str, auth: &str| http::Request::builder().uri(uri).header("authorization", auth).body(()).unwrap();
+        let v2 = "AWS AKID:c2ln";
+        assert_eq!(sigv2_bucket_uri(&req("/bkt", v2)).unwrap().to_string(), "/bkt/");
+        assert_eq!(sigv2_bucket_uri(&req("/bkt?uploads", v2)).unwrap().to_string(), "/bkt/?uploads");
+        assert!(sigv2_bucket_uri(&req("/bkt/key", v2)).is_none(), "object paths are left alone");
+        assert!(sigv2_bucket_uri(&req("/", v2)).is_none());
+        assert!(
+            sigv2_bucket_uri(&req("/bkt", "AWS4-HMAC-SHA256 Credential=x")).is_none(),
+            "SigV4 signs the path as sent"
+        );
+    }
 
     #[test]
     fn presigned_lifetimes_are_bounded_as_s3_bounds_them() {
