@@ -224,6 +224,8 @@ def no_wrong_success(a):
     assert g["Body"].read() == b"hello world" and g.get("ChecksumSHA256") == want, g
     r = a.put_object(Bucket=b, Key="nws/crc", Body=b"hello world", ChecksumCRC32="DUoRhQ==")
     assert a.head_object(Bucket=b, Key="nws/crc", ChecksumMode="ENABLED").get("ChecksumCRC32") == "DUoRhQ=="
+    at = a.get_object_attributes(Bucket=b, Key="nws/crc", ObjectAttributes=["ETag", "Checksum", "ObjectSize"])
+    assert at["Checksum"]["ChecksumCRC32"] == "DUoRhQ==" and at["ObjectSize"] == 11, at
     ok("checksums: wrong CRC32 / SHA-256 refused (BadDigest, nothing stored); right ones kept and returned")
 
     # Conditional requests.
@@ -265,6 +267,9 @@ def no_wrong_success(a):
         assert a.head_object(Bucket=b, Key="nws/mp", PartNumber=n)["ContentLength"] == size
         off += size
     fails("InvalidPart", a.get_object, Bucket=b, Key="nws/mp", PartNumber=4)
+    at = a.get_object_attributes(Bucket=b, Key="nws/mp", ObjectAttributes=["ObjectParts", "ObjectSize"])
+    assert at["ObjectParts"]["TotalPartsCount"] == 3 and at["ObjectSize"] == sum(sizes), at
+    assert [p["Size"] for p in at["ObjectParts"]["Parts"]] == sizes, at
     fails("InvalidPart", a.get_object, Bucket=b, Key="nws/new", PartNumber=2)
     assert a.get_object(Bucket=b, Key="nws/new", PartNumber=1)["Body"].read() == b"n"
     h = a.head_object(Bucket=b, Key="nws/mp")

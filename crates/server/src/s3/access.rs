@@ -22,7 +22,8 @@ pub(super) fn action_of(op: &str) -> &'static [Action] {
         | "ListObjectVersions"
         | "ListParts"
         | "ListMultipartUploads"
-        | "HeadObject" => &[Action::ListSnapshots],
+        | "HeadObject"
+        | "GetObjectAttributes" => &[Action::ListSnapshots],
         "GetObject" => &[Action::ReadData],
         "CopyObject" => &[Action::ReadData, Action::Append],
         "PutObject"
