@@ -119,10 +119,10 @@ impl Bucket {
         self.objects.get(key)?.last().filter(|v| !v.is_delete_marker())
     }
 
-    /// Whether the bucket holds nothing at all: as in a versioned S3 bucket, deleted keys whose versions
-    /// retention still keeps make it non-empty.
+    /// Whether the bucket holds no object: as in a versioned S3 bucket, deleted keys whose versions retention
+    /// still keeps make it non-empty. (Uploads in progress do not: a deleted bucket takes them with it.)
     pub fn is_empty(&self) -> bool {
-        self.objects.is_empty() && self.uploads.is_empty()
+        self.objects.is_empty()
     }
 }
 

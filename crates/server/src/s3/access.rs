@@ -31,7 +31,8 @@ pub(super) fn action_of(op: &str) -> &'static [Action] {
         | "UploadPart"
         | "CompleteMultipartUpload"
         | "AbortMultipartUpload"
-        | "CreateBucket" => &[Action::Append],
+        | "CreateBucket"
+        | "PutBucketVersioning" => &[Action::Append],
         "DeleteObject" | "DeleteObjects" | "DeleteBucket" => &[Action::Forget],
         // Everything else answers NotImplemented; a valid key is still required to hear it.
         _ => &[],

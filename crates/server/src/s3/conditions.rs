@@ -48,16 +48,34 @@ impl Read<'_> {
             }
         }
         match self.if_none_match {
-            Some(c) if matches(c, v) => return Err(s3_error!(NotModified)),
+            Some(c) if matches(c, v) => return Err(not_modified(v)),
             Some(_) => {}
             None => {
                 if self.if_modified_since.is_some_and(|t| modified_secs(v) <= secs(t)) {
-                    return Err(s3_error!(NotModified));
+                    return Err(not_modified(v));
                 }
             }
         }
         Ok(())
     }
+}
+
+/// 304, with the validators a cache needs to keep using its copy (RFC 7232: ETag and Last-Modified).
+fn not_modified(v: &Version) -> s3s::S3Error {
+    let mut e = s3_error!(NotModified, "Not Modified");
+    let mut h = http::HeaderMap::new();
+    if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{}\"", v.etag)) {
+        h.insert(http::header::ETAG, etag);
+    }
+    let mut date = Vec::new();
+    let modified = Timestamp::from(std::time::UNIX_EPOCH + std::time::Duration::from_millis(v.time_ms));
+    if modified.format(TimestampFormat::HttpDate, &mut date).is_ok() {
+        if let Ok(d) = http::HeaderValue::from_bytes(&date) {
+            h.insert(http::header::LAST_MODIFIED, d);
+        }
+    }
+    e.set_headers(h);
+    e
 }
 
 fn failed(header: &str, v: &Version) -> s3s::S3Error {

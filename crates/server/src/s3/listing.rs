@@ -124,14 +124,13 @@ pub(super) fn max_keys(requested: Option<i32>) -> usize {
     requested.map(|requested| requested.clamp(0, DEFAULT_MAX_KEYS as i32) as usize).unwrap_or(DEFAULT_MAX_KEYS)
 }
 
-/// A name as a listing with `encoding-type=url` returns it: unreserved characters and `/` as they are, a
-/// space as `+`, every other byte as `%XX` (what SDKs and rclone decode, `+` and `%` included).
+/// A name as a listing with `encoding-type=url` returns it, as S3 does: unreserved characters and `/` as they
+/// are, every other byte as `%XX` (a space `%20`, `+` `%2B`, `%` `%25`), which SDKs and rclone decode.
 pub(super) fn url_encode(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
-            b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -161,8 +160,9 @@ impl Names {
         }
     }
 
+    /// An optional name; an empty one (`delimiter=`) is left out of the answer, as S3 leaves it.
     pub fn opt(self, n: Option<&str>) -> Option<String> {
-        n.map(|n| self.name(n))
+        n.filter(|n| !n.is_empty()).map(|n| self.name(n))
     }
 
     /// The `EncodingType` element of the answer.
@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn url_encoding_keeps_slashes_and_encodes_what_a_decoder_would_misread() {
-        assert_eq!(url_encode("a b+c%d/é"), "a+b%2Bc%25d/%C3%A9");
+        assert_eq!(url_encode("a b+c%d/é"), "a%20b%2Bc%25d/%C3%A9");
         assert_eq!(url_encode("plain/key-1_2.~"), "plain/key-1_2.~");
     }
 

@@ -94,10 +94,12 @@ impl S3 for Gateway {
         blocking(move || {
             t.buckets(|st, repo| {
                 let b = st.buckets.get(&name).ok_or_else(|| no_bucket(&name))?;
+                // As on S3: objects and versions keep a bucket; uploads in progress go with it (their parts
+                // are then garbage for prune).
                 if !b.is_empty() {
                     return Err(s3_error!(
                         BucketNotEmpty,
-                        "bucket {name} holds objects, versions kept by retention, or uploads in progress"
+                        "bucket {name} holds objects, or versions that retention still keeps"
                     ));
                 }
                 buckets::append(repo, st, Record::DeleteBucket { bucket: name.clone() }).map_err(s3err)
@@ -120,6 +122,27 @@ impl S3 for Gateway {
         let c = self.caller(&req).await?;
         self.require_bucket(&c, &req.input.bucket).await?;
         Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    /// Versioning is always on: enabling it is what already holds; suspending it cannot be honoured.
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        let c = self.caller(&req).await?;
+        self.require_bucket(&c, &req.input.bucket).await?;
+        let conf = &req.input.versioning_configuration;
+        if conf.mfa_delete.as_ref().is_some_and(|m| m.as_str() == MFADelete::ENABLED) {
+            return Err(s3_error!(NotImplemented, "MFA delete is not supported by this gateway"));
+        }
+        match conf.status.as_ref().map(|s| s.as_str()) {
+            Some(BucketVersioningStatus::ENABLED) => Ok(S3Response::new(PutBucketVersioningOutput {})),
+            other => Err(s3_error!(
+                NotImplemented,
+                "versioning {}: buckets here always keep versions (until retention expires them)",
+                other.unwrap_or("(no status)")
+            )),
+        }
     }
 
     async fn get_bucket_versioning(
@@ -485,6 +508,7 @@ impl S3 for Gateway {
     async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
         let names = Names::of(req.input.encoding_type.as_ref())?;
         let marker = req.input.marker.clone();
+        let prefix = req.input.prefix.clone().unwrap_or_default();
         // Version 1 names each object's owner always.
         let v2 = self
             .list_objects_v2(req.map_input(|v1| ListObjectsV2Input { fetch_owner: Some(true), ..v1.into() }))
@@ -493,7 +517,8 @@ impl S3 for Gateway {
         let next_marker = v2.next_continuation_token.as_deref().map(unhex_token).transpose()?;
         Ok(S3Response::new(ListObjectsOutput {
             name: v2.name,
-            prefix: v2.prefix,
+            // Version 1 returns its Prefix as given, encoded or not (SDKs decode only the other names).
+            prefix: Some(prefix),
             marker: Some(names.opt(marker.as_deref()).unwrap_or_default()),
             max_keys: v2.max_keys,
             is_truncated: v2.is_truncated,

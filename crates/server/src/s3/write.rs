@@ -241,7 +241,7 @@ pub(super) fn standard_headers(
         .map(str::trim)
         .filter(|e| *e != "aws-chunked")
         .collect();
-    keep("content-encoding", (!encoding.is_empty()).then(|| encoding.join(",")).as_deref());
+    keep("content-encoding", (!encoding.is_empty()).then(|| encoding.join(", ")).as_deref());
     keep("content-language", content_language);
     if let Some(t) = expires {
         let mut buf = Vec::new();
