@@ -208,6 +208,12 @@ def no_wrong_success(a):
     # What it does is done: SSE-S3 (AES256 at rest, which every object has) and a private ACL.
     r = a.put_object(Bucket=b, Key="nws/sse", Body=b"x", ServerSideEncryption="AES256", ACL="private")
     assert r.get("ServerSideEncryption") == "AES256", r
+    assert a.get_object(Bucket=b, Key="nws/sse").get("ServerSideEncryption") == "AES256"
+    # encryption headers on a read are refused, not ignored
+    sse_get = client("a-writer")
+    sse_get.meta.events.register("before-call.s3.GetObject",
+                                 lambda **kw: kw["params"]["headers"].update({"x-amz-server-side-encryption": "aws:kms"}))
+    assert status_of(sse_get.get_object, Bucket=b, Key="nws/sse") == 400
     ok("no wrong success: SSE-C, SSE-KMS, tags, public ACLs, object lock, GLACIER refused; nothing stored")
 
     # Checksums: a wrong one is BadDigest and stores nothing; a right one is kept and returned.
@@ -233,6 +239,8 @@ def no_wrong_success(a):
     fails("PreconditionFailed", a.put_object, Bucket=b, Key="nws/cond", Body=b"v2", IfNoneMatch="*")
     assert a.get_object(Bucket=b, Key="nws/cond")["Body"].read() == b"v1"
     a.put_object(Bucket=b, Key="nws/new", Body=b"n", IfNoneMatch="*")
+    fails("PreconditionFailed", a.put_object, Bucket=b, Key="nws/cond", Body=b"v2", IfNoneMatch=etag)
+    assert a.get_object(Bucket=b, Key="nws/cond")["Body"].read() == b"v1"
     try:
         a.get_object(Bucket=b, Key="nws/cond", IfNoneMatch=etag)
         raise AssertionError("If-None-Match with the current ETag was served")

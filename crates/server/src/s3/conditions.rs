@@ -90,12 +90,10 @@ pub(super) fn write(
     current: Option<&Version>,
     key: &str,
 ) -> S3Result<()> {
-    if let Some(c) = if_none_match {
-        if !matches!(c, ETagCondition::Any) {
-            return Err(s3_error!(NotImplemented, "If-None-Match on a write takes only `*`"));
-        }
-        if let Some(v) = current {
-            return Err(s3_error!(PreconditionFailed, "If-None-Match: * and {key} exists (ETag \"{}\")", v.etag));
+    if let (Some(c), Some(v)) = (if_none_match, current) {
+        // `*`: any current object fails it; an ETag: the current object with that ETag does.
+        if matches(c, v) {
+            return Err(s3_error!(PreconditionFailed, "If-None-Match and {key} exists (ETag \"{}\")", v.etag));
         }
     }
     if let Some(c) = if_match {
@@ -195,7 +193,9 @@ mod tests {
         assert_eq!(code(write(Some(&yes), None, Some(&obj), "k")), None);
         assert_eq!(code(write(Some(&no), None, Some(&obj), "k")), Some(S3ErrorCode::PreconditionFailed));
         assert_eq!(code(write(Some(&yes), None, None, "k")), Some(S3ErrorCode::NoSuchKey));
-        assert_eq!(code(write(None, Some(&yes), None, "k")), Some(S3ErrorCode::NotImplemented));
+        assert_eq!(code(write(None, Some(&yes), None, "k")), None);
+        assert_eq!(code(write(None, Some(&yes), Some(&obj), "k")), Some(S3ErrorCode::PreconditionFailed));
+        assert_eq!(code(write(None, Some(&no), Some(&obj), "k")), None);
         assert_eq!(code(delete(None, None, None, None, "k")), None);
         assert_eq!(code(delete(Some(&no), None, None, Some(&obj), "k")), Some(S3ErrorCode::PreconditionFailed));
         assert_eq!(code(delete(Some(&yes), Some(&at(5)), Some(0), Some(&obj), "k")), None);

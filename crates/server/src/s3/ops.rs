@@ -193,6 +193,11 @@ impl S3 for Gateway {
             i.expires.as_ref(),
         );
         let k2 = key.clone();
+        let mut headers = headers;
+        if let Some(sse) = &i.server_side_encryption {
+            // Only AES256 gets here (refuse::put): SSE-S3 is what every object has; say so on every read.
+            headers.insert("x-amz-server-side-encryption".into(), sse.as_str().to_string());
+        }
         let record: Recorder = Box::new(move |t, w, sums| {
             let mut v = version_of(w, hex::encode(w.md5), ct, meta);
             v.headers = headers;
@@ -225,6 +230,7 @@ impl S3 for Gateway {
         let c = self.caller(&req).await?;
         let i = &req.input;
         refuse::read_with_customer_key(i.sse_customer_algorithm.as_deref(), i.sse_customer_key.as_deref())?;
+        refuse::read_with_write_headers(&req.headers)?;
         let (t, bucket, key, vid) = (c.tenant.clone(), i.bucket.clone(), i.key.clone(), i.version_id.clone());
         let v = blocking(move || t.buckets(|st, _| find_version(st, &bucket, &key, vid.as_deref()))).await?;
         conditions::Read {
@@ -285,6 +291,7 @@ impl S3 for Gateway {
             content_encoding: h.content_encoding,
             content_language: h.content_language,
             expires: h.expires,
+            server_side_encryption: h.sse,
             parts_count,
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
@@ -301,6 +308,7 @@ impl S3 for Gateway {
         let c = self.caller(&req).await?;
         let i = &req.input;
         refuse::read_with_customer_key(i.sse_customer_algorithm.as_deref(), i.sse_customer_key.as_deref())?;
+        refuse::read_with_write_headers(&req.headers)?;
         let (t, bucket, key, vid) = (c.tenant.clone(), i.bucket.clone(), i.key.clone(), i.version_id.clone());
         let v = blocking(move || t.buckets(|st, _| find_version(st, &bucket, &key, vid.as_deref()))).await?;
         conditions::Read {
@@ -329,6 +337,7 @@ impl S3 for Gateway {
             content_encoding: h.content_encoding,
             content_language: h.content_language,
             expires: h.expires,
+            server_side_encryption: h.sse,
             parts_count,
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
@@ -1033,6 +1042,7 @@ fn checksum_output(mode: Option<&ChecksumMode>, v: &Version, partial: bool) -> C
 
 /// The standard headers a read returns: the version's, overridden by the request's `response-*` parameters.
 struct Served {
+    sse: Option<ServerSideEncryption>,
     content_type: Option<String>,
     cache_control: Option<String>,
     content_disposition: Option<String>,
@@ -1054,6 +1064,7 @@ impl Served {
     ) -> Served {
         let kept = |name: &str| v.headers.get(name).cloned();
         Served {
+            sse: kept("x-amz-server-side-encryption").map(ServerSideEncryption::from),
             content_type: content_type.cloned().or_else(|| v.content_type.clone()),
             cache_control: cache_control.cloned().or_else(|| kept("cache-control")),
             content_disposition: disposition.cloned().or_else(|| kept("content-disposition")),

@@ -136,6 +136,16 @@ pub(super) fn part(i: &UploadPartInput) -> S3Result<()> {
     .check()
 }
 
+/// Encryption headers belong to writes; on a read S3 answers 400 rather than ignore them.
+pub(super) fn read_with_write_headers(headers: &http::HeaderMap) -> S3Result<()> {
+    for h in ["x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id"] {
+        if headers.contains_key(h) {
+            return Err(s3_error!(InvalidArgument, "{h} is for writes; a read names no encryption"));
+        }
+    }
+    Ok(())
+}
+
 /// Reads with an SSE-C key: no object here was written with one, so the key cannot be the right one.
 pub(super) fn read_with_customer_key(algorithm: Option<&str>, key: Option<&str>) -> S3Result<()> {
     if algorithm.is_some() || key.is_some() {
