@@ -209,6 +209,9 @@ def no_wrong_success(a):
     r = a.put_object(Bucket=b, Key="nws/sse", Body=b"x", ServerSideEncryption="AES256", ACL="private")
     assert r.get("ServerSideEncryption") == "AES256", r
     assert a.get_object(Bucket=b, Key="nws/sse").get("ServerSideEncryption") == "AES256"
+    r = a.copy_object(Bucket=b, Key="nws/sse-copy", CopySource={"Bucket": b, "Key": "nws/sse"},
+                      ServerSideEncryption="AES256")
+    assert a.head_object(Bucket=b, Key="nws/sse-copy").get("ServerSideEncryption") == "AES256", r
     # encryption headers on a read are refused, not ignored
     sse_get = client("a-writer")
     sse_get.meta.events.register("before-call.s3.GetObject",

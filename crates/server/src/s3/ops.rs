@@ -626,6 +626,7 @@ impl S3 for Gateway {
             i.content_language.as_deref(),
             i.expires.as_ref(),
         );
+        let sse = i.server_side_encryption.clone();
         let conds = (
             i.copy_source_if_match.clone(),
             i.copy_source_if_none_match.clone(),
@@ -659,6 +660,9 @@ impl S3 for Gateway {
                     v.metadata = metadata.unwrap_or_default().into_iter().collect();
                     v.headers = headers;
                 }
+                if let Some(sse) = &sse {
+                    v.headers.insert("x-amz-server-side-encryption".into(), sse.as_str().to_string());
+                }
                 buckets::append(repo, st, Record::Put { bucket, key, version: v.clone() }).map_err(s3err)?;
                 Ok(v)
             })
@@ -670,6 +674,11 @@ impl S3 for Gateway {
                 last_modified: Some(timestamp(v.time_ms)),
                 ..Default::default()
             }),
+            server_side_encryption: v
+                .headers
+                .get("x-amz-server-side-encryption")
+                .cloned()
+                .map(ServerSideEncryption::from),
             version_id: Some(v.id),
             ..Default::default()
         }))
@@ -690,6 +699,10 @@ impl S3 for Gateway {
             i.content_language.as_deref(),
             i.expires.as_ref(),
         );
+        let mut headers = headers;
+        if let Some(sse) = &i.server_side_encryption {
+            headers.insert("x-amz-server-side-encryption".into(), sse.as_str().to_string());
+        }
         let info = Upload {
             key: i.key.clone(),
             started_ms: now_ms(),
