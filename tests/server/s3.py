@@ -260,6 +260,11 @@ def no_wrong_success(a):
     assert a.get_object(Bucket=b, Key="nws/cond")["Body"].read() == b"v2"
     a.delete_object(Bucket=b, Key="nws/cond", IfMatch=etag2)
     fails("NoSuchKey", a.get_object, Bucket=b, Key="nws/cond")
+    try:
+        a.head_object(Bucket=b, Key="nws/cond")
+        raise AssertionError("a deleted key was found")
+    except ClientError as e:
+        assert e.response["ResponseMetadata"]["HTTPHeaders"].get("x-amz-delete-marker") == "true", e.response
     fails("PreconditionFailed", a.copy_object, Bucket=b, Key="nws/copy", CopySource={"Bucket": b, "Key": "nws/new"},
           CopySourceIfMatch='"00"')
     ok("conditions: If-None-Match * / If-Match on PUT, 304 and 412 on GET/HEAD, If-Match on DELETE and copy")

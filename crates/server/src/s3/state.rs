@@ -80,16 +80,33 @@ impl Tenant {
 pub(super) fn find_version(st: &State, bucket: &str, key: &str, version: Option<&str>) -> S3Result<Version> {
     let b = st.buckets.get(bucket).ok_or_else(|| no_bucket(bucket))?;
     match version {
-        None => b.current(key).cloned().ok_or_else(|| no_key(key)),
+        None => b.current(key).cloned().ok_or_else(|| {
+            // A key whose current version is a delete marker says so, as S3 does (x-amz-delete-marker).
+            match b.objects.get(key).and_then(|vs| vs.last()) {
+                Some(marker) => marked(no_key(key), &marker.id),
+                None => no_key(key),
+            }
+        }),
         Some(v) => {
             let found = b.objects.get(key).and_then(|vs| vs.iter().find(|x| x.id == v)).cloned();
             let found = found.ok_or_else(|| s3_error!(NoSuchVersion, "no version {v} of {key}"))?;
             if found.is_delete_marker() {
-                return Err(s3_error!(MethodNotAllowed, "version {v} of {key} is a delete marker"));
+                return Err(marked(s3_error!(MethodNotAllowed, "version {v} of {key} is a delete marker"), v));
             }
             Ok(found)
         }
     }
+}
+
+/// An error about a delete marker, with the headers S3 gives it: `x-amz-delete-marker: true` and its version.
+fn marked(mut e: s3s::S3Error, version: &str) -> s3s::S3Error {
+    let mut h = http::HeaderMap::new();
+    h.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
+    if let Ok(v) = http::HeaderValue::from_str(version) {
+        h.insert("x-amz-version-id", v);
+    }
+    e.set_headers(h);
+    e
 }
 
 /// An upload in progress, checked to be for `key`.
