@@ -235,7 +235,22 @@ def no_wrong_success(a):
     assert a.head_object(Bucket=b, Key="nws/crc", ChecksumMode="ENABLED").get("ChecksumCRC32") == "DUoRhQ=="
     at = a.get_object_attributes(Bucket=b, Key="nws/crc", ObjectAttributes=["ETag", "Checksum", "ObjectSize"])
     assert at["Checksum"]["ChecksumCRC32"] == "DUoRhQ==" and at["ObjectSize"] == 11, at
-    ok("checksums: wrong CRC32 / SHA-256 refused (BadDigest, nothing stored); right ones kept and returned")
+    # A multipart object's checksum is the composite of its parts' (ceph/s3-tests' values: one 1 KiB part of 'A')
+    up = a.create_multipart_upload(Bucket=b, Key="nws/mpsum", ChecksumAlgorithm="SHA256")
+    assert up["ChecksumAlgorithm"] == "SHA256", up
+    p = a.upload_part(Bucket=b, Key="nws/mpsum", UploadId=up["UploadId"], PartNumber=1, Body=b"A" * 1024,
+                      ChecksumSHA256="arcu6553sHVAiX4MjW0j7I7vD4w6R+Gz9Ok0Q9lTa+0=")
+    assert p["ChecksumSHA256"] == "arcu6553sHVAiX4MjW0j7I7vD4w6R+Gz9Ok0Q9lTa+0=", p
+    part = {"ETag": p["ETag"], "ChecksumSHA256": p["ChecksumSHA256"], "PartNumber": 1}
+    fails("BadDigest", a.complete_multipart_upload, Bucket=b, Key="nws/mpsum", UploadId=up["UploadId"],
+          ChecksumSHA256="bad", MultipartUpload={"Parts": [part]})
+    composite = "Ok6Cs5b96ux6+MWQkJO7UBT5sKPBeXBLwvj/hK89smg=-1"
+    r = a.complete_multipart_upload(Bucket=b, Key="nws/mpsum", UploadId=up["UploadId"], ChecksumSHA256=composite,
+                                    MultipartUpload={"Parts": [part]})
+    assert r["ChecksumSHA256"] == composite, r
+    assert a.head_object(Bucket=b, Key="nws/mpsum", ChecksumMode="ENABLED")["ChecksumSHA256"] == composite
+    ok("checksums: wrong CRC32 / SHA-256 refused (BadDigest, nothing stored); right ones kept and returned; "
+       "multipart composites")
 
     # Conditional requests.
     etag = a.put_object(Bucket=b, Key="nws/cond", Body=b"v1")["ETag"]

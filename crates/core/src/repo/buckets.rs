@@ -99,6 +99,10 @@ pub struct Upload {
     pub metadata: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// The checksum algorithm the upload declared (`CRC32`, `SHA256`, ...): its parts carry one, and the
+    /// object gets the composite of theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_algorithm: Option<String>,
     #[serde(default)]
     pub parts: BTreeMap<u32, Part>,
 }

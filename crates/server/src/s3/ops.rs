@@ -703,7 +703,18 @@ impl S3 for Gateway {
         if let Some(sse) = &i.server_side_encryption {
             headers.insert("x-amz-server-side-encryption".into(), sse.as_str().to_string());
         }
+        let checksum_algorithm = match &i.checksum_algorithm {
+            Some(a) => Some(
+                checksums::algorithm(a.as_str())
+                    .ok_or_else(|| s3_error!(InvalidArgument, "checksum algorithm {}: unknown", a.as_str()))?,
+            ),
+            None => None,
+        };
+        if checksum_algorithm == Some("CRC64NVME") {
+            return Err(s3_error!(NotImplemented, "CRC64NVME for multipart uploads (full-object checksums only)"));
+        }
         let info = Upload {
+            checksum_algorithm: checksum_algorithm.map(str::to_string),
             key: i.key.clone(),
             started_ms: now_ms(),
             content_type: i.content_type,
@@ -725,6 +736,7 @@ impl S3 for Gateway {
             bucket: Some(i.bucket),
             key: Some(i.key),
             upload_id: Some(upload),
+            checksum_algorithm: checksum_algorithm.map(|a| ChecksumAlgorithm::from(a.to_string())),
             ..Default::default()
         }))
     }
@@ -754,7 +766,10 @@ impl S3 for Gateway {
         let plan = part_plan(&c.tenant, &upload, req.input.part_number as u32).await;
         let i = &mut req.input;
         let number = i.part_number as u32;
+        let verified: std::sync::Arc<std::sync::Mutex<BTreeMap<String, String>>> = Default::default();
+        let told = verified.clone();
         let record: Recorder = Box::new(move |t, w, sums| {
+            *told.lock().expect("part checksums") = sums.clone();
             let part = Part {
                 tree: w.tree.to_hex(),
                 size: w.size,
@@ -774,7 +789,16 @@ impl S3 for Gateway {
         let i = &req.input;
         let (w, _) = self.store_body(&c, &i.key, len, body, i.content_md5.as_deref(), sums, plan, record).await?;
         let etag = hex::encode(w.md5);
-        Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
+        let sums = checksums::as_output(&verified.lock().expect("part checksums"));
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
+            ..Default::default()
+        }))
     }
 
     async fn complete_multipart_upload(
@@ -784,17 +808,25 @@ impl S3 for Gateway {
         let c = self.caller(&req).await?;
         let i = req.input;
         refuse::read_with_customer_key(i.sse_customer_algorithm.as_deref(), i.sse_customer_key.as_deref())?;
-        let whole_object_sum = i.checksum_crc32.is_some()
-            || i.checksum_crc32c.is_some()
-            || i.checksum_crc64nvme.is_some()
-            || i.checksum_sha1.is_some()
-            || i.checksum_sha256.is_some();
-        if whole_object_sum {
-            return Err(s3_error!(
-                NotImplemented,
-                "a checksum of the whole multipart object is not verified by this gateway; send each part's instead"
-            ));
+        // A checksum of the whole object is the composite of the parts' (S3's COMPOSITE type); it is compared
+        // with the one the parts' verified checksums give.
+        let sent: Vec<(&'static str, String)> = [
+            ("CRC32", &i.checksum_crc32),
+            ("CRC32C", &i.checksum_crc32c),
+            ("CRC64NVME", &i.checksum_crc64nvme),
+            ("SHA1", &i.checksum_sha1),
+            ("SHA256", &i.checksum_sha256),
+        ]
+        .into_iter()
+        .filter_map(|(a, v)| v.clone().map(|v| (a, v)))
+        .collect();
+        if sent.len() > 1 {
+            return Err(s3_error!(InvalidRequest, "a completion names one checksum of the whole object at most"));
         }
+        if i.checksum_type.as_ref().is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT) {
+            return Err(s3_error!(NotImplemented, "full-object checksums of multipart uploads (COMPOSITE only)"));
+        }
+        let sent = sent.into_iter().next();
         let (if_match, if_none_match) = (i.if_match.clone(), i.if_none_match.clone());
         let listed: Vec<(i32, String, Checksum)> = i
             .multipart_upload
@@ -873,6 +905,7 @@ impl S3 for Gateway {
                     size += p.size;
                     md5s.extend(hex::decode(&p.etag).unwrap_or_default());
                 }
+                let object_sums = object_checksum(u, &listed, sent.as_ref())?;
                 use md5::Digest;
                 let etag = format!("{}-{}", hex::encode(md5::Md5::digest(&md5s)), listed.len());
                 let (tree, entries) = objects::concat(repo, &trees, size).map_err(s3err)?;
@@ -887,7 +920,7 @@ impl S3 for Gateway {
                     upload: Some(upload.clone()),
                     parts: sizes,
                     headers: u.headers.clone(),
-                    checksums: BTreeMap::new(),
+                    checksums: object_sums,
                 };
                 buckets::append(repo, st, Record::Put { bucket: bucket.clone(), key, version: version.clone() })
                     .map_err(s3err)?;
@@ -899,7 +932,13 @@ impl S3 for Gateway {
         .await?;
         // The concatenated tree's index file is in the catalog already (written by the core).
         let (v, _entries) = v;
+        let sums = checksums::as_output(&v.checksums);
         Ok(S3Response::new(CompleteMultipartUploadOutput {
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
+            checksum_type: (!v.checksums.is_empty()).then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
             bucket: Some(i.bucket.clone()),
             key: Some(i.key),
             e_tag: Some(ETag::Strong(v.etag)),
@@ -1112,4 +1151,36 @@ impl Served {
             i.response_expires.as_ref(),
         )
     }
+}
+
+/// A completed multipart object's checksum: the composite of its listed parts' verified checksums, for the
+/// algorithm the completion sent (which must then match) or the upload declared (every part must have one).
+fn object_checksum(
+    u: &Upload,
+    listed: &[(i32, String, Checksum)],
+    sent: Option<&(&'static str, String)>,
+) -> S3Result<BTreeMap<String, String>> {
+    let Some(alg) = sent.map(|(a, _)| *a).or(u.checksum_algorithm.as_deref().and_then(checksums::algorithm)) else {
+        return Ok(BTreeMap::new());
+    };
+    let of_parts: Option<Vec<&str>> = listed
+        .iter()
+        .map(|(n, _, _)| u.parts.get(&(*n as u32)).and_then(|p| p.checksums.get(alg)).map(String::as_str))
+        .collect();
+    let Some(of_parts) = of_parts else {
+        return Err(match sent {
+            Some((_, v)) => s3_error!(BadDigest, "{alg} {v}: not every part was uploaded with a {alg} checksum"),
+            None => {
+                s3_error!(InvalidRequest, "the upload declared {alg} checksums and a part was uploaded without one")
+            }
+        });
+    };
+    let c = checksums::composite(alg, &of_parts)?;
+    if let Some((_, v)) = sent {
+        let bare = c.strip_suffix(&format!("-{}", of_parts.len())).unwrap_or(&c);
+        if *v != c && v != bare {
+            return Err(s3_error!(BadDigest, "{alg} {v} is not the parts' composite {c}"));
+        }
+    }
+    Ok(BTreeMap::from([(alg.to_string(), c)]))
 }
