@@ -8,7 +8,8 @@
 # - an instance SIGKILLed in the middle of a remote backup loses nothing: the client (given all instances)
 #   carries on through another, and the snapshot restores byte-identical;
 # - every S3 gateway serves the tenant's same buckets: an object put through one is read through another, and
-#   a multipart upload begun on an instance that is then SIGKILLed is finished through another.
+#   a multipart upload begun on an instance that is then SIGKILLed is finished through another, and so is one
+#   whose instance is SIGKILLed in the middle of a part's body (nothing half-stored becomes visible).
 set -euo pipefail
 : "${MVAULT_CATALOG:?set MVAULT_CATALOG to a postgres:// URL}"
 # shellcheck source=../server/lib.sh
@@ -177,6 +178,8 @@ elif op == "mpu-part":
     r = c.upload_part(Bucket=args[0], Key=args[1], UploadId=args[2], PartNumber=int(args[3]),
                       Body=open(args[4], "rb").read())
     print(r["ETag"])
+elif op == "mpu-parts":
+    print(" ".join(str(p["PartNumber"]) for p in c.list_parts(Bucket=args[0], Key=args[1], UploadId=args[2]).get("Parts", [])))
 elif op == "mpu-done":
     parts = [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(args[3:])]
     c.complete_multipart_upload(Bucket=args[0], Key=args[1], UploadId=args[2], MultipartUpload={"Parts": parts})
@@ -204,6 +207,37 @@ s3 A mpu-done ckpts step-2/model.safetensors "$upload" "$e1" "$e2" "$e3"
 s3 A get ckpts step-2/model.safetensors "$T/mpu-out"
 cat "$T/part1" "$T/part2" "$T/part3" | cmp - "$T/mpu-out" || fail "the multipart object finished through A differs"
 pass "S3: a multipart upload begun on $survivor (SIGKILLed after part 1) finished through A, 15 MiB identical"
+
+# An instance SIGKILLed in the middle of a part's body: a fourth instance, D, holds at its first pack write
+# (the fault point pack-written, on a progress signal, not a sleep) while a 40 MiB part streams into it, and
+# is killed there. Nothing of the half-stored part is visible; the client sends it again through A and
+# completes the upload, and the object is byte-identical.
+export MVAULT_TEST_PAUSE=pack-written@1 MVAULT_TEST_PAUSE_FILE=$T/paused-D
+start_instance D --tls-cert "$T/state-A/server-cert.pem" --tls-key "$T/state-A/server-key.pem"
+unset MVAULT_TEST_PAUSE MVAULT_TEST_PAUSE_FILE
+s3 D ls ckpts >/dev/null 2>"$T/d-ls.err" || fail "D does not answer: $(tail -n 3 "$T/d-ls.err") / $(tail -n 5 "$T/srv-D.err")"
+head -c $((40 << 20)) /dev/urandom >"$T/big1"
+head -c $((2 << 20)) /dev/urandom >"$T/big2"
+upload=$(s3 A mpu-start ckpts step-3/model.safetensors)
+s3 D mpu-part ckpts step-3/model.safetensors "$upload" 1 "$T/big1" >"$T/d.etag" 2>"$T/d.err" &
+client=$!
+for _ in $(seq 6000); do
+  [[ -e $T/paused-D ]] && break
+  kill -0 $client 2>/dev/null || fail "the part through D ended before D wrote a pack: $(cat "$T/d.err")"
+  sleep 0.01
+done
+[[ -e $T/paused-D ]] || fail "D never reached its first pack write"
+kill -KILL "${PID_OF[D]}"
+wait "${PID_OF[D]}" 2>/dev/null || true
+if wait $client; then fail "the part through D was answered although D was killed mid-body"; fi
+[[ -z $(s3 A mpu-parts ckpts step-3/model.safetensors "$upload") ]] || fail "a half-stored part is visible"
+e1=$(s3 A mpu-part ckpts step-3/model.safetensors "$upload" 1 "$T/big1")
+e2=$(s3 A mpu-part ckpts step-3/model.safetensors "$upload" 2 "$T/big2")
+s3 A mpu-done ckpts step-3/model.safetensors "$upload" "$e1" "$e2"
+s3 A get ckpts step-3/model.safetensors "$T/big-out"
+cat "$T/big1" "$T/big2" | cmp - "$T/big-out" || fail "the object finished after D's kill differs"
+"$M" --vault "$V" -q check --read-data >/dev/null || fail "check finds damage after D's kill mid-part"
+pass "S3: D SIGKILLed in the middle of a 40 MiB part (at its first pack write): no part visible, the part sent again through A, the upload completed, 42 MiB read back identical, check clean"
 # The shared schedule ran once per second between the instances, never twice in one second: each run's
 # record (from any instance's chain) carries its start, and a run takes the job's lease for a second.
 as_on "$OP" A --json audit show >"$T/audit.json"
