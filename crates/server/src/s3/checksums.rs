@@ -143,15 +143,22 @@ fn value_of(c: &Checksum, alg: &str) -> Option<String> {
     }
 }
 
+/// The type of stored checksums: COMPOSITE for a multipart object's (`...-N`), FULL_OBJECT for a body's.
+pub(super) fn kind(stored: &BTreeMap<String, String>) -> Option<s3s::dto::ChecksumType> {
+    use s3s::dto::ChecksumType;
+    let composite = stored.values().next()?.rsplit_once('-').is_some_and(|(_, n)| n.parse::<u32>().is_ok());
+    Some(ChecksumType::from_static(if composite { ChecksumType::COMPOSITE } else { ChecksumType::FULL_OBJECT }))
+}
+
 /// Stored checksums as the output fields of a GET, HEAD or PUT.
 pub(super) fn as_output(stored: &BTreeMap<String, String>) -> Checksum {
     Checksum {
+        checksum_type: kind(stored),
         checksum_crc32: stored.get("CRC32").cloned(),
         checksum_crc32c: stored.get("CRC32C").cloned(),
         checksum_crc64nvme: stored.get("CRC64NVME").cloned(),
         checksum_sha1: stored.get("SHA1").cloned(),
         checksum_sha256: stored.get("SHA256").cloned(),
-        ..Default::default()
     }
 }
 

@@ -298,6 +298,7 @@ impl S3 for Gateway {
             checksum_crc64nvme: sums.checksum_crc64nvme,
             checksum_sha1: sums.checksum_sha1,
             checksum_sha256: sums.checksum_sha256,
+            checksum_type: sums.checksum_type,
             metadata: (!v.metadata.is_empty()).then(|| v.metadata.clone().into_iter().collect()),
             version_id: Some(v.id.clone()),
             ..Default::default()
@@ -344,6 +345,7 @@ impl S3 for Gateway {
             checksum_crc64nvme: sums.checksum_crc64nvme,
             checksum_sha1: sums.checksum_sha1,
             checksum_sha256: sums.checksum_sha256,
+            checksum_type: sums.checksum_type,
             metadata: (!v.metadata.is_empty()).then(|| v.metadata.clone().into_iter().collect()),
             version_id: Some(v.id),
             ..Default::default()
@@ -713,6 +715,9 @@ impl S3 for Gateway {
         if checksum_algorithm == Some("CRC64NVME") {
             return Err(s3_error!(NotImplemented, "CRC64NVME for multipart uploads (full-object checksums only)"));
         }
+        if i.checksum_type.as_ref().is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT) {
+            return Err(s3_error!(NotImplemented, "full-object checksums of multipart uploads (COMPOSITE only)"));
+        }
         let info = Upload {
             checksum_algorithm: checksum_algorithm.map(str::to_string),
             key: i.key.clone(),
@@ -737,6 +742,7 @@ impl S3 for Gateway {
             key: Some(i.key),
             upload_id: Some(upload),
             checksum_algorithm: checksum_algorithm.map(|a| ChecksumAlgorithm::from(a.to_string())),
+            checksum_type: checksum_algorithm.map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
             ..Default::default()
         }))
     }
