@@ -235,15 +235,18 @@ fn run(cli: Cli) -> Result<i32> {
 #[derive(Clone, Copy, PartialEq)]
 pub enum TestHooks {
     Off,
-    /// The test binary only.
+    /// The test binary only (the hooks exist only in a build with the `test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
     FromEnvironment,
 }
 
 /// The program: parse the arguments, run the command, exit with its code.
 pub fn main(hooks: TestHooks) {
+    #[cfg(feature = "test-hooks")]
     if hooks == TestHooks::FromEnvironment {
         mvault_core::enable_test_hooks();
     }
+    let _ = hooks;
     fix_malloc_mmap_threshold();
     quiet_on_closed_stdout();
     // One TLS crypto provider for the process (OpenDAL's transport also links aws-lc; ring is used).

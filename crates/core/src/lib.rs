@@ -36,6 +36,7 @@ pub mod synth;
 
 pub use error::{Error, Result};
 // The repository layer: the vault, its stores, its metadata.
+#[cfg(feature = "test-hooks")]
 pub use fault::enable_test_hooks;
 pub use repo::{
     buckets, heal, hostname, now, tenants, BlobSource, IndexSummary, InitOptions, OpenOptions, Repo, SnapshotList,

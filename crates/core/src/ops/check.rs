@@ -195,8 +195,10 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
         }
     }
 
-    // Packs named by the index against packs on the stores.
-    let on_store = repo.list_packs()?;
+    // Packs named by the index against packs on the stores (one listing of the stores serves this and the
+    // redundancy count below).
+    let inventory = repo.shard_inventory()?;
+    let on_store: BTreeSet<PackId> = inventory.keys().copied().collect();
     for p in indexed.difference(&on_store) {
         r.errors.push(format!("pack {p}: named by the index but on no store"));
     }
@@ -221,7 +223,7 @@ pub fn check(repo: &Repo, read: ReadData, progress: &Progress) -> Result<CheckRe
             t.size
         ));
     }
-    r.shortfall = repo.shortfall(&repo.shard_inventory()?)?;
+    r.shortfall = repo.shortfall(&inventory)?;
     for p in &r.shortfall.unreadable {
         r.errors.push(format!(
             "pack {p}: fewer than {} shards on the stores that are up: unreadable",

@@ -104,8 +104,7 @@ pub fn hostname() -> String {
 /// when set: the tests' fake clock for snapshot times, retention and snapshot locks. Vault locks always use
 /// the real clock.
 pub fn now() -> std::time::SystemTime {
-    let fake = || std::env::var("MVAULT_TEST_NOW").ok().and_then(|s| humantime::parse_rfc3339_weak(&s).ok());
-    crate::fault::test_hooks().then(fake).flatten().unwrap_or_else(std::time::SystemTime::now)
+    crate::fault::fake_now().unwrap_or_else(std::time::SystemTime::now)
 }
 
 pub fn now_rfc3339() -> String {

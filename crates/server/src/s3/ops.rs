@@ -233,13 +233,7 @@ impl S3 for Gateway {
         refuse::read_with_write_headers(&req.headers)?;
         let (t, bucket, key, vid) = (c.tenant.clone(), i.bucket.clone(), i.key.clone(), i.version_id.clone());
         let v = blocking(move || t.buckets(|st, _| find_version(st, &bucket, &key, vid.as_deref()))).await?;
-        conditions::Read {
-            if_match: i.if_match.as_ref(),
-            if_none_match: i.if_none_match.as_ref(),
-            if_modified_since: i.if_modified_since.as_ref(),
-            if_unmodified_since: i.if_unmodified_since.as_ref(),
-        }
-        .check(&v)?;
+        read_conditions!(i).check(&v)?;
         let (range, parts_count) = read_range(&v, i.range.as_ref(), i.part_number)?;
         let (start, end) = range.as_ref().map(|r| (r.start, r.end)).unwrap_or((0, v.size));
         let len = end - start;
@@ -277,7 +271,7 @@ impl S3 for Gateway {
         });
         note(c.trace.as_ref(), |t| t.bytes_out = len);
         let sums = checksum_output(i.checksum_mode.as_ref(), &v, range.is_some() && parts_count.is_none());
-        let h = Served::of(&v, i);
+        let h = served!(&v, i);
         Ok(S3Response::new(GetObjectOutput {
             body: Some(StreamingBlob::new(ChanBody { rx, left: len as usize })),
             content_length: Some(len as i64),
@@ -312,20 +306,14 @@ impl S3 for Gateway {
         refuse::read_with_write_headers(&req.headers)?;
         let (t, bucket, key, vid) = (c.tenant.clone(), i.bucket.clone(), i.key.clone(), i.version_id.clone());
         let v = blocking(move || t.buckets(|st, _| find_version(st, &bucket, &key, vid.as_deref()))).await?;
-        conditions::Read {
-            if_match: i.if_match.as_ref(),
-            if_none_match: i.if_none_match.as_ref(),
-            if_modified_since: i.if_modified_since.as_ref(),
-            if_unmodified_since: i.if_unmodified_since.as_ref(),
-        }
-        .check(&v)?;
+        read_conditions!(i).check(&v)?;
         let (range, parts_count) = read_range(&v, i.range.as_ref(), i.part_number)?;
         let (len, content_range) = match &range {
             Some(r) => (r.end - r.start, Some(format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), v.size))),
             None => (v.size, None),
         };
         let sums = checksum_output(i.checksum_mode.as_ref(), &v, range.is_some() && parts_count.is_none());
-        let h = Served::of_head(&v, i);
+        let h = served!(&v, i);
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(len as i64),
             content_range,
@@ -1133,31 +1121,36 @@ impl Served {
                 .or_else(|| kept("expires").and_then(|e| Timestamp::parse(TimestampFormat::HttpDate, &e).ok())),
         }
     }
-
-    fn of(v: &Version, i: &GetObjectInput) -> Served {
-        Served::build(
-            v,
-            i.response_content_type.as_ref(),
-            i.response_cache_control.as_ref(),
-            i.response_content_disposition.as_ref(),
-            i.response_content_encoding.as_ref(),
-            i.response_content_language.as_ref(),
-            i.response_expires.as_ref(),
-        )
-    }
-
-    fn of_head(v: &Version, i: &HeadObjectInput) -> Served {
-        Served::build(
-            v,
-            i.response_content_type.as_ref(),
-            i.response_cache_control.as_ref(),
-            i.response_content_disposition.as_ref(),
-            i.response_content_encoding.as_ref(),
-            i.response_content_language.as_ref(),
-            i.response_expires.as_ref(),
-        )
-    }
 }
+
+/// GET and HEAD carry the same conditions and `response-*` parameters under the same names (s3s gives each
+/// its own input type): one reading of them serves both.
+macro_rules! read_conditions {
+    ($i:expr) => {
+        conditions::Read {
+            if_match: $i.if_match.as_ref(),
+            if_none_match: $i.if_none_match.as_ref(),
+            if_modified_since: $i.if_modified_since.as_ref(),
+            if_unmodified_since: $i.if_unmodified_since.as_ref(),
+        }
+    };
+}
+use read_conditions;
+
+macro_rules! served {
+    ($v:expr, $i:expr) => {
+        Served::build(
+            $v,
+            $i.response_content_type.as_ref(),
+            $i.response_cache_control.as_ref(),
+            $i.response_content_disposition.as_ref(),
+            $i.response_content_encoding.as_ref(),
+            $i.response_content_language.as_ref(),
+            $i.response_expires.as_ref(),
+        )
+    };
+}
+use served;
 
 /// A completed multipart object's checksum: the composite of its listed parts' verified checksums, for the
 /// algorithm the completion sent (which must then match) or the upload declared (every part must have one).

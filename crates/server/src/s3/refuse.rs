@@ -59,73 +59,46 @@ impl Asked<'_> {
     }
 }
 
+/// The `Asked` of an object write: PutObject, CreateMultipartUpload and CopyObject carry the same headers
+/// under the same names (s3s gives each its own input type).
+macro_rules! asked_of_write {
+    ($i:expr) => {
+        Asked {
+            acl: $i.acl.as_ref().map(|a| a.as_str()),
+            grants: $i.grant_full_control.is_some()
+                || $i.grant_read.is_some()
+                || $i.grant_read_acp.is_some()
+                || $i.grant_write_acp.is_some(),
+            sse: $i.server_side_encryption.as_ref().map(|s| s.as_str()),
+            sse_kms: $i.ssekms_key_id.is_some() || $i.ssekms_encryption_context.is_some(),
+            sse_c: $i.sse_customer_algorithm.is_some()
+                || $i.sse_customer_key.is_some()
+                || $i.sse_customer_key_md5.is_some(),
+            bucket_key: $i.bucket_key_enabled == Some(true),
+            tagging: $i.tagging.is_some(),
+            object_lock: $i.object_lock_mode.is_some()
+                || $i.object_lock_retain_until_date.is_some()
+                || $i.object_lock_legal_hold_status.is_some(),
+            storage_class: $i.storage_class.as_ref().map(|c| c.as_str()),
+            website_redirect: $i.website_redirect_location.is_some(),
+            write_offset: false,
+        }
+    };
+}
+
 pub(super) fn put(i: &PutObjectInput) -> S3Result<()> {
-    Asked {
-        acl: i.acl.as_ref().map(|a| a.as_str()),
-        grants: i.grant_full_control.is_some()
-            || i.grant_read.is_some()
-            || i.grant_read_acp.is_some()
-            || i.grant_write_acp.is_some(),
-        sse: i.server_side_encryption.as_ref().map(|s| s.as_str()),
-        sse_kms: i.ssekms_key_id.is_some() || i.ssekms_encryption_context.is_some(),
-        sse_c: i.sse_customer_algorithm.is_some() || i.sse_customer_key.is_some() || i.sse_customer_key_md5.is_some(),
-        bucket_key: i.bucket_key_enabled == Some(true),
-        tagging: i.tagging.is_some(),
-        object_lock: i.object_lock_mode.is_some()
-            || i.object_lock_retain_until_date.is_some()
-            || i.object_lock_legal_hold_status.is_some(),
-        storage_class: i.storage_class.as_ref().map(|c| c.as_str()),
-        website_redirect: i.website_redirect_location.is_some(),
-        write_offset: i.write_offset_bytes.is_some(),
-    }
-    .check()
+    Asked { write_offset: i.write_offset_bytes.is_some(), ..asked_of_write!(i) }.check()
 }
 
 pub(super) fn create_upload(i: &CreateMultipartUploadInput) -> S3Result<()> {
-    Asked {
-        acl: i.acl.as_ref().map(|a| a.as_str()),
-        grants: i.grant_full_control.is_some()
-            || i.grant_read.is_some()
-            || i.grant_read_acp.is_some()
-            || i.grant_write_acp.is_some(),
-        sse: i.server_side_encryption.as_ref().map(|s| s.as_str()),
-        sse_kms: i.ssekms_key_id.is_some() || i.ssekms_encryption_context.is_some(),
-        sse_c: i.sse_customer_algorithm.is_some() || i.sse_customer_key.is_some() || i.sse_customer_key_md5.is_some(),
-        bucket_key: i.bucket_key_enabled == Some(true),
-        tagging: i.tagging.is_some(),
-        object_lock: i.object_lock_mode.is_some()
-            || i.object_lock_retain_until_date.is_some()
-            || i.object_lock_legal_hold_status.is_some(),
-        storage_class: i.storage_class.as_ref().map(|c| c.as_str()),
-        website_redirect: i.website_redirect_location.is_some(),
-        write_offset: false,
-    }
-    .check()
+    asked_of_write!(i).check()
 }
 
 pub(super) fn copy(i: &CopyObjectInput) -> S3Result<()> {
-    Asked {
-        acl: i.acl.as_ref().map(|a| a.as_str()),
-        grants: i.grant_full_control.is_some()
-            || i.grant_read.is_some()
-            || i.grant_read_acp.is_some()
-            || i.grant_write_acp.is_some(),
-        sse: i.server_side_encryption.as_ref().map(|s| s.as_str()),
-        sse_kms: i.ssekms_key_id.is_some() || i.ssekms_encryption_context.is_some(),
-        sse_c: i.sse_customer_algorithm.is_some()
-            || i.sse_customer_key.is_some()
-            || i.copy_source_sse_customer_algorithm.is_some()
-            || i.copy_source_sse_customer_key.is_some(),
-        bucket_key: i.bucket_key_enabled == Some(true),
-        tagging: i.tagging.is_some() || i.tagging_directive.is_some(),
-        object_lock: i.object_lock_mode.is_some()
-            || i.object_lock_retain_until_date.is_some()
-            || i.object_lock_legal_hold_status.is_some(),
-        storage_class: i.storage_class.as_ref().map(|c| c.as_str()),
-        website_redirect: i.website_redirect_location.is_some(),
-        write_offset: false,
-    }
-    .check()
+    let asked = asked_of_write!(i);
+    let source_sse_c = i.copy_source_sse_customer_algorithm.is_some() || i.copy_source_sse_customer_key.is_some();
+    Asked { sse_c: asked.sse_c || source_sse_c, tagging: asked.tagging || i.tagging_directive.is_some(), ..asked }
+        .check()
 }
 
 pub(super) fn part(i: &UploadPartInput) -> S3Result<()> {
